@@ -1,0 +1,3 @@
+from gs_video_report.cli import main
+
+main()

@@ -1,0 +1,290 @@
+"""Settings: one typed object, resolved once.
+
+Precedence, lowest first:
+  1. built-in defaults (the field defaults below, mirrored in config.yaml.example)
+  2. the config file: ``--config PATH``, else ``./config.yaml``, else
+     ``config.yaml`` in the user config dir (``$GS_VIDEOREPORT_HOME`` when set)
+  3. environment: ``GS_VIDEOREPORT_<SECTION>__<KEY>`` (e.g.
+     ``GS_VIDEOREPORT_API__REQUEST_TIMEOUT``), plus the short aliases in ``ENV_ALIASES``
+  4. command-line flags
+
+The API key is *not* a setting: it never enters this object, its dumps or the
+state database. ``resolve_api_key`` finds it and wraps it in ``ApiKey``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gs_video_report.errors import AuthError, ConfigError
+
+APP_NAME = "gs_videoreport"
+ENV_PREFIX = "GS_VIDEOREPORT_"
+ENV_ALIASES = {
+    "GS_VIDEOREPORT_BASE_URL": ("api", "base_url"),
+}
+HOME_ENV = "GS_VIDEOREPORT_HOME"
+DEFAULT_MODEL = "gemini-3.8-flash"
+DEFAULT_TEMPLATE = "chinese_transcript"
+STANDARD_KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Section):
+    key_env: str | None = Field(
+        None, description="Environment variable to read the API key from (before the standard ones)"
+    )
+    base_url: str | None = Field(
+        None, description="Send every Gemini call, uploads included, to this endpoint"
+    )
+    api_version: str = Field("v1beta", description="Gemini API version (the Files API needs v1beta)")
+    request_timeout: float = Field(600.0, gt=0, description="Seconds a generate call may take")
+    upload_timeout: float = Field(300.0, gt=0, description="Seconds one 8 MiB upload chunk may take")
+    processing_timeout: float = Field(
+        600.0, gt=0, description="Seconds to wait for an uploaded file to become ACTIVE (base)"
+    )
+    processing_timeout_per_gb: float = Field(
+        900.0, ge=0, description="Extra processing wait per GB of video"
+    )
+    max_retries: int = Field(3, ge=0, le=20, description="Retries of a retryable error per call")
+
+
+class TemplateSettings(_Section):
+    default: str = Field(DEFAULT_TEMPLATE, description="Template used when -t is not given")
+    dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra template folders (relative to the config file); they override built-ins",
+    )
+
+
+class OutputSettings(_Section):
+    dir: Path = Field(Path("output"), description="Where `main` writes lessons")
+    template_subfolders: bool = Field(True, description="Put each template's lessons in its own folder")
+
+
+class VideoSettings(_Section):
+    max_file_size_mb: int = Field(
+        2048, gt=0, description="Largest local video accepted (Files API limit: 2 GB per file)"
+    )
+
+
+class Settings(_Section):
+    model: str = Field(DEFAULT_MODEL, description="Gemini model name")
+    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
+    templates: TemplateSettings = Field(default_factory=TemplateSettings)  # type: ignore[arg-type]
+    output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
+    video: VideoSettings = Field(default_factory=VideoSettings)  # type: ignore[arg-type]
+
+    # Not user settings: where the values came from, for messages and `config show`.
+    config_file: Path | None = Field(None, exclude=True)
+
+
+def home_dir(env: Mapping[str, str] | None = None) -> Path:
+    """All state and caches live here (``$GS_VIDEOREPORT_HOME`` or the user data dir)."""
+    env = os.environ if env is None else env
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser()
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def user_config_file(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser() / "config.yaml"
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
+
+
+def find_config_file(explicit: Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file not found: {explicit}")
+        return explicit
+    for candidate in (cwd / "config.yaml", user_config_file(env)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = target
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Settings from the environment, and which variable set each path (for errors)."""
+    layer: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for name, raw in env.items():
+        if name in ENV_ALIASES:
+            path = ENV_ALIASES[name]
+        elif name.startswith(ENV_PREFIX) and name != HOME_ENV:
+            path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        else:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        # A bare string like "on" would become a bool; keep plain words as text
+        # unless the target is obviously not a string (pydantic coerces numbers).
+        if isinstance(value, bool) and raw.strip().lower() not in {"true", "false"}:
+            value = raw
+        _set_path(layer, path, value)
+        origin[path] = name
+    return layer, origin
+
+
+def _validate(data: dict[str, Any], source: str, origin: Mapping[tuple[str, ...], str]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc) or "(top level)"
+        where = origin.get(loc, source)
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: unknown setting '{key}'") from exc
+        raise ConfigError(f"{where}: setting '{key}': {err['msg']}") from exc
+
+
+def load_settings(
+    *,
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve settings once. ``overrides`` maps dotted keys (``"api.base_url"``) to flag values;
+    ``None`` values mean "flag not given"."""
+    env = dict(os.environ) if env is None else dict(env)
+    cwd = Path.cwd() if cwd is None else cwd
+    data: dict[str, Any] = {}
+    file = find_config_file(config_path, env, cwd)
+    if file is not None:
+        file_data = _read_yaml(file)
+        data = _deep_merge(data, file_data)
+        settings = _validate(data, str(file), {})
+        # Template folders in the file are relative to the file, not to the cwd.
+        dirs = [d if d.is_absolute() else (file.parent / d) for d in settings.templates.dirs]
+        data = _deep_merge(data, {"templates": {"dirs": [str(d) for d in dirs]}})
+    env_data, env_origin = _env_layer(env)
+    data = _deep_merge(data, env_data)
+    _validate(data, "environment", env_origin)
+    flag_data: dict[str, Any] = {}
+    flag_origin: dict[tuple[str, ...], str] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        path = tuple(dotted.split("."))
+        _set_path(flag_data, path, value)
+        flag_origin[path] = "command line"
+    data = _deep_merge(data, flag_data)
+    settings = _validate(data, "command line", flag_origin)
+    return settings.model_copy(update={"config_file": file})
+
+
+class ApiKey:
+    """An API key that never prints itself. Identify it by ``fingerprint``."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value.strip()
+        self.source = source
+
+    def reveal(self) -> str:
+        """The key itself: only for the HTTP client, never for logs or storage."""
+        return self._value
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self._value)
+
+    def __repr__(self) -> str:
+        return f"ApiKey({self.fingerprint}, from {self.source})"
+
+    __str__ = __repr__
+
+
+def key_fingerprint(value: str) -> str:
+    """A short, stable, non-reversible name for a key (``key-1a2b3c4d``)."""
+    return "key-" + hashlib.sha256(value.strip().encode()).hexdigest()[:8]
+
+
+def resolve_api_key(
+    settings: Settings,
+    *,
+    flag: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ApiKey:
+    """``--api-key``, else the configured variable, else GEMINI_API_KEY / GOOGLE_API_KEY,
+    else the same names in ``./.env``. Raises ``AuthError`` when there is none."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    if flag and flag.strip():
+        return ApiKey(flag, "--api-key")
+    names = [n for n in (settings.api.key_env, *STANDARD_KEY_ENVS) if n]
+    for name in names:
+        if env.get(name, "").strip():
+            return ApiKey(env[name], f"${name}")
+    dotenv_file = cwd / ".env"
+    if dotenv_file.is_file():
+        values = dotenv_values(dotenv_file)
+        for name in names:
+            value = values.get(name)
+            if value and value.strip():
+                return ApiKey(value, f"{dotenv_file.name} {name}")
+    wanted = " or ".join(f"${n}" for n in names)
+    raise AuthError(
+        f"no Gemini API key: set {wanted}, put it in ./.env, pass --api-key, "
+        "or use --simulate to try the tool without one"
+    )
+
+
+MediaResolution = Literal["low", "medium", "high"]

@@ -1,0 +1,177 @@
+"""The one exception root of gs_videoreport and its exit codes.
+
+Hierarchy (each class carries its ``exit_code``; API errors also carry the
+retry decision as data, so callers never parse messages)::
+
+    GsVideoReportError
+    ├── UsageError                  exit 2   conflicting or malformed options
+    ├── ConfigError                 exit 3   config file, settings, parameters
+    │   └── TemplateError           exit 3   unknown/broken template, missing parameter
+    ├── InputError                  exit 3   a video or URL we refuse before any API call
+    ├── OutputError                 exit 1   the lesson could not be written
+    ├── StorageError                exit 1   the state database failed
+    └── ApiError                    exit 1   anything Gemini (or the way to it) answered
+        ├── AuthError               exit 4   invalid key, permission denied, no key
+        ├── FileAccessError         exit 1   403 on an uploaded file: upload again
+        ├── FileProcessingError     exit 1   the uploaded file ended FAILED
+        ├── TransientError          exit 1   5xx, resets, unreadable bodies
+        │   ├── ApiTimeoutError     exit 1   no answer within the request timeout
+        │   └── RateLimitError      exit 5   429; ``quota`` says per-minute or per-day
+        ├── PermanentError          exit 1   400-class answers that will not change on retry
+        └── AnswerError             exit 1   the model answered, but not a usable lesson
+                                             (finish_reason != STOP, blocked, invalid JSON)
+
+Only ``services/gemini`` creates ``ApiError`` subclasses from SDK exceptions.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit statuses (documented in the README and ``--help``)."""
+
+    OK = 0
+    PARTIAL = 1  # some (or the only) video failed
+    USAGE = 2
+    INPUT = 3  # bad input or configuration
+    AUTH = 4
+    QUOTA = 5  # quota or budget exhausted; the work is resumable
+    INTERRUPTED = 130
+
+
+class QuotaScope(StrEnum):
+    PER_MINUTE = "per_minute"
+    PER_DAY = "per_day"
+    UNKNOWN = "unknown"
+
+
+class GsVideoReportError(Exception):
+    exit_code: ExitCode = ExitCode.PARTIAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(GsVideoReportError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(GsVideoReportError):
+    exit_code = ExitCode.INPUT
+
+
+class TemplateError(ConfigError):
+    pass
+
+
+class InputError(GsVideoReportError):
+    exit_code = ExitCode.INPUT
+
+
+class OutputError(GsVideoReportError):
+    pass
+
+
+class StorageError(GsVideoReportError):
+    pass
+
+
+class ApiError(GsVideoReportError):
+    """An error from the Gemini API or the transport to it.
+
+    ``retryable`` is the retry decision; ``retry_after`` the server's own delay
+    (RetryInfo) in seconds when it gave one; ``status`` the HTTP code when known.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def kind(self) -> str:
+        """A stable short name for reports and the attempts table."""
+        return type(self).__name__
+
+
+class AuthError(ApiError):
+    exit_code = ExitCode.AUTH
+
+
+class FileAccessError(ApiError):
+    """403 on an uploaded file: expired, deleted, or owned by another key's project.
+
+    Retrying the same call cannot help; uploading again (with the key that will
+    generate) can, so it is retryable *with a re-upload*.
+    """
+
+    retryable = True
+
+
+class FileProcessingError(ApiError):
+    """Gemini could not process the uploaded video (state FAILED)."""
+
+
+class TransientError(ApiError):
+    retryable = True
+
+
+class ApiTimeoutError(TransientError):
+    """The call did not answer within its timeout; retry with a longer one."""
+
+
+class RateLimitError(TransientError):
+    """429 RESOURCE_EXHAUSTED.
+
+    ``quota`` is read from the QuotaFailure details (quotaId), never from the
+    message wording. A per-day quota is not worth retrying before the reset.
+    """
+
+    exit_code = ExitCode.QUOTA
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        retry_after: float | None = None,
+        quota: QuotaScope = QuotaScope.UNKNOWN,
+        quota_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after)
+        self.quota = quota
+        self.quota_id = quota_id
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.quota is not QuotaScope.PER_DAY
+
+
+class PermanentError(ApiError):
+    pass
+
+
+class AnswerError(ApiError):
+    """The model answered but the answer is not a complete lesson.
+
+    ``reason`` is the finish reason (MAX_TOKENS, SAFETY, RECITATION...), the
+    block reason, ``EMPTY`` or ``INVALID_JSON``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

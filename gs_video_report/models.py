@@ -1,0 +1,124 @@
+"""Frozen value types that cross layers. No behaviour beyond small derived properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class SourceKind(StrEnum):
+    FILE = "file"
+    YOUTUBE = "youtube"
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """What the user pointed at: a local file or a public YouTube video."""
+
+    kind: SourceKind
+    # For files the resolved absolute path; for YouTube the canonical watch URL.
+    identity: str
+    display_name: str
+    path: Path | None = None
+    youtube_id: str | None = None
+
+    @property
+    def is_youtube(self) -> bool:
+        return self.kind is SourceKind.YOUTUBE
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the probe learned about a local video before anything was spent."""
+
+    duration_s: float
+    size_bytes: int
+    mime_type: str
+    width: int | None = None
+    height: int | None = None
+    has_audio: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    candidates_tokens: int = 0
+    thoughts_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt": self.prompt_tokens,
+            "candidates": self.candidates_tokens,
+            "thoughts": self.thoughts_tokens,
+            "cached": self.cached_tokens,
+            "total": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    name: str  # files/<id>
+    uri: str
+    mime_type: str
+    state: str  # PROCESSING | ACTIVE | FAILED
+    size_bytes: int | None = None
+    expires_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One API call, as recorded for reports and the attempts table."""
+
+    stage: str  # upload | poll | generate | delete
+    model: str | None
+    latency_s: float
+    ok: bool
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A validated structured answer."""
+
+    data: dict[str, Any]
+    usage: Usage
+    finish_reason: str
+    model: str
+    model_version: str | None
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The knobs of one generate call, from the template and the user."""
+
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    media_resolution: str | None = None  # low | medium | high
+    fps: float | None = None
+    thinking_level: str | None = None
+    start_offset_s: float | None = None
+    end_offset_s: float | None = None
+
+
+@dataclass(frozen=True)
+class LessonFiles:
+    markdown: Path
+    answer_json: Path
+
+
+@dataclass(frozen=True)
+class LessonResult:
+    source: VideoSource
+    files: LessonFiles
+    generation: Generation
+    calls: tuple[CallRecord, ...] = field(default_factory=tuple)

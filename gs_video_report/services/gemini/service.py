@@ -1,0 +1,393 @@
+"""GeminiService: the only code that talks to Gemini (google-genai, async client).
+
+It uploads (streamed, 8 MiB chunks by the SDK), waits for ACTIVE, generates a JSON
+answer against the template's schema, and deletes. It never retries: every failure
+leaves here as one of our ``ApiError`` classes and the caller decides. The SDK's
+own HTTP retries stay off (its default) so attempts are never multiplied.
+
+Two SDK surprises handled here:
+- the upload URL the server hands back is used as-is by the SDK, even when the
+  client has a ``base_url``; a *per-call* ``base_url`` rewrites its host, so uploads
+  pass it explicitly and really reach the configured endpoint;
+- with aiohttp installed the SDK's async path re-sends a request once, 1-10 s after a
+  connection error, which can bill a generation twice; we pin the httpx2 transport
+  whenever aiohttp is importable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import types
+
+from gs_video_report.config import ApiKey, ApiSettings
+from gs_video_report.errors import (
+    AnswerError,
+    ApiError,
+    ApiTimeoutError,
+    FileProcessingError,
+)
+from gs_video_report.models import (
+    CallRecord,
+    Generation,
+    GenerationSettings,
+    UploadedFile,
+    Usage,
+)
+from gs_video_report.services.gemini.errors import translate
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+Validator = Callable[[Any], list[str]]
+Sleep = Callable[[float], Awaitable[None]]
+
+_SHORT_CALL_TIMEOUT_S = 60.0
+_POLL_DELAYS_S = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
+_RESOLUTIONS = {
+    "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
+    "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
+    "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
+}
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """What a generate call points at: an uploaded file's URI or a YouTube URL."""
+
+    uri: str
+    mime_type: str | None
+    file_name: str | None = None  # files/<id> when uploaded
+
+
+class _ProgressReader(io.RawIOBase):
+    """Counts bytes as the SDK reads the file, chunk by chunk, for upload progress."""
+
+    def __init__(self, raw: io.BufferedReader, total: int, callback: ProgressCallback) -> None:
+        self._raw = raw
+        self._total = total
+        self._callback = callback
+        self._done = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        self._done += count
+        self._callback(min(self._done, self._total), self._total)
+        return count
+
+
+def _uploaded(file: types.File) -> UploadedFile:
+    state = file.state.name if file.state is not None else "STATE_UNSPECIFIED"
+    error = None
+    if file.error is not None:
+        error = " ".join(str(file.error.message or f"code {file.error.code}").split())
+    return UploadedFile(
+        name=file.name or "",
+        uri=file.uri or "",
+        mime_type=file.mime_type or "",
+        state=state,
+        size_bytes=file.size_bytes,
+        expires_at=file.expiration_time,
+        error=error,
+    )
+
+
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    if meta is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=meta.prompt_token_count or 0,
+        candidates_tokens=meta.candidates_token_count or 0,
+        thoughts_tokens=meta.thoughts_token_count or 0,
+        cached_tokens=meta.cached_content_token_count or 0,
+        total_tokens=meta.total_token_count or 0,
+    )
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "name", value))
+
+
+class GeminiService:
+    """One client for the service's lifetime (a dropped ``genai.Client`` closes itself)."""
+
+    def __init__(
+        self,
+        key: ApiKey,
+        api: ApiSettings,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_call: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self.key_fingerprint = key.fingerprint
+        self._secret = key.reveal()
+        self._api = api
+        self._sleep = sleep
+        self._clock = clock
+        self._on_call = on_call
+        options: dict[str, Any] = {
+            "api_version": api.api_version,
+            "timeout": _ms(api.request_timeout),
+        }
+        if api.base_url:
+            options["base_url"] = api.base_url
+        if importlib.util.find_spec("aiohttp") is not None:
+            options["async_client_args"] = {"transport": httpx2.AsyncHTTPTransport(retries=0)}
+        self._client = genai.Client(api_key=self._secret, http_options=types.HttpOptions(**options))
+
+    async def __aenter__(self) -> GeminiService:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+        self._client.close()
+
+    def _call_options(self, timeout_s: float) -> dict[str, Any]:
+        options: dict[str, Any] = {"timeout": _ms(timeout_s)}
+        if self._api.base_url:
+            options["base_url"] = self._api.base_url
+        return options
+
+    @asynccontextmanager
+    async def _call(
+        self,
+        stage: str,
+        *,
+        model: str | None = None,
+        touches_file: bool = False,
+        record_success: bool = True,
+    ) -> Any:
+        """Time the call, translate its failure, and report it to ``on_call``."""
+        started = self._clock()
+        try:
+            yield
+        except BaseException as exc:
+            mapped = translate(exc, stage=stage, touches_file=touches_file, secret=self._secret)
+            if mapped is None:
+                raise
+            self._record(CallRecord(stage, model, self._clock() - started, False,
+                                    error_kind=mapped.kind, error_message=mapped.message))  # fmt: skip
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if record_success:
+            self._record(CallRecord(stage, model, self._clock() - started, True))
+
+    def _record(self, record: CallRecord) -> None:
+        level = logging.DEBUG if record.ok else logging.INFO
+        logger.log(level, "%s %s in %.2fs%s", record.stage, "ok" if record.ok else "failed",
+                   record.latency_s, f": {record.error_message}" if record.error_message else "")  # fmt: skip
+        if self._on_call is not None:
+            self._on_call(record)
+
+    async def upload(
+        self,
+        path: Path,
+        mime_type: str,
+        *,
+        display_name: str,
+        progress: ProgressCallback | None = None,
+    ) -> UploadedFile:
+        size = path.stat().st_size
+        config: dict[str, Any] = {
+            "display_name": display_name[:500],
+            "mime_type": mime_type,
+            "http_options": self._call_options(self._api.upload_timeout),
+        }
+        async with self._call("upload"):
+            with open(path, "rb") as raw:
+                source: io.IOBase = raw
+                if progress is not None:
+                    source = _ProgressReader(raw, size, progress)
+                file = await self._client.aio.files.upload(file=source, config=config)
+        return _uploaded(file)
+
+    async def get_file(self, name: str) -> UploadedFile:
+        async with self._call("poll", touches_file=True):
+            file = await self._client.aio.files.get(
+                name=name, config={"http_options": self._call_options(_SHORT_CALL_TIMEOUT_S)}
+            )
+        return _uploaded(file)
+
+    def processing_deadline_s(self, size_bytes: int) -> float:
+        return self._api.processing_timeout + self._api.processing_timeout_per_gb * size_bytes / 1e9
+
+    async def wait_until_active(self, file: UploadedFile, *, size_bytes: int) -> UploadedFile:
+        """Poll with growing pauses until ACTIVE; FAILED and the deadline are errors."""
+        deadline = self._clock() + self.processing_deadline_s(size_bytes)
+        attempt = 0
+        while True:
+            if file.state == "ACTIVE":
+                return file
+            if file.state == "FAILED":
+                reason = file.error or "no reason given"
+                raise FileProcessingError(f"Gemini could not process the video: {reason}")
+            if self._clock() >= deadline:
+                raise ApiTimeoutError(
+                    f"uploaded file {file.name} was still {file.state} after "
+                    f"{self.processing_deadline_s(size_bytes):.0f}s"
+                )
+            await self._sleep(_POLL_DELAYS_S[min(attempt, len(_POLL_DELAYS_S) - 1)])
+            attempt += 1
+            file = await self.get_file(file.name)
+
+    async def delete_file(self, name: str) -> None:
+        async with self._call("delete", touches_file=True):
+            await self._client.aio.files.delete(
+                name=name, config={"http_options": self._call_options(_SHORT_CALL_TIMEOUT_S)}
+            )
+
+    async def list_files(self) -> list[UploadedFile]:
+        async with self._call("list"):
+            pager = await self._client.aio.files.list(
+                config={"page_size": 100, "http_options": self._call_options(_SHORT_CALL_TIMEOUT_S)}
+            )
+            files = [_uploaded(f) async for f in pager]
+        return files
+
+    async def generate(
+        self,
+        *,
+        model: str,
+        video: VideoRef,
+        prompt: str,
+        schema: dict[str, Any],
+        settings: GenerationSettings,
+        system_instruction: str | None = None,
+        validate: Validator | None = None,
+        timeout_s: float | None = None,
+    ) -> Generation:
+        """One generateContent call in JSON mode; anything short of a complete, valid
+        answer is an ``AnswerError`` (never half a lesson)."""
+        part = types.Part(file_data=types.FileData(file_uri=video.uri, mime_type=video.mime_type))
+        clip: dict[str, Any] = {}
+        if settings.fps is not None:
+            clip["fps"] = settings.fps
+        if settings.start_offset_s is not None:
+            clip["start_offset"] = f"{settings.start_offset_s:g}s"
+        if settings.end_offset_s is not None:
+            clip["end_offset"] = f"{settings.end_offset_s:g}s"
+        if clip:
+            part.video_metadata = types.VideoMetadata(**clip)
+        config = types.GenerateContentConfig(
+            system_instruction=system_instruction,
+            temperature=settings.temperature,
+            max_output_tokens=settings.max_output_tokens,
+            response_mime_type="application/json",
+            response_json_schema=schema,
+            media_resolution=_RESOLUTIONS.get(settings.media_resolution or ""),
+            thinking_config=(
+                types.ThinkingConfig(thinking_level=types.ThinkingLevel(settings.thinking_level.upper()))
+                if settings.thinking_level
+                else None
+            ),
+            http_options=types.HttpOptions(**self._call_options(timeout_s or self._api.request_timeout)),
+        )
+        contents = [types.Content(role="user", parts=[part, types.Part(text=prompt)])]
+        started = self._clock()
+        touches_file = video.file_name is not None
+        async with self._call("generate", model=model, touches_file=touches_file, record_success=False):
+            response = await self._client.aio.models.generate_content(
+                model=model, contents=contents, config=config
+            )
+        latency = self._clock() - started
+        usage = _usage(response.usage_metadata)
+        candidate = response.candidates[0] if response.candidates else None
+        finish = _enum_name(candidate.finish_reason) if candidate and candidate.finish_reason else None
+        try:
+            generation = self._read_answer(response, model=model, latency=latency, validate=validate)
+        except AnswerError as exc:
+            self._record(CallRecord("generate", model, latency, False, usage, finish,
+                                    exc.kind, exc.message))  # fmt: skip
+            raise
+        self._record(CallRecord("generate", model, latency, True, usage, finish))
+        return generation
+
+    def _read_answer(
+        self,
+        response: types.GenerateContentResponse,
+        *,
+        model: str,
+        latency: float,
+        validate: Validator | None,
+    ) -> Generation:
+        usage = _usage(response.usage_metadata)
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:
+            reason = _enum_name(feedback.block_reason)
+            raise AnswerError(f"the prompt was blocked by Gemini ({reason})", reason=f"BLOCKED_{reason}")
+        if not response.candidates:
+            raise AnswerError("Gemini returned no answer (no candidates)", reason="EMPTY")
+        candidate = response.candidates[0]
+        finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else "UNSPECIFIED"
+        if finish != "STOP":
+            hints = {
+                "MAX_TOKENS": "the answer hit max_output_tokens and was cut off",
+                "SAFETY": "the answer was stopped by safety filters",
+                "RECITATION": "the answer was stopped for reciting copyrighted text",
+            }
+            hint = hints.get(finish, "the answer did not finish normally")
+            raise AnswerError(f"incomplete answer: finish_reason={finish} ({hint})", reason=finish)
+        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        if not text.strip():
+            raise AnswerError("Gemini returned an empty answer", reason="EMPTY")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AnswerError(f"the answer is not valid JSON ({exc.msg})", reason="INVALID_JSON") from exc
+        if not isinstance(data, dict):
+            raise AnswerError("the answer is JSON but not an object", reason="INVALID_JSON")
+        problems = validate(data) if validate else []
+        if problems:
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise AnswerError(
+                f"the answer does not match the template's schema: {problems[0]}{more}",
+                reason="SCHEMA_MISMATCH",
+            )
+        return Generation(
+            data=data,
+            usage=usage,
+            finish_reason=finish,
+            model=model,
+            model_version=response.model_version,
+            latency_s=latency,
+        )
+
+
+__all__ = ["ApiError", "GeminiService", "VideoRef"]

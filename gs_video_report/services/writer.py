@@ -1,0 +1,126 @@
+"""FileWriter: where a lesson goes, and writing it so a crash never leaves half a file.
+
+Names are readable and deterministic: ``<output>/<template>/<stem>.md`` with the
+answer beside it as ``<stem>.json``. A name already taken by a *different* source
+(two ``intro.mp4`` in different folders, ``x.mp4`` next to ``x.mov``) gets a short
+hash of the source's identity: ``intro-3fa2c1.md``. The same source always maps to
+the same file, so re-running replaces its lesson instead of piling up copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from gs_video_report.errors import OutputError
+from gs_video_report.models import LessonFiles, VideoSource
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_MAX_STEM_BYTES = 150
+
+
+def safe_stem(name: str) -> str:
+    """A file-system-safe, still readable stem (keeps non-ASCII letters and spaces)."""
+    # Undecodable bytes in file names arrive as lone surrogates; they cannot be encoded.
+    cleaned = name.encode("utf-8", "replace").decode("utf-8").replace("\ufffd", "_")
+    cleaned = _UNSAFE.sub("_", cleaned)
+    cleaned = re.sub(r"\s+", " ", cleaned).strip(" .")
+    while len(cleaned.encode("utf-8")) > _MAX_STEM_BYTES:
+        cleaned = cleaned[:-1]
+    return cleaned or "video"
+
+
+def source_hash(source: VideoSource) -> str:
+    return hashlib.sha256(source.identity.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+
+
+def _owner_of(json_path: Path) -> str | None:
+    """The source identity recorded in an existing answer file, if readable."""
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, str) else None
+
+
+class FileWriter:
+    def __init__(self, output_dir: Path, *, template_subfolders: bool = True) -> None:
+        self.output_dir = output_dir
+        self.template_subfolders = template_subfolders
+
+    def folder_for(self, template_name: str, subdir: Path | None = None) -> Path:
+        folder = self.output_dir / template_name if self.template_subfolders else self.output_dir
+        return folder / subdir if subdir else folder
+
+    def plan(
+        self,
+        source: VideoSource,
+        template_name: str,
+        *,
+        subdir: Path | None = None,
+        stem: str | None = None,
+        taken: Collection[Path] = (),
+    ) -> LessonFiles:
+        """Choose the lesson's paths. ``taken`` holds paths already promised to other
+        sources in this run; files on disk count as taken when their answer names
+        another source."""
+        folder = self.folder_for(template_name, subdir)
+        base = safe_stem(stem or source.display_name)
+        for candidate in (base, f"{base}-{source_hash(source)}"):
+            md = folder / f"{candidate}.md"
+            if md in taken:
+                continue
+            owner = _owner_of(md.with_suffix(".json"))
+            if md.exists() and owner != source.identity:
+                continue
+            return LessonFiles(markdown=md, answer_json=md.with_suffix(".json"))
+        # The hashed name is ours by construction; only a hash collision gets here.
+        md = folder / f"{base}-{hashlib.sha256(source.identity.encode()).hexdigest()[:12]}.md"
+        return LessonFiles(markdown=md, answer_json=md.with_suffix(".json"))
+
+    def write(self, files: LessonFiles, markdown: str, answer_document: dict[str, Any]) -> None:
+        """The answer first, then the lesson: a lesson on disk always has its answer."""
+        text = json.dumps(answer_document, ensure_ascii=False, indent=2) + "\n"
+        atomic_write_text(files.answer_json, text)
+        atomic_write_text(files.markdown, markdown)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,106 @@
+"""A Gemini-compatible HTTP simulator for ``--simulate``, the tests and the benchmarks.
+
+    with Simulator() as sim:
+        sim.add_fault(Fault("rate_limit_minute", "generate", times=2, retry_after=5))
+        ... point the SDK at sim.url with any key ...
+        sim.stats()["calls"]["generate"]
+
+It listens on 127.0.0.1 (a free port) in a background thread. Everything it
+received is counted (``stats()``); faults and limits can also be set over HTTP
+(``/_sim/faults``, ``/_sim/limits``) by another process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from gs_video_report.simulator.server import Handler
+from gs_video_report.simulator.state import ENDPOINTS, FAULT_KINDS, Fault, SimState, fingerprint
+
+SIMULATED_KEY = "simulated-key-not-a-secret"
+
+__all__ = ["ENDPOINTS", "FAULT_KINDS", "SIMULATED_KEY", "Fault", "Simulator"]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class Simulator:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+        seed: int = 0,
+    ) -> None:
+        self.state = SimState(clock=clock, seed=seed)
+        handler = type("BoundHandler", (Handler,), {"state": self.state})
+        self._server = _Server((host, port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="gemini-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.state.stop_event.set()  # releases hanging handlers
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- steering ----------------------------------------------------------------
+    def add_fault(self, fault: Fault) -> None:
+        with self.state.lock:
+            self.state.faults.append(fault)
+
+    def chaos(self, rate: float, kinds: tuple[str, ...]) -> None:
+        """Inject a random fault from ``kinds`` into a ``rate`` share of calls."""
+        with self.state.lock:
+            self.state.chaos_rate = rate
+            self.state.chaos_kinds = kinds
+
+    def set_limits(self, **limits: Any) -> None:
+        with self.state.lock:
+            for key, value in limits.items():
+                setattr(self.state.limits, key, value)
+
+    def invalidate_key(self, key: str) -> None:
+        self.state.invalid_keys.add(fingerprint(key))
+
+    def hand_out_upload_urls_on(self, base: str) -> None:
+        """Make upload URLs point at ``base`` (as the real API points at its own host)."""
+        self.state.upload_host = base.rstrip("/")
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.snapshot()
+
+    def api_calls(self) -> int:
+        """Calls to the Gemini API surface (not counting control requests)."""
+        calls = self.state.snapshot()["calls"]
+        return sum(calls.get(e, 0) for e in ENDPOINTS)

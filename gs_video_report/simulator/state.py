@@ -1,0 +1,258 @@
+"""What the simulator remembers: files, uploads in progress, faults to inject,
+limits to enforce, and counters of everything it received. Thread-safe."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import secrets
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+FILE_TTL_S = 48 * 3600
+ENDPOINTS = ("upload_start", "upload_chunk", "get_file", "list_files", "delete_file", "generate")
+
+# Fault kinds, and which endpoints each makes sense on.
+FAULT_KINDS = {
+    "rate_limit_minute": "any",  # 429, quotaId ...PerMinute..., RetryInfo retryDelay
+    "rate_limit_day": "any",  # 429, quotaId ...PerDay..., no RetryInfo
+    "server_error": "any",  # 500 INTERNAL
+    "unavailable": "any",  # 503 UNAVAILABLE, model overloaded
+    "hang": "any",  # answer only after `delay` seconds (past the client's timeout)
+    "reset": "any",  # close the connection without an answer (RST)
+    "truncated": "any",  # 200 with a JSON body cut in half
+    "permission_denied": "any",  # 403 as for a foreign or expired file
+    "processing_failed": "upload",  # the uploaded file ends FAILED
+    "max_tokens": "generate",  # finishReason MAX_TOKENS with cut JSON
+    "safety": "generate",  # finishReason SAFETY, no text
+    "recitation": "generate",  # finishReason RECITATION, no text
+    "blocked": "generate",  # promptFeedback.blockReason, no candidates
+    "invalid_answer": "generate",  # STOP, but JSON that misses required fields
+}
+
+
+def fingerprint(key: str) -> str:
+    return "key-" + hashlib.sha256(key.strip().encode()).hexdigest()[:8]
+
+
+@dataclass
+class Fault:
+    """Inject ``kind`` into the next ``times`` matching calls.
+
+    ``endpoint`` is one of ``ENDPOINTS`` or ``"*"``; ``match`` (optional) must be a
+    substring of the subject of the call: the file's display name, or the video URL.
+    """
+
+    kind: str
+    endpoint: str = "generate"
+    times: int = 1
+    match: str | None = None
+    retry_after: float = 10.0  # for rate_limit_minute
+    delay: float = 30.0  # for hang
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {self.endpoint!r}")
+
+
+@dataclass
+class SimFile:
+    id: str
+    owner: str  # key fingerprint
+    display_name: str
+    mime_type: str
+    size: int
+    created: float
+    sha256: str
+    duration_s: float
+    polls_left: int
+    failed_reason: str | None = None
+    deleted: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"files/{self.id}"
+
+
+@dataclass
+class Upload:
+    id: str
+    owner: str
+    display_name: str
+    mime_type: str
+    size: int
+    received: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+    spool: Any = None  # temp file with the bytes, for probing; None past the cap
+    fail_processing: bool = False
+
+
+@dataclass
+class Limits:
+    rpm: int | None = None  # generate requests per minute per key, else 429 per-minute
+    max_concurrency: int | None = None  # requests in flight at once, else 429
+    latency: dict[str, float] = field(default_factory=dict)  # endpoint -> seconds
+    polls_until_active: int = 1
+    probe_max_bytes: int = 64 * 1024 * 1024
+
+
+class SimState:
+    def __init__(self, *, clock: Callable[[], float] = time.time, seed: int = 0) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.files: dict[str, SimFile] = {}
+        self.uploads: dict[str, Upload] = {}
+        self.faults: list[Fault] = []
+        self.chaos_rate = 0.0
+        self.chaos_kinds: tuple[str, ...] = ()
+        self.rng = random.Random(seed)
+        self.limits = Limits()
+        self.invalid_keys: set[str] = set()
+        self.upload_host: str | None = None  # hand out upload URLs on another host
+        self.stop_event = threading.Event()
+        self._windows: dict[str, deque[float]] = defaultdict(deque)
+        self.in_flight = 0
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self.calls: Counter[str] = Counter()
+            self.calls_by_file: dict[str, Counter[str]] = defaultdict(Counter)
+            self.generate_by_subject: Counter[str] = Counter()
+            self.statuses: Counter[int] = Counter()
+            self.faults_injected: Counter[str] = Counter()
+            self.keys_seen: set[str] = set()
+            self.uploads_started = 0
+            self.uploads_completed = 0
+            self.bytes_received = 0
+            self.files_deleted = 0
+            self.max_in_flight = 0
+            self.generate_requests: deque[dict[str, Any]] = deque(maxlen=2000)
+
+    # -- flight accounting -------------------------------------------------
+    @contextlib.contextmanager
+    def flight(self) -> Iterator[int]:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            current = self.in_flight
+        try:
+            yield current
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def over_rpm(self, owner: str) -> float | None:
+        """Seconds until the window frees when ``owner`` is over its per-minute limit."""
+        rpm = self.limits.rpm
+        if not rpm:
+            return None
+        with self.lock:
+            now = self.clock()
+            window = self._windows[owner]
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= rpm:
+                return max(0.5, 60 - (now - window[0]))
+            window.append(now)
+            return None
+
+    # -- faults ------------------------------------------------------------
+    def take_fault(self, endpoint: str, subject: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                applies = fault.endpoint in ("*", endpoint) and (
+                    fault.match is None or fault.match in subject
+                )
+                if applies and fault.times > 0:
+                    fault.times -= 1
+                    self.faults_injected[fault.kind] += 1
+                    return fault
+            if self.chaos_rate and self.rng.random() < self.chaos_rate:
+                kinds = [k for k in self.chaos_kinds if FAULT_KINDS[k] in ("any", _family(endpoint))]
+                if kinds:
+                    kind = self.rng.choice(kinds)
+                    self.faults_injected[kind] += 1
+                    return Fault(kind=kind, endpoint=endpoint)
+            return None
+
+    # -- files -------------------------------------------------------------
+    def new_upload(self, owner: str, display_name: str, mime: str, size: int) -> Upload:
+        upload = Upload(secrets.token_hex(12), owner, display_name, mime, size)
+        if size <= self.limits.probe_max_bytes:
+            upload.spool = tempfile.NamedTemporaryFile(prefix="gsvr-sim-", delete=False)  # noqa: SIM115
+        with self.lock:
+            self.uploads[upload.id] = upload
+            self.uploads_started += 1
+        return upload
+
+    def finish_upload(self, upload: Upload, probe: Callable[[str | None, int], tuple[float, str | None]]) -> SimFile:
+        spool_path = None
+        if upload.spool is not None:
+            upload.spool.close()
+            spool_path = upload.spool.name
+        try:
+            duration, failed = probe(spool_path, upload.size)
+        finally:
+            if spool_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(spool_path)
+        file = SimFile(
+            id=secrets.token_hex(6),
+            owner=upload.owner,
+            display_name=upload.display_name,
+            mime_type=upload.mime_type,
+            size=upload.size,
+            created=self.clock(),
+            sha256=upload.hasher.hexdigest(),
+            duration_s=duration,
+            polls_left=self.limits.polls_until_active,
+            failed_reason=failed,
+        )
+        with self.lock:
+            self.uploads.pop(upload.id, None)
+            self.files[file.id] = file
+            self.uploads_completed += 1
+        return file
+
+    def live_file(self, file_id: str, owner: str) -> SimFile | None:
+        """The file if it exists, is not deleted or expired, and belongs to ``owner``."""
+        with self.lock:
+            file = self.files.get(file_id)
+            if file is None or file.deleted or file.owner != owner:
+                return None
+            if self.clock() - file.created > FILE_TTL_S:
+                return None
+            return file
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            live = [f for f in self.files.values() if not f.deleted]
+            return {
+                "calls": dict(self.calls),
+                "calls_by_file": {k: dict(v) for k, v in self.calls_by_file.items()},
+                "generate_by_subject": dict(self.generate_by_subject),
+                "statuses": {str(k): v for k, v in self.statuses.items()},
+                "faults_injected": dict(self.faults_injected),
+                "keys_seen": sorted(self.keys_seen),
+                "uploads_started": self.uploads_started,
+                "uploads_completed": self.uploads_completed,
+                "bytes_received": self.bytes_received,
+                "files_live": len(live),
+                "files_deleted": self.files_deleted,
+                "max_in_flight": self.max_in_flight,
+                "generate_requests": list(self.generate_requests),
+            }
+
+
+def _family(endpoint: str) -> str:
+    return "upload" if endpoint.startswith("upload") else endpoint
