@@ -43,7 +43,8 @@ class _Context:
 
 
 def _topic(name: str) -> str:
-    words = re.sub(r"[_\-.]+", " ", name).strip()
+    stem = re.sub(r"\.[A-Za-z0-9]{2,4}$", "", name)
+    words = re.sub(r"[_\-.]+", " ", stem).strip()
     return words or "this video"
 
 

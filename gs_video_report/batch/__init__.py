@@ -1,0 +1,1 @@
+"""Orchestration: turning checked inputs into lessons with the services, deciding retries."""

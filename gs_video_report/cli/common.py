@@ -1,0 +1,144 @@
+"""What every command shares: the runtime (injectable time and simulator), error
+handling that turns our exceptions into one line and an exit code, logging setup,
+and choosing the API target (real Gemini or the simulator)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from gs_video_report.config import ApiKey, Settings, home_dir, load_settings, resolve_api_key
+from gs_video_report.errors import ExitCode, GsVideoReportError
+from gs_video_report.simulator import SIMULATED_KEY, Simulator
+
+logger = logging.getLogger("gs_video_report")
+
+
+@dataclass
+class Runtime:
+    """Things tests replace: how to sleep, and which simulator ``--simulate`` uses."""
+
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    simulator: Simulator | None = None  # an already started one; else a fresh one per command
+    secrets: set[str] = field(default_factory=set)
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    if not isinstance(ctx.obj, Runtime):
+        ctx.obj = Runtime()
+    return ctx.obj
+
+
+class RedactingFilter(logging.Filter):
+    """Last line of defence: no registered secret reaches a log handler."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for secret in self.secrets:
+            if secret and secret in message:
+                message = message.replace(secret, "[key]")
+        record.msg, record.args = message, ()
+        return True
+
+
+def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
+    """stderr gets warnings (everything with -v); the log file under the home dir gets INFO."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_gs_videoreport", False):
+            root.removeHandler(handler)
+            handler.close()
+    redact = RedactingFilter(rt.secrets)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [stderr]
+    if to_file:
+        log_dir = home_dir() / "logs"
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            file = logging.handlers.RotatingFileHandler(
+                log_dir / "gs_videoreport.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
+            )
+            file.setLevel(logging.INFO)
+            file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handlers.append(file)
+        except OSError as exc:
+            print(f"warning: cannot write logs to {log_dir}: {exc}", file=sys.stderr)
+    for handler in handlers:
+        handler.addFilter(redact)
+        handler._gs_videoreport = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx2", "httpx", "httpcore", "google_genai", "google.genai", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(int(code))
+
+
+@contextmanager
+def handle_errors(verbose: bool) -> Iterator[None]:
+    """One line on stderr and a documented exit code; a traceback only with -v."""
+    try:
+        yield
+    except GsVideoReportError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        logger.info("failed: %s", exc)
+        raise fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        logger.exception("internal error")
+        raise fail(
+            f"internal error: {type(exc).__name__}: {exc} (run again with -v for details)",
+            ExitCode.PARTIAL,
+        ) from None
+
+
+def settings_from(config: Path | None, **flags: Any) -> Settings:
+    return load_settings(config_path=config, overrides=flags)
+
+
+@contextmanager
+def api_target(
+    rt: Runtime, settings: Settings, *, simulate: bool, api_key: str | None
+) -> Iterator[tuple[Settings, ApiKey]]:
+    """Real Gemini with the user's key, or the built-in simulator on a loopback port."""
+    if not simulate:
+        key = resolve_api_key(settings, flag=api_key)
+        rt.secrets.add(key.reveal())
+        logger.info("using API key %s (from %s)", key.fingerprint, key.source)
+        yield settings, key
+        return
+    own = rt.simulator is None
+    sim = Simulator().start() if rt.simulator is None else rt.simulator
+    try:
+        api = settings.api.model_copy(update={"base_url": sim.url})
+        logger.info("simulating Gemini at %s", sim.url)
+        yield settings.model_copy(update={"api": api}), ApiKey(SIMULATED_KEY, "simulator")
+    finally:
+        if own:
+            sim.stop()

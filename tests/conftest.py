@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gs_video_report.cli.common import Runtime
+from gs_video_report.simulator import Simulator
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "examples" / "videos"
+TEST_KEY = "AIzaTEST-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No test sees the developer's keys, config or state."""
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_API_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    for name in list(__import__("os").environ):
+        if name.startswith("GS_VIDEOREPORT_"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("GS_VIDEOREPORT_HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+class FakeSleep:
+    """Records the sleeps the code asked for and returns at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def fake_sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def runtime(sim: Simulator, fake_sleep: FakeSleep) -> Runtime:
+    return Runtime(sleep=fake_sleep, simulator=sim)
+
+
+@pytest.fixture
+def cli(runtime: Runtime):  # type: ignore[no-untyped-def]
+    from gs_video_report.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, list(args), obj=runtime)
+
+    return invoke
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """A private copy of a bundled sample, so tests can move or damage it."""
+    target = tmp_path / "videos" / "intro_to_fractions.mp4"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLES / "intro_to_fractions.mp4", target)
+    return target
