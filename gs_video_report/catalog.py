@@ -39,10 +39,15 @@ _START = date(2026, 1, 1)
 
 def _flash(name: str, description: str) -> ModelInfo:
     return ModelInfo(
-        name, description, 1_048_576, 65_536,
-        (PricePoint(_START, 0.75, 3.75, 0.375, 1.875),
-         PricePoint(date(2027, 1, 1), 1.50, 7.50, 0.75, 3.75)),
-    )  # fmt: skip
+        name,
+        description,
+        1_048_576,
+        65_536,
+        (
+            PricePoint(_START, 0.75, 3.75, 0.375, 1.875),
+            PricePoint(date(2027, 1, 1), 1.50, 7.50, 0.75, 3.75),
+        ),
+    )
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -51,25 +56,74 @@ MODELS: dict[str, ModelInfo] = {
         _flash("gemini-3.8-flash", "Most capable Flash model (default)"),
         _flash("gemini-3.7-flash", "Previous Flash generation"),
         _flash("gemini-3.6-flash", "Older Flash generation"),
-        ModelInfo("gemini-3.5-flash", "Earlier Flash", 1_048_576, 65_536,
-                  (PricePoint(_START, 1.50, 9.00, 0.75, 4.50),)),
-        ModelInfo("gemini-3.5-flash-lite", "Fast and cheap", 1_048_576, 65_536,
-                  (PricePoint(_START, 0.30, 2.50, 0.15, 1.25),)),
-        ModelInfo("gemini-3.1-flash-lite", "Cheapest current model", 1_048_576, 65_536,
-                  (PricePoint(_START, 0.25, 1.50, 0.125, 0.75),)),
-        ModelInfo("gemini-3.1-pro-preview", "Pro preview (prices for prompts <= 200k tokens)",
-                  1_048_576, 65_536, (PricePoint(_START, 2.00, 12.00, 1.00, 6.00),)),
-        ModelInfo("gemini-4-argon", "Frontier model", 1_048_576, 65_536,
-                  (PricePoint(_START, 2.00, 10.00, 1.00, 5.00),
-                   PricePoint(date(2026, 12, 1), 4.00, 20.00, 2.00, 10.00))),
-        ModelInfo("gemini-4-carbon", "Frontier reasoning model", 1_048_576, 65_536,
-                  (PricePoint(_START, 2.00, 10.00, 1.00, 5.00),
-                   PricePoint(date(2026, 12, 1), 4.00, 20.00, 2.00, 10.00))),
-        ModelInfo("gemini-2.5-flash", "Legacy (may be closed to new users)", 1_048_576, 65_536,
-                  (PricePoint(_START, 0.30, 2.50, 0.15, 1.25),)),
-        ModelInfo("gemini-2.5-flash-lite", "Legacy (may be closed to new users)", 1_048_576,
-                  65_536, (PricePoint(_START, 0.10, 0.40, 0.05, 0.20),)),
-        ModelInfo("gemini-2.5-pro", "Legacy (may be closed to new users)", 1_048_576, 65_536,
-                  (PricePoint(_START, 1.25, 10.00, 0.625, 5.00),)),
+        ModelInfo(
+            "gemini-3.5-flash",
+            "Earlier Flash",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 1.50, 9.00, 0.75, 4.50),),
+        ),
+        ModelInfo(
+            "gemini-3.5-flash-lite",
+            "Fast and cheap",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 0.30, 2.50, 0.15, 1.25),),
+        ),
+        ModelInfo(
+            "gemini-3.1-flash-lite",
+            "Cheapest current model",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 0.25, 1.50, 0.125, 0.75),),
+        ),
+        ModelInfo(
+            "gemini-3.1-pro-preview",
+            "Pro preview (prices for prompts <= 200k tokens)",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 2.00, 12.00, 1.00, 6.00),),
+        ),
+        ModelInfo(
+            "gemini-4-argon",
+            "Frontier model",
+            1_048_576,
+            65_536,
+            (
+                PricePoint(_START, 2.00, 10.00, 1.00, 5.00),
+                PricePoint(date(2026, 12, 1), 4.00, 20.00, 2.00, 10.00),
+            ),
+        ),
+        ModelInfo(
+            "gemini-4-carbon",
+            "Frontier reasoning model",
+            1_048_576,
+            65_536,
+            (
+                PricePoint(_START, 2.00, 10.00, 1.00, 5.00),
+                PricePoint(date(2026, 12, 1), 4.00, 20.00, 2.00, 10.00),
+            ),
+        ),
+        ModelInfo(
+            "gemini-2.5-flash",
+            "Legacy (may be closed to new users)",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 0.30, 2.50, 0.15, 1.25),),
+        ),
+        ModelInfo(
+            "gemini-2.5-flash-lite",
+            "Legacy (may be closed to new users)",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 0.10, 0.40, 0.05, 0.20),),
+        ),
+        ModelInfo(
+            "gemini-2.5-pro",
+            "Legacy (may be closed to new users)",
+            1_048_576,
+            65_536,
+            (PricePoint(_START, 1.25, 10.00, 0.625, 5.00),),
+        ),
     )
-}  # fmt: skip
+}

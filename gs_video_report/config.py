@@ -49,9 +49,13 @@ class ApiSettings(_Section):
     base_url: str | None = Field(
         None, description="Send every Gemini call, uploads included, to this endpoint"
     )
-    api_version: str = Field("v1beta", description="Gemini API version (the Files API needs v1beta)")
+    api_version: str = Field(
+        "v1beta", description="Gemini API version (the Files API needs v1beta)"
+    )
     request_timeout: float = Field(600.0, gt=0, description="Seconds a generate call may take")
-    upload_timeout: float = Field(300.0, gt=0, description="Seconds one 8 MiB upload chunk may take")
+    upload_timeout: float = Field(
+        300.0, gt=0, description="Seconds one 8 MiB upload chunk may take"
+    )
     processing_timeout: float = Field(
         600.0, gt=0, description="Seconds to wait for an uploaded file to become ACTIVE (base)"
     )
@@ -71,7 +75,9 @@ class TemplateSettings(_Section):
 
 class OutputSettings(_Section):
     dir: Path = Field(Path("output"), description="Where `main` writes lessons")
-    template_subfolders: bool = Field(True, description="Put each template's lessons in its own folder")
+    template_subfolders: bool = Field(
+        True, description="Put each template's lessons in its own folder"
+    )
 
 
 class VideoSettings(_Section):
@@ -160,6 +166,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, 
     layer: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for name, raw in env.items():
+        path: tuple[str, ...]
         if name in ENV_ALIASES:
             path = ENV_ALIASES[name]
         elif name.startswith(ENV_PREFIX) and name != HOME_ENV:

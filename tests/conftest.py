@@ -18,7 +18,12 @@ TEST_KEY = "AIzaTEST-0123456789-abcdefghijklmnop"
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No test sees the developer's keys, config or state."""
-    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_API_VERSION"):
+    for name in (
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GOOGLE_GENAI_API_VERSION",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in list(__import__("os").environ):
         if name.startswith("GS_VIDEOREPORT_"):

@@ -30,8 +30,10 @@ def api_error(code: int, status: str, message: str, details: list[Any] | None = 
 
 
 def quota(quota_id: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-            "violations": [{"quotaId": quota_id, "quotaValue": "10"}]}  # fmt: skip
+    return {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [{"quotaId": quota_id, "quotaValue": "10"}],
+    }
 
 
 def retry_info(delay: str) -> dict[str, Any]:
@@ -39,31 +41,45 @@ def retry_info(delay: str) -> dict[str, Any]:
 
 
 def test_per_minute_429_reads_quota_id_and_retry_delay() -> None:
-    exc = api_error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.",
-                    [quota("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"), retry_info("53s")])  # fmt: skip
+    exc = api_error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota.",
+        [quota("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"), retry_info("53s")],
+    )
     err = translate(exc, stage="generate")
     assert isinstance(err, RateLimitError)
     assert err.quota is QuotaScope.PER_MINUTE and err.retry_after == 53.0 and err.retryable
 
 
 def test_per_day_429_is_not_retryable_and_exits_5() -> None:
-    exc = api_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded. Please retry in 3s.",
-                    [quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier")])  # fmt: skip
+    exc = api_error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded. Please retry in 3s.",
+        [quota("GenerateRequestsPerDayPerProjectPerModel-FreeTier")],
+    )
     err = translate(exc, stage="generate")
     assert isinstance(err, RateLimitError) and err.quota is QuotaScope.PER_DAY
     assert not err.retryable and err.exit_code == 5
 
 
 def test_429_wording_alone_does_not_decide_the_scope_but_gives_the_delay() -> None:
-    err = translate(api_error(429, "RESOURCE_EXHAUSTED", "per day quota! Please retry in 12.5s."),
-                    stage="generate")  # fmt: skip
+    err = translate(
+        api_error(429, "RESOURCE_EXHAUSTED", "per day quota! Please retry in 12.5s."),
+        stage="generate",
+    )
     assert isinstance(err, RateLimitError)
     assert err.quota is QuotaScope.UNKNOWN and err.retry_after == 12.5 and err.retryable
 
 
 def test_storage_quota_with_int64_delay_is_not_a_wait() -> None:
-    exc = api_error(429, "RESOURCE_EXHAUSTED", "storage",
-                    [quota("FileStorageBytesPerProject"), retry_info("9223372036854775807s")])  # fmt: skip
+    exc = api_error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "storage",
+        [quota("FileStorageBytesPerProject"), retry_info("9223372036854775807s")],
+    )
     err = translate(exc, stage="upload")
     assert isinstance(err, RateLimitError) and not err.retryable and err.retry_after is None
 
@@ -71,14 +87,34 @@ def test_storage_quota_with_int64_delay_is_not_a_wait() -> None:
 @pytest.mark.parametrize(
     ("exc", "cls", "retryable"),
     [
-        (api_error(400, "INVALID_ARGUMENT", "API key not valid.",
-                   [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]),
-         AuthError, False),
+        (
+            api_error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                    }
+                ],
+            ),
+            AuthError,
+            False,
+        ),
         (api_error(401, "UNAUTHENTICATED", "bad credentials"), AuthError, False),
-        (api_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers"), AuthError, False),
+        (
+            api_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers"),
+            AuthError,
+            False,
+        ),
         (api_error(404, "NOT_FOUND", "models/x is not found"), PermanentError, False),
         (api_error(400, "INVALID_ARGUMENT", "Unsupported MIME type"), PermanentError, False),
-        (api_error(400, "FAILED_PRECONDITION", "The File abc is not in an ACTIVE state"), TransientError, True),
+        (
+            api_error(400, "FAILED_PRECONDITION", "The File abc is not in an ACTIVE state"),
+            TransientError,
+            True,
+        ),
         (api_error(500, "INTERNAL", "An internal error has occurred."), TransientError, True),
         (api_error(503, "UNAVAILABLE", "The model is overloaded."), TransientError, True),
         (api_error(504, "DEADLINE_EXCEEDED", "Deadline expired"), ApiTimeoutError, True),
@@ -89,7 +125,7 @@ def test_storage_quota_with_int64_delay_is_not_a_wait() -> None:
         (httpx2.RemoteProtocolError("incomplete"), TransientError, True),
         (json.JSONDecodeError("Unterminated string", "{", 1), TransientError, True),
     ],
-)  # fmt: skip
+)
 def test_classification(exc: Exception, cls: type, retryable: bool) -> None:
     err = translate(exc, stage="generate")
     assert type(err) is cls
@@ -98,8 +134,11 @@ def test_classification(exc: Exception, cls: type, retryable: bool) -> None:
 
 
 def test_403_on_a_file_means_upload_again_not_bad_key() -> None:
-    exc = api_error(403, "PERMISSION_DENIED",
-                    "You do not have permission to access the File abc or it may not exist.")  # fmt: skip
+    exc = api_error(
+        403,
+        "PERMISSION_DENIED",
+        "You do not have permission to access the File abc or it may not exist.",
+    )
     assert isinstance(translate(exc, stage="generate", touches_file=True), FileAccessError)
     assert isinstance(translate(exc, stage="generate", touches_file=False), AuthError)
 

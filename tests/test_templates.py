@@ -17,8 +17,13 @@ from gs_video_report.services.templates import (
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTINS = ("chinese_transcript", "comprehensive_lesson", "summary_report")
-BUILTIN_CONTEXT = {"video_title": "t", "video_duration": "01:00", "video_duration_seconds": 60,
-                   "source_kind": "file", "current_date": "2026-11-22"}  # fmt: skip
+BUILTIN_CONTEXT = {
+    "video_title": "t",
+    "video_duration": "01:00",
+    "video_duration_seconds": 60,
+    "source_kind": "file",
+    "current_date": "2026-11-22",
+}
 
 MINIMAL = """name: {name}
 version: "1"
@@ -56,7 +61,10 @@ def test_unknown_and_missing_parameters(tmp_path: Path) -> None:
         tpl.resolve_parameters({})
     with pytest.raises(TemplateError, match="no parameter 'colour'"):
         tpl.resolve_parameters({"topic": "x", "colour": "red"})
-    assert tpl.render_prompt(tpl.resolve_parameters({"topic": "X"}), BUILTIN_CONTEXT) == "Explain X in t"
+    assert (
+        tpl.render_prompt(tpl.resolve_parameters({"topic": "X"}), BUILTIN_CONTEXT)
+        == "Explain X in t"
+    )
 
 
 def test_prompt_using_an_undeclared_variable_is_a_broken_template(tmp_path: Path) -> None:
@@ -104,7 +112,10 @@ def test_user_folder_overrides_builtin_and_path_selection(tmp_path: Path) -> Non
 def test_fingerprint_changes_with_the_prompt(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(MINIMAL.format(name="a"))
     (tmp_path / "b.yaml").write_text(MINIMAL.format(name="a").replace("Explain", "Describe"))
-    assert load_template(tmp_path / "a.yaml").fingerprint != load_template(tmp_path / "b.yaml").fingerprint
+    assert (
+        load_template(tmp_path / "a.yaml").fingerprint
+        != load_template(tmp_path / "b.yaml").fingerprint
+    )
 
 
 def test_parse_params() -> None:
@@ -117,10 +128,21 @@ def test_templates_ship_inside_the_wheel_and_load_from_it(tmp_path: Path) -> Non
     """An installed wheel finds its templates without the source tree."""
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(dist), str(REPO)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(dist.glob("*.whl"))
     unpacked = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
@@ -128,10 +150,18 @@ def test_templates_ship_inside_the_wheel_and_load_from_it(tmp_path: Path) -> Non
         zf.extractall(unpacked)
     for name in BUILTINS:
         assert f"gs_video_report/_builtin_templates/{name}.yaml" in names
-    code = ("from gs_video_report.services.templates import TemplateRegistry, builtin_templates_dir;"
-            "print(builtin_templates_dir()); print(TemplateRegistry.with_builtins().names())")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, text=True,
-                         capture_output=True, env={"PYTHONPATH": str(unpacked), "PATH": ""})  # fmt: skip
+    code = (
+        "from gs_video_report.services.templates import TemplateRegistry, builtin_templates_dir;"
+        "print(builtin_templates_dir()); print(TemplateRegistry.with_builtins().names())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        check=True,
+        text=True,
+        capture_output=True,
+        env={"PYTHONPATH": str(unpacked), "PATH": ""},
+    )
     assert str(unpacked) in out.stdout.splitlines()[0]
     assert out.stdout.splitlines()[1] == str(sorted(BUILTINS))
 

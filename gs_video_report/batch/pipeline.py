@@ -134,8 +134,14 @@ class VideoPipeline:
                 delay = self.retry.delay(exc, attempt)
                 if delay is None:
                     raise
-                logger.warning("%s failed (%s); retry %d/%d in %.1fs", what, exc, attempt,
-                               self.retry.max_retries, delay)  # fmt: skip
+                logger.warning(
+                    "%s failed (%s); retry %d/%d in %.1fs",
+                    what,
+                    exc,
+                    attempt,
+                    self.retry.max_retries,
+                    delay,
+                )
                 self._on_stage(f"waiting {delay:.0f}s to retry {what}", None)
                 await self._sleep(delay)
 
@@ -218,7 +224,7 @@ class VideoPipeline:
         self.writer.write(video.files, markdown, document)
 
     async def run(self, video: PreparedVideo, calls: list[CallRecord]) -> LessonResult:
-        """All stages. A 403 on the uploaded file (expired, or another project's) re-uploads once."""
+        """All stages. A 403 on the uploaded file (expired, another project's) re-uploads once."""
         started = time.monotonic()
         if video.source.is_youtube:
             ref = VideoRef(uri=video.source.identity, mime_type=None)
@@ -238,7 +244,9 @@ class VideoPipeline:
             except FileAccessError:
                 if reupload:
                     raise
-                logger.warning("uploaded file %s is no longer accessible; uploading again", uploaded.name)
+                logger.warning(
+                    "uploaded file %s is no longer accessible; uploading again", uploaded.name
+                )
             finally:
                 await self.delete_quietly(uploaded.name)
         raise AssertionError("unreachable")

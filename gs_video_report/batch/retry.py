@@ -28,5 +28,7 @@ class RetryPolicy:
         backoff = ceiling * (0.5 + 0.5 * self.rng.random())  # "equal jitter": never ~0
         if error.retry_after is not None:
             # Honour the server, plus a little spread so paused workers do not all return at once.
-            return error.retry_after + self.rng.uniform(0, min(2.0, 0.1 * error.retry_after + 0.5))
-        return backoff
+            server: float = error.retry_after
+            spread: float = self.rng.uniform(0.0, min(2.0, 0.1 * server + 0.5))
+            return server + spread
+        return float(backoff)

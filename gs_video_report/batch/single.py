@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from gs_video_report.batch.pipeline import PreparedVideo, Sleep, StageCallback, VideoPipeline, prepare
+from gs_video_report.batch.pipeline import (
+    PreparedVideo,
+    Sleep,
+    StageCallback,
+    VideoPipeline,
+    prepare,
+)
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import ApiKey, Settings
 from gs_video_report.models import CallRecord, LessonResult
@@ -24,7 +30,9 @@ def prepare_single(
     """Every local check for one video; raises before anything is spent."""
     registry = TemplateRegistry.with_builtins(settings.templates.dirs)
     chosen = registry.get(template or settings.templates.default)
-    return prepare(video, template=chosen, params=params, settings=settings, writer=writer_for(settings))
+    return prepare(
+        video, template=chosen, params=params, settings=settings, writer=writer_for(settings)
+    )
 
 
 async def run_single(

@@ -20,7 +20,7 @@ def list_templates_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", "-k", hidden=True)] = None,
 ) -> None:
-    """Show the templates: name, version, description and parameters (broken ones with the reason)."""
+    """Show templates: name, version, description, parameters; broken ones with the reason."""
     with handle_errors(False):
         settings = settings_from(config)
         registry = TemplateRegistry.with_builtins(settings.templates.dirs)
@@ -48,8 +48,10 @@ def list_models_command() -> None:
     """Show the models this tool knows, with context sizes and current prices."""
     today = datetime.now(UTC).date()
     table = Table(title=f"Gemini models (prices USD per 1M tokens, as of {today})")
-    for col in ("Model", "Input tokens", "Output tokens", "$ in", "$ out", "Notes"):
-        table.add_column(col)
+    table.add_column("Model", no_wrap=True)  # a name cut short is useless for -m
+    for col in ("Input tokens", "Output tokens", "$ in", "$ out"):
+        table.add_column(col, justify="right")
+    table.add_column("Notes", overflow="fold")
     for info in MODELS.values():
         price = info.price_on(today)
         table.add_row(

@@ -11,7 +11,13 @@ import typer
 from rich.console import Console
 
 from gs_video_report.batch.single import prepare_single, run_single
-from gs_video_report.cli.common import api_target, handle_errors, runtime, settings_from, setup_logging
+from gs_video_report.cli.common import (
+    api_target,
+    handle_errors,
+    runtime,
+    settings_from,
+    setup_logging,
+)
 from gs_video_report.services.templates import parse_params
 
 TEMPLATE_HELP = "Template name (see list-templates) or path to a template .yaml file"
@@ -31,9 +37,12 @@ def main_command(
         list[str] | None, typer.Option("--param", help="Template parameter key=value (repeatable)")
     ] = None,
     simulate: Annotated[
-        bool, typer.Option("--simulate", help="Use the built-in Gemini simulator (no key, no network)")
+        bool,
+        typer.Option("--simulate", help="Use the built-in Gemini simulator (no key, no network)"),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks")
+    ] = False,
 ) -> None:
     """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer)."""
     rt = runtime(ctx)
@@ -56,8 +65,14 @@ def main_command(
                         status.update(f"{prepared.source.display_name}: {stage}{pct}")
 
                 result = asyncio.run(
-                    run_single(prepared, settings=target, key=key, simulated=simulate,
-                               on_stage=on_stage, sleep=rt.sleep)  # fmt: skip
+                    run_single(
+                        prepared,
+                        settings=target,
+                        key=key,
+                        simulated=simulate,
+                        on_stage=on_stage,
+                        sleep=rt.sleep,
+                    )
                 )
         gen = result.generation
         typer.echo(f"Lesson: {result.files.markdown}")
@@ -70,7 +85,7 @@ def main_command(
         )
 
 
-class _nothing:  # noqa: N801 - a stand-in for a Rich status when there is no terminal
+class _nothing:
     def __enter__(self) -> None:
         return None
 

@@ -80,7 +80,9 @@ def probe_video(path: Path, *, max_bytes: int) -> VideoInfo:
     try:
         container = av.open(os.fspath(path))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable video (truncated, corrupt or not a video)") from exc
+        raise InputError(
+            f"{path}: not a readable video (truncated, corrupt or not a video)"
+        ) from exc
     try:
         with container:
             video_streams = list(container.streams.video)

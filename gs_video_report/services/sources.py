@@ -49,7 +49,8 @@ def parse_source(text: str, *, base_dir: Path | None = None) -> VideoSource:
             host = urlparse(raw).hostname or raw
             if host.lower().endswith("youtube.com") or host.lower().endswith("youtu.be"):
                 raise InputError(
-                    f"not a YouTube video URL: {raw} (expected youtube.com/watch?v=ID or youtu.be/ID)"
+                    f"not a YouTube video URL: {raw} "
+                    "(expected youtube.com/watch?v=ID or youtu.be/ID)"
                 )
             raise InputError(
                 f"unsupported URL: {raw} — only public YouTube videos can be passed as URLs; "

@@ -73,10 +73,19 @@ class LessonTemplate:
     def fingerprint(self) -> str:
         """Changes whenever the prompt, schema, layout or settings change (for skip-existing)."""
         blob = json.dumps(
-            [self.version, self.prompt, self.schema, self.layout, self.system_instruction,
-             [(p.name, p.default) for p in self.parameters], self.generation.__dict__],
-            sort_keys=True, ensure_ascii=False, default=str,
-        )  # fmt: skip
+            [
+                self.version,
+                self.prompt,
+                self.schema,
+                self.layout,
+                self.system_instruction,
+                [(p.name, p.default) for p in self.parameters],
+                self.generation.__dict__,
+            ],
+            sort_keys=True,
+            ensure_ascii=False,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def resolve_parameters(self, given: Mapping[str, str]) -> dict[str, str]:
@@ -93,7 +102,8 @@ class LessonTemplate:
         missing = [p.name for p in self.parameters if p.name not in values]
         if missing:
             raise TemplateError(
-                f"template '{self.name}' needs parameter '{missing[0]}': pass --param {missing[0]}=..."
+                f"template '{self.name}' needs parameter '{missing[0]}': "
+                f"pass --param {missing[0]}=..."
             )
         return values
 
@@ -107,7 +117,9 @@ class LessonTemplate:
             return None
         return self._render("system_instruction", self.system_instruction, {**builtins, **params})
 
-    def render_layout(self, context: Mapping[str, Any], helpers: Mapping[str, Callable[..., Any]]) -> str:
+    def render_layout(
+        self, context: Mapping[str, Any], helpers: Mapping[str, Callable[..., Any]]
+    ) -> str:
         return self._render("layout", self.layout, {**context, **helpers})
 
     def validate_answer(self, answer: Any) -> list[str]:
@@ -127,7 +139,9 @@ class LessonTemplate:
                 self._compiled[part] = compiled
             return compiled.render(**context)
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"template '{self.name}' ({self.path}): {part}: {exc.message}") from exc
+            raise TemplateError(
+                f"template '{self.name}' ({self.path}): {part}: {exc.message}"
+            ) from exc
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template '{self.name}' ({self.path}): {part}: {exc}") from exc
 
@@ -191,7 +205,9 @@ def _check_variables(path: Path, part: str, source: str, allowed: set[str]) -> N
     try:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise _fail(path, f"{part}: Jinja2 syntax error at line {exc.lineno}: {exc.message}") from exc
+        raise _fail(
+            path, f"{part}: Jinja2 syntax error at line {exc.lineno}: {exc.message}"
+        ) from exc
     unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - allowed)
     if unknown:
         raise _fail(

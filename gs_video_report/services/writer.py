@@ -9,7 +9,6 @@ the same file, so re-running replaces its lesson instead of piling up copies.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -105,10 +104,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        Path(tmp_name).replace(path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+        Path(tmp_name).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     _fsync_dir(path.parent)
 

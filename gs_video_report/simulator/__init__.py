@@ -54,7 +54,10 @@ class Simulator:
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="gemini-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # how fast stop() returns
+            name="gemini-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -65,6 +68,7 @@ class Simulator:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.state.discard_uploads()
 
     def __enter__(self) -> Simulator:
         return self.start()

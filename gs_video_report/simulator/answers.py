@@ -57,7 +57,9 @@ def fake_answer(
     start_s: float = 0.0,
     end_s: float | None = None,
 ) -> Any:
-    seed = hashlib.sha256(f"{name}|{duration_s}|{start_s}|{end_s}|{sorted(schema)}".encode()).digest()
+    seed = hashlib.sha256(
+        f"{name}|{duration_s}|{start_s}|{end_s}|{sorted(schema)}".encode()
+    ).digest()
     end = duration_s if end_s is None else min(end_s, duration_s)
     ctx = _Context(
         rng=random.Random(seed),
@@ -111,7 +113,7 @@ def _text(name: str, ctx: _Context, index: int) -> str:
 
 
 def _value(schema: dict[str, Any], name: str, ctx: _Context, index: int, count: int) -> Any:
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][index % len(schema["enum"])]
     kind = schema.get("type")
     if isinstance(kind, list):

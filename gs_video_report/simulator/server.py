@@ -43,8 +43,13 @@ _ROUTES = [
     ("POST", re.compile(rf"^/{_VERSION}/models/(?P<model>[^/:]+):generateContent$"), "generate"),
 ]
 _YOUTUBE_ID = re.compile(r"(?:v=|youtu\.be/|shorts/|live/|embed/)([A-Za-z0-9_-]{11})")
-_FRAME_TOKENS = {"MEDIA_RESOLUTION_LOW": 66, "MEDIA_RESOLUTION_MEDIUM": 66, "MEDIA_RESOLUTION_HIGH": 258}
+_FRAME_TOKENS = {
+    "MEDIA_RESOLUTION_LOW": 66,
+    "MEDIA_RESOLUTION_MEDIUM": 66,
+    "MEDIA_RESOLUTION_HIGH": 258,
+}
 _AUDIO_TOKENS_PER_S = 32
+_QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 
 
 class _Abort(Exception):
@@ -91,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms stalls
     state: SimState  # set on the subclass built per server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the counters are the log
 
     def finish(self) -> None:
@@ -117,7 +122,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.statuses[code] += 1
 
-    def _error(self, code: int, status: str, message: str, details: list[Any] | None = None) -> None:
+    def _error(
+        self, code: int, status: str, message: str, details: list[Any] | None = None
+    ) -> None:
         error: dict[str, Any] = {"code": code, "message": message, "status": status}
         if details:
             error["details"] = details
@@ -135,18 +142,31 @@ class Handler(BaseHTTPRequestHandler):
     def _owner(self) -> str:
         key = self.headers.get("x-goog-api-key")
         if not key:
-            self._error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers "
-                        "(callers without established identity). Please use API Key or other "
-                        "form of API consumer identity to call this API.")  # fmt: skip
+            self._error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers "
+                "(callers without established identity). Please use API Key or other "
+                "form of API consumer identity to call this API.",
+            )
             raise _Abort
         owner = fingerprint(key)
         with self.state.lock:
             self.state.keys_seen.add(owner)
         if owner in self.state.invalid_keys:
-            self._error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com",
-                 "metadata": {"service": "generativelanguage.googleapis.com"}}])  # fmt: skip
+            self._error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    }
+                ],
+            )
             raise _Abort
         return owner
 
@@ -154,18 +174,26 @@ class Handler(BaseHTTPRequestHandler):
         """Apply a transport- or status-level fault; content faults are left to the caller."""
         kind = fault.kind
         if kind == "rate_limit_minute":
-            self._rate_limited("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model,
-                               fault.retry_after)  # fmt: skip
+            self._rate_limited(
+                "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, fault.retry_after
+            )
         elif kind == "rate_limit_day":
             self._rate_limited("GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, None)
         elif kind == "server_error":
-            self._error(500, "INTERNAL", "An internal error has occurred. Please retry or report "
-                        "in https://developers.generativeai.google/guide/troubleshooting")  # fmt: skip
+            self._error(
+                500,
+                "INTERNAL",
+                "An internal error has occurred. Please retry or report "
+                "in https://developers.generativeai.google/guide/troubleshooting",
+            )
         elif kind == "unavailable":
             self._error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
         elif kind == "permission_denied":
-            self._error(403, "PERMISSION_DENIED",
-                        "You do not have permission to access the File or it may not exist.")  # fmt: skip
+            self._error(
+                403,
+                "PERMISSION_DENIED",
+                "You do not have permission to access the File or it may not exist.",
+            )
         elif kind == "hang":
             self.state.stop_event.wait(fault.delay)
             self._reset()
@@ -184,19 +212,35 @@ class Handler(BaseHTTPRequestHandler):
 
     def _rate_limited(self, quota_id: str, model: str | None, retry_after: float | None) -> None:
         details: list[Any] = [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-                "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                "quotaId": quota_id,
-                "quotaDimensions": {"location": "global", "model": model or "gemini"},
-                "quotaValue": "10"}]},
-            {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
-                "description": "Learn more about Gemini API quotas",
-                "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-        ]  # fmt: skip
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": _QUOTA_METRIC,
+                        "quotaId": quota_id,
+                        "quotaDimensions": {"location": "global", "model": model or "gemini"},
+                        "quotaValue": "10",
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            },
+        ]
         message = "You exceeded your current quota, please check your plan and billing details."
         if retry_after is not None:
-            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                            "retryDelay": f"{retry_after:g}s"})  # fmt: skip
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{retry_after:g}s",
+                }
+            )
             message += f" Please retry in {retry_after:g}s."
         self._error(429, "RESOURCE_EXHAUSTED", message, details)
 
@@ -292,7 +336,11 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self._body() or b"{}")
         owner = self._owner()
         meta = body.get("file") or {}
-        name = _get(meta, "display_name", "displayName") or self.headers.get("X-Goog-Upload-File-Name") or ""
+        name = (
+            _get(meta, "display_name", "displayName")
+            or self.headers.get("X-Goog-Upload-File-Name")
+            or ""
+        )
         fault = self.state.take_fault("upload_start", name)
         if fault:
             self._inject(fault, None)
@@ -302,8 +350,15 @@ class Handler(BaseHTTPRequestHandler):
         upload.fail_processing = bool(fault and fault.kind == "processing_failed")
         host = self.state.upload_host or f"http://{self.headers.get('Host', '127.0.0.1')}"
         url = f"{host}/_upload/{upload.id}?upload_id={upload.id}&upload_protocol=resumable"
-        self._send(200, {}, {"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active",
-                             "X-Goog-Upload-Chunk-Granularity": "8388608"})  # fmt: skip
+        self._send(
+            200,
+            {},
+            {
+                "X-Goog-Upload-URL": url,
+                "X-Goog-Upload-Status": "active",
+                "X-Goog-Upload-Chunk-Granularity": "8388608",
+            },
+        )
 
     def _upload_chunk(self, match: re.Match[str], parsed: Any) -> None:
         data = self._body()
@@ -314,7 +369,9 @@ class Handler(BaseHTTPRequestHandler):
         command = (self.headers.get("X-Goog-Upload-Command") or "").lower()
         offset = int(self.headers.get("X-Goog-Upload-Offset") or 0)
         if offset != upload.received:
-            self._error(400, "INVALID_ARGUMENT", f"Offset {offset} does not match {upload.received}.")
+            self._error(
+                400, "INVALID_ARGUMENT", f"Offset {offset} does not match {upload.received}."
+            )
             return
         fault = self.state.take_fault("upload_chunk", upload.display_name)
         if fault and fault.kind == "processing_failed":
@@ -346,8 +403,11 @@ class Handler(BaseHTTPRequestHandler):
         if fault:
             self._inject(fault, None)
         if file is None:
-            self._error(403, "PERMISSION_DENIED",
-                        f"You do not have permission to access the File {file_id} or it may not exist.")  # fmt: skip
+            self._error(
+                403,
+                "PERMISSION_DENIED",
+                f"You do not have permission to access the File {file_id} or it may not exist.",
+            )
             return
         with self.state.lock:
             self.state.calls_by_file[file.id]["get"] += 1
@@ -363,8 +423,11 @@ class Handler(BaseHTTPRequestHandler):
         if fault:
             self._inject(fault, None)
         if file is None:
-            self._error(403, "PERMISSION_DENIED",
-                        f"You do not have permission to access the File {file_id} or it may not exist.")  # fmt: skip
+            self._error(
+                403,
+                "PERMISSION_DENIED",
+                f"You do not have permission to access the File {file_id} or it may not exist.",
+            )
             return
         with self.state.lock:
             file.deleted = True
@@ -396,9 +459,13 @@ class Handler(BaseHTTPRequestHandler):
         owner = self._owner()
         model = match.group("model")
         if not model.startswith("gemini"):
-            self._error(404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, "
-                        "or is not supported for generateContent. Call ListModels to see the list "
-                        "of available models and their supported methods.")  # fmt: skip
+            self._error(
+                404,
+                "NOT_FOUND",
+                f"models/{model} is not found for API version v1beta, "
+                "or is not supported for generateContent. Call ListModels to see the list "
+                "of available models and their supported methods.",
+            )
             return
         contents = request.get("contents") or []
         parts = contents[0].get("parts", []) if contents else []
@@ -419,7 +486,9 @@ class Handler(BaseHTTPRequestHandler):
             self._inject(fault, model)
         retry = self.state.over_rpm(owner)
         if retry is not None:
-            self._rate_limited("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, round(retry, 1))
+            self._rate_limited(
+                "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, round(retry, 1)
+            )
             return
         start = _seconds(_get(clip, "start_offset", "startOffset")) or 0.0
         end = _seconds(_get(clip, "end_offset", "endOffset"))
@@ -429,13 +498,23 @@ class Handler(BaseHTTPRequestHandler):
             self.state.generate_by_subject[subject] += 1
             if uri.rsplit("/", 1)[-1] in self.state.files:
                 self.state.calls_by_file[uri.rsplit("/", 1)[-1]]["generate"] += 1
-            self.state.generate_requests.append({
-                "model": model, "subject": subject, "uri": uri, "prompt": prompt,
-                "system_instruction": bool(_get(request, "systemInstruction", "system_instruction")),
-                "generation_config": config, "video_metadata": clip, "key": owner,
-            })  # fmt: skip
-        answer = fake_answer(schema, name=subject, duration_s=duration, prompt=prompt,
-                             start_s=start, end_s=end)  # fmt: skip
+            self.state.generate_requests.append(
+                {
+                    "model": model,
+                    "subject": subject,
+                    "uri": uri,
+                    "prompt": prompt,
+                    "system_instruction": bool(
+                        _get(request, "systemInstruction", "system_instruction")
+                    ),
+                    "generation_config": config,
+                    "video_metadata": clip,
+                    "key": owner,
+                }
+            )
+        answer = fake_answer(
+            schema, name=subject, duration_s=duration, prompt=prompt, start_s=start, end_s=end
+        )
         self._answer(model, answer, config, duration, start, end, fps, prompt, fault)
 
     def _video_subject(self, uri: str, owner: str) -> tuple[str | None, float]:
@@ -446,43 +525,82 @@ class Handler(BaseHTTPRequestHandler):
         file_id = uri.rstrip("/").rsplit("/", 1)[-1]
         file = self.state.live_file(file_id, owner)
         if file is None:
-            self._error(403, "PERMISSION_DENIED",
-                        f"You do not have permission to access the File {file_id} or it may not exist.")  # fmt: skip
+            self._error(
+                403,
+                "PERMISSION_DENIED",
+                f"You do not have permission to access the File {file_id} or it may not exist.",
+            )
             return None, 0.0
         if file.failed_reason or file.polls_left > 0:
-            self._error(400, "FAILED_PRECONDITION",
-                        f"The File {file_id} is not in an ACTIVE state and usage is not allowed.")  # fmt: skip
+            self._error(
+                400,
+                "FAILED_PRECONDITION",
+                f"The File {file_id} is not in an ACTIVE state and usage is not allowed.",
+            )
             return None, 0.0
         return file.display_name, file.duration_s
 
-    def _answer(self, model: str, answer: Any, config: dict[str, Any], duration: float,
-                start: float, end: float | None, fps: float, prompt: str, fault: Fault | None) -> None:  # fmt: skip
+    def _answer(
+        self,
+        model: str,
+        answer: Any,
+        config: dict[str, Any],
+        duration: float,
+        start: float,
+        end: float | None,
+        fps: float,
+        prompt: str,
+        fault: Fault | None,
+    ) -> None:
         clip_s = max(1.0, (min(end, duration) if end else duration) - start)
         resolution = _get(config, "mediaResolution", "media_resolution") or "MEDIA_RESOLUTION_LOW"
         frame_tokens = _FRAME_TOKENS.get(str(resolution), 66)
-        prompt_tokens = int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S)) + len(prompt) // 4 + 8
+        prompt_tokens = (
+            int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S)) + len(prompt) // 4 + 8
+        )
         text = json.dumps(answer, ensure_ascii=False)
         finish = "STOP"
         kind = fault.kind if fault else None
         max_out = _get(config, "maxOutputTokens", "max_output_tokens")
         out_tokens = max(1, len(text) // 3)
         if kind == "max_tokens" or (max_out and out_tokens > int(max_out)):
-            cut = max(1, int(max_out) * 3) if max_out and out_tokens > int(max_out) else len(text) // 2
+            cut = (
+                max(1, int(max_out) * 3)
+                if max_out and out_tokens > int(max_out)
+                else len(text) // 2
+            )
             text, finish = text[:cut], "MAX_TOKENS"
             out_tokens = int(max_out) if max_out else out_tokens // 2
         elif kind in ("safety", "recitation"):
             text, finish = "", kind.upper()
         elif kind == "invalid_answer":
             text = json.dumps({"simulated": "an answer that misses every required field"})
-        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": out_tokens,
-                 "totalTokenCount": prompt_tokens + out_tokens, "thoughtsTokenCount": 0,
-                 "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": prompt_tokens}]}  # fmt: skip
+        usage = {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": out_tokens,
+            "totalTokenCount": prompt_tokens + out_tokens,
+            "thoughtsTokenCount": 0,
+            "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": prompt_tokens}],
+        }
         if kind == "blocked":
-            self._send(200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage,
-                             "modelVersion": model})  # fmt: skip
+            self._send(
+                200,
+                {
+                    "promptFeedback": {"blockReason": "SAFETY"},
+                    "usageMetadata": usage,
+                    "modelVersion": model,
+                },
+            )
             return
         candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
         if text:
             candidate["content"] = {"role": "model", "parts": [{"text": text}]}
-        self._send(200, {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,
-                         "responseId": f"sim-{abs(hash(text)) % 10**12}"})  # fmt: skip
+        self._send(
+            200,
+            {
+                "candidates": [candidate],
+                "usageMetadata": usage,
+                "modelVersion": model,
+                "responseId": f"sim-{abs(hash(text)) % 10**12}",
+            },
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import random
 import secrets
 import tempfile
@@ -14,6 +13,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 FILE_TTL_S = 48 * 3600
@@ -178,7 +178,9 @@ class SimState:
                     self.faults_injected[fault.kind] += 1
                     return fault
             if self.chaos_rate and self.rng.random() < self.chaos_rate:
-                kinds = [k for k in self.chaos_kinds if FAULT_KINDS[k] in ("any", _family(endpoint))]
+                kinds = [
+                    k for k in self.chaos_kinds if FAULT_KINDS[k] in ("any", _family(endpoint))
+                ]
                 if kinds:
                     kind = self.rng.choice(kinds)
                     self.faults_injected[kind] += 1
@@ -195,7 +197,9 @@ class SimState:
             self.uploads_started += 1
         return upload
 
-    def finish_upload(self, upload: Upload, probe: Callable[[str | None, int], tuple[float, str | None]]) -> SimFile:
+    def finish_upload(
+        self, upload: Upload, probe: Callable[[str | None, int], tuple[float, str | None]]
+    ) -> SimFile:
         spool_path = None
         if upload.spool is not None:
             upload.spool.close()
@@ -204,8 +208,7 @@ class SimState:
             duration, failed = probe(spool_path, upload.size)
         finally:
             if spool_path:
-                with contextlib.suppress(OSError):
-                    os.unlink(spool_path)
+                Path(spool_path).unlink(missing_ok=True)
         file = SimFile(
             id=secrets.token_hex(6),
             owner=upload.owner,
@@ -223,6 +226,15 @@ class SimState:
             self.files[file.id] = file
             self.uploads_completed += 1
         return file
+
+    def discard_uploads(self) -> None:
+        """Drop unfinished uploads (a client gave up mid-way) and their spooled bytes."""
+        with self.lock:
+            pending, self.uploads = list(self.uploads.values()), {}
+        for upload in pending:
+            if upload.spool is not None:
+                upload.spool.close()
+                Path(upload.spool.name).unlink(missing_ok=True)
 
     def live_file(self, file_id: str, owner: str) -> SimFile | None:
         """The file if it exists, is not deleted or expired, and belongs to ``owner``."""

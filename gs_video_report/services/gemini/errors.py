@@ -30,7 +30,12 @@ from gs_video_report.errors import (
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-_AUTH_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
+_AUTH_REASONS = {
+    "API_KEY_INVALID",
+    "API_KEY_EXPIRED",
+    "API_KEY_SERVICE_BLOCKED",
+    "SERVICE_DISABLED",
+}
 # Anything longer than a day is not a wait, it is "not until something changes"
 # (FileStorageBytesPerProject answers with int64-max seconds).
 _MAX_SENSIBLE_DELAY_S = 86_400.0
@@ -104,7 +109,9 @@ def translate_api_error(
     status = str(exc.status or "")
     message = _one_line(exc.message if isinstance(exc.message, str) else None, secret)
     details = _detail_list(exc.details)
-    text = f"{code} {status}: {message}".strip().rstrip(":") if message else f"{code} {status}".strip()
+    text = (
+        f"{code} {status}: {message}".strip().rstrip(":") if message else f"{code} {status}".strip()
+    )
     if code == 429:
         scope, quota_id = _quota(details)
         delay = _retry_delay(details, message)
@@ -124,7 +131,9 @@ def translate_api_error(
     if code == 400 and status == "FAILED_PRECONDITION" and "ACTIVE" in message:
         return TransientError(text, status=code)  # file not ready yet: wait and retry
     if code == 404:
-        return PermanentError(f"{text} (check the model name: gs_videoreport list-models)", status=code)
+        return PermanentError(
+            f"{text} (check the model name: gs_videoreport list-models)", status=code
+        )
     if 500 <= code < 600 or code in (409, 425):
         return TransientError(text, status=code, retry_after=_retry_delay(details, message))
     return PermanentError(text, status=code)
@@ -143,7 +152,9 @@ def translate(
     if isinstance(exc, httpx2.TimeoutException | TimeoutError):
         return ApiTimeoutError(f"{stage}: no answer within the timeout ({name})")
     if isinstance(exc, httpx2.TransportError | ConnectionError):
-        return TransientError(f"{stage}: connection problem ({name}: {_one_line(str(exc), secret)})")
+        return TransientError(
+            f"{stage}: connection problem ({name}: {_one_line(str(exc), secret)})"
+        )
     if isinstance(exc, json.JSONDecodeError):
         return TransientError(f"{stage}: the server's answer was cut off or not JSON")
     if stage == "upload" and isinstance(
