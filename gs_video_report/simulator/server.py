@@ -394,20 +394,29 @@ class Handler(BaseHTTPRequestHandler):
             self.state.calls_by_file[file.id]["upload"] += 1
         self._send(200, {"file": self._file_json(file)}, {"X-Goog-Upload-Status": "final"})
 
-    def _get_file(self, match: re.Match[str], parsed: Any) -> None:
+    def _no_such_file(self, file_id: str) -> None:
+        self._error(
+            403,
+            "PERMISSION_DENIED",
+            f"You do not have permission to access the File {file_id} or it may not exist.",
+        )
+
+    def _owned_file(self, match: re.Match[str], endpoint: str) -> SimFile | None:
+        """The caller's live file, after any injected fault; answers 403 and returns None
+        for a missing, expired, deleted or foreign file (as the real API does)."""
         owner = self._owner()
         file_id = match.group("fid")
         file = self.state.live_file(file_id, owner)
-        subject = file.display_name if file else file_id
-        fault = self.state.take_fault("get_file", subject)
+        fault = self.state.take_fault(endpoint, file.display_name if file else file_id)
         if fault:
             self._inject(fault, None)
         if file is None:
-            self._error(
-                403,
-                "PERMISSION_DENIED",
-                f"You do not have permission to access the File {file_id} or it may not exist.",
-            )
+            self._no_such_file(file_id)
+        return file
+
+    def _get_file(self, match: re.Match[str], parsed: Any) -> None:
+        file = self._owned_file(match, "get_file")
+        if file is None:
             return
         with self.state.lock:
             self.state.calls_by_file[file.id]["get"] += 1
@@ -416,18 +425,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, payload)
 
     def _delete_file(self, match: re.Match[str], parsed: Any) -> None:
-        owner = self._owner()
-        file_id = match.group("fid")
-        file = self.state.live_file(file_id, owner)
-        fault = self.state.take_fault("delete_file", file.display_name if file else file_id)
-        if fault:
-            self._inject(fault, None)
+        file = self._owned_file(match, "delete_file")
         if file is None:
-            self._error(
-                403,
-                "PERMISSION_DENIED",
-                f"You do not have permission to access the File {file_id} or it may not exist.",
-            )
             return
         with self.state.lock:
             file.deleted = True
@@ -525,11 +524,7 @@ class Handler(BaseHTTPRequestHandler):
         file_id = uri.rstrip("/").rsplit("/", 1)[-1]
         file = self.state.live_file(file_id, owner)
         if file is None:
-            self._error(
-                403,
-                "PERMISSION_DENIED",
-                f"You do not have permission to access the File {file_id} or it may not exist.",
-            )
+            self._no_such_file(file_id)
             return None, 0.0
         if file.failed_reason or file.polls_left > 0:
             self._error(
