@@ -270,3 +270,21 @@ def test_info_commands(cli) -> None:  # type: ignore[no-untyped-def]
     )
     assert cli("version").stdout.startswith("gs_videoreport ")
     assert "Exit codes" in cli("--help").stdout
+
+
+def test_ctrl_c_exits_130(sim: Simulator, sample: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gs_video_report.cli import app
+    from gs_video_report.cli.common import Runtime
+
+    async def interrupted_sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(
+        app,
+        ["main", str(sample), "--simulate"],
+        obj=Runtime(sleep=interrupted_sleep, simulator=sim),
+    )
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert result.stderr.strip() == "interrupted"
