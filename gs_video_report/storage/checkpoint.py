@@ -1,0 +1,457 @@
+"""CheckpointManager: the only code that writes batch and task state.
+
+A task moves pending -> uploading -> processing -> generating -> writing -> done, or to
+failed / cancelled; each transition is its own committed transaction, so a process
+killed at any point resumes from the last committed stage. The uploaded file's name
+and expiry are kept, so a resumed task whose upload is still ACTIVE does not upload
+again, and a done task is never generated again.
+
+One process runs a batch at a time: a lease (owner, pid, expiry) renewed by heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+import aiosqlite
+
+from gs_video_report.errors import StorageError
+from gs_video_report.models import CallRecord, Usage
+
+
+class TaskStage(StrEnum):
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    PROCESSING = "processing"
+    GENERATING = "generating"
+    WRITING = "writing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in _IN_FLIGHT
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStage.DONE, TaskStage.FAILED, TaskStage.CANCELLED)
+
+
+_IN_FLIGHT = frozenset(
+    {TaskStage.UPLOADING, TaskStage.PROCESSING, TaskStage.GENERATING, TaskStage.WRITING}
+)
+
+
+class LeaseHeldError(StorageError):
+    """Another live process runs this batch."""
+
+    def __init__(self, batch_id: str, pid: int | None, owner: str | None) -> None:
+        super().__init__(
+            f"batch {batch_id} is being run by another process (PID {pid}, {owner}); "
+            "wait for it to finish, or `gs_videoreport cancel` it"
+        )
+        self.pid = pid
+
+
+@dataclass(frozen=True)
+class NewTask:
+    seq: int
+    source: str
+    source_kind: str
+    display_name: str
+    template: str
+    template_version: str
+    params: Mapping[str, str]
+    model: str
+    content_fingerprint: str
+    done_key: str
+    output_md: str
+    output_json: str
+    duration_s: float | None = None
+    size_bytes: int | None = None
+    mime_type: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    batch_id: str
+    seq: int
+    source: str
+    source_kind: str
+    display_name: str
+    template: str
+    template_version: str
+    params_json: str
+    model: str
+    content_fingerprint: str
+    done_key: str
+    duration_s: float | None
+    size_bytes: int | None
+    mime_type: str | None
+    output_md: str
+    output_json: str
+    stage: TaskStage
+    attempts: int
+    next_attempt_at: float | None
+    last_error_kind: str | None
+    last_error: str | None
+    upload_name: str | None
+    upload_uri: str | None
+    upload_mime: str | None
+    upload_expires_at: float | None
+    upload_key: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    thoughts_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+    @property
+    def params(self) -> dict[str, str]:
+        loaded: dict[str, str] = json.loads(self.params_json)
+        return loaded
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> TaskRow:
+        data = {f.name: row[f.name] for f in fields(cls)}
+        data["stage"] = TaskStage(data["stage"])
+        return cls(**data)
+
+
+class CheckpointManager:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One immediate transaction: committed before the caller's next step starts."""
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.rollback()
+            raise
+        await self.conn.commit()
+
+    async def _update_task(self, task_id: int, now: float, **values: Any) -> None:
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        async with self._tx() as tx:
+            await tx.execute(
+                f"UPDATE tasks SET {assignments}, updated_at = ? WHERE id = ?",
+                (*values.values(), now, task_id),
+            )
+
+    # -- batches -----------------------------------------------------------------
+    async def create_batch(
+        self,
+        batch_id: str,
+        *,
+        source_desc: str,
+        output_dir: str,
+        settings: Mapping[str, Any],
+        tasks: Iterable[NewTask],
+        now: float,
+    ) -> None:
+        """The batch and all its tasks in one transaction: a batch is never half-planned."""
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO batches (id, created_at, updated_at, status, source_desc, output_dir,"
+                " settings_json) VALUES (?, ?, ?, 'created', ?, ?, ?)",
+                (batch_id, now, now, source_desc, output_dir, json.dumps(settings, default=str)),
+            )
+            await tx.executemany(
+                "INSERT INTO tasks (batch_id, seq, source, source_kind, display_name, template,"
+                " template_version, params_json, model, content_fingerprint, done_key, duration_s,"
+                " size_bytes, mime_type, output_md, output_json, stage, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [
+                    (
+                        batch_id,
+                        t.seq,
+                        t.source,
+                        t.source_kind,
+                        t.display_name,
+                        t.template,
+                        t.template_version,
+                        json.dumps(dict(t.params), sort_keys=True),
+                        t.model,
+                        t.content_fingerprint,
+                        t.done_key,
+                        t.duration_s,
+                        t.size_bytes,
+                        t.mime_type,
+                        t.output_md,
+                        t.output_json,
+                        now,
+                    )
+                    for t in tasks
+                ],
+            )
+
+    async def set_batch_status(self, batch_id: str, status: str, now: float) -> None:
+        finished = now if status in ("done", "partial", "cancelled", "failed") else None
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+                (status, now, finished, batch_id),
+            )
+
+    async def batch(self, batch_id: str) -> dict[str, Any] | None:
+        async with self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def batches(self, limit: int = 20) -> list[dict[str, Any]]:
+        async with self.conn.execute(
+            "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,)
+        ) as cur:
+            return [dict(r) async for r in cur]
+
+    async def request_cancel(self, batch_id: str, now: float) -> None:
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE batches SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+                (now, batch_id),
+            )
+
+    async def cancel_requested(self, batch_id: str) -> bool:
+        async with self.conn.execute(
+            "SELECT cancel_requested FROM batches WHERE id = ?", (batch_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    # -- the lease ---------------------------------------------------------------
+    async def acquire_lease(
+        self, batch_id: str, *, owner: str, pid: int, now: float, ttl_s: float
+    ) -> None:
+        """Take the batch, unless another owner holds an unexpired lease."""
+        async with self._tx() as tx:
+            async with tx.execute(
+                "SELECT lease_owner, lease_pid, lease_until FROM batches WHERE id = ?", (batch_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise StorageError(f"no batch {batch_id}")
+            holder, holder_pid, until = row
+            if holder and holder != owner and until is not None and until > now:
+                raise LeaseHeldError(batch_id, holder_pid, holder)
+            await tx.execute(
+                "UPDATE batches SET lease_owner = ?, lease_pid = ?, lease_until = ?,"
+                " cancel_requested = 0, updated_at = ? WHERE id = ?",
+                (owner, pid, now + ttl_s, now, batch_id),
+            )
+
+    async def heartbeat(self, batch_id: str, *, owner: str, now: float, ttl_s: float) -> bool:
+        """Extend the lease; False when it was lost (taken over after expiring)."""
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "UPDATE batches SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+                (now + ttl_s, batch_id, owner),
+            )
+            return cur.rowcount == 1
+
+    async def release_lease(self, batch_id: str, *, owner: str) -> None:
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE batches SET lease_owner = NULL, lease_pid = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_owner = ?",
+                (batch_id, owner),
+            )
+
+    # -- tasks -------------------------------------------------------------------
+    async def tasks(self, batch_id: str) -> list[TaskRow]:
+        async with self.conn.execute(
+            "SELECT * FROM tasks WHERE batch_id = ? ORDER BY seq", (batch_id,)
+        ) as cur:
+            return [TaskRow.from_row(r) async for r in cur]
+
+    async def task(self, task_id: int) -> TaskRow:
+        async with self.conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise StorageError(f"no task {task_id}")
+        return TaskRow.from_row(row)
+
+    async def counts(self, batch_id: str) -> dict[TaskStage, int]:
+        async with self.conn.execute(
+            "SELECT stage, COUNT(*) FROM tasks WHERE batch_id = ? GROUP BY stage", (batch_id,)
+        ) as cur:
+            return {TaskStage(stage): n async for stage, n in cur}
+
+    async def recover(self, batch_id: str, now: float) -> int:
+        """Tasks a dead process left mid-stage go back to pending (upload info kept)."""
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
+                " AND stage IN ('uploading', 'processing', 'generating', 'writing')",
+                (now, batch_id),
+            )
+            return cur.rowcount
+
+    async def claim_next(self, batch_id: str, now: float) -> TaskRow | None:
+        """The next runnable pending task (retry time passed), marked started."""
+        async with self._tx() as tx:
+            async with tx.execute(
+                "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
+                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY seq LIMIT 1",
+                (batch_id, now),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            await tx.execute(
+                "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
+                " next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+                (now, now, row[0]),
+            )
+        return await self.task(row[0])
+
+    async def next_retry_at(self, batch_id: str) -> float | None:
+        async with self.conn.execute(
+            "SELECT MIN(next_attempt_at) FROM tasks WHERE batch_id = ? AND stage = 'pending'",
+            (batch_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_stage(self, task_id: int, stage: TaskStage, now: float) -> None:
+        await self._update_task(task_id, now, stage=stage.value)
+
+    async def record_upload(
+        self,
+        task_id: int,
+        *,
+        name: str,
+        uri: str,
+        mime_type: str,
+        expires_at: float | None,
+        key_fingerprint: str,
+        now: float,
+    ) -> None:
+        """Committed as soon as the server named the file: a crash after this re-uses it."""
+        await self._update_task(
+            task_id,
+            now,
+            stage=TaskStage.PROCESSING.value,
+            upload_name=name,
+            upload_uri=uri,
+            upload_mime=mime_type,
+            upload_expires_at=expires_at,
+            upload_key=key_fingerprint,
+        )
+
+    async def clear_upload(self, task_id: int, now: float) -> None:
+        await self._update_task(
+            task_id,
+            now,
+            upload_name=None,
+            upload_uri=None,
+            upload_mime=None,
+            upload_expires_at=None,
+            upload_key=None,
+        )
+
+    async def complete(
+        self, task_id: int, usage: Usage, cost_usd: float | None, now: float
+    ) -> None:
+        """Call only after the lesson is on disk: "done" means written, then committed."""
+        await self._update_task(
+            task_id,
+            now,
+            stage=TaskStage.DONE.value,
+            prompt_tokens=usage.prompt_tokens,
+            output_tokens=usage.candidates_tokens,
+            thoughts_tokens=usage.thoughts_tokens,
+            total_tokens=usage.total_tokens,
+            cost_usd=cost_usd,
+            finished_at=now,
+            last_error_kind=None,
+            last_error=None,
+        )
+
+    async def fail(self, task_id: int, kind: str, message: str, now: float) -> None:
+        await self._update_task(
+            task_id,
+            now,
+            stage=TaskStage.FAILED.value,
+            last_error_kind=kind,
+            last_error=message,
+            finished_at=now,
+            next_attempt_at=None,
+        )
+
+    async def schedule_retry(
+        self, task_id: int, *, at: float, kind: str, message: str, now: float
+    ) -> None:
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE tasks SET stage = 'pending', attempts = attempts + 1, next_attempt_at = ?,"
+                " last_error_kind = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (at, kind, message, now, task_id),
+            )
+
+    async def requeue(self, task_id: int, now: float) -> None:
+        """Back to pending without counting an attempt (interrupted, or quota pause)."""
+        await self._update_task(task_id, now, stage=TaskStage.PENDING.value)
+
+    async def requeue_failed(self, batch_id: str, now: float) -> int:
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "UPDATE tasks SET stage = 'pending', attempts = 0, next_attempt_at = NULL,"
+                " finished_at = NULL, updated_at = ? WHERE batch_id = ? AND stage = 'failed'",
+                (now, batch_id),
+            )
+            return cur.rowcount
+
+    async def record_attempt(
+        self, task_id: int, call: CallRecord, *, key_fingerprint: str | None, now: float
+    ) -> None:
+        usage = call.usage
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
+                " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
+                " error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task_id,
+                    now,
+                    call.stage,
+                    key_fingerprint,
+                    call.model,
+                    call.latency_s,
+                    int(call.ok),
+                    usage.prompt_tokens if usage else None,
+                    usage.candidates_tokens if usage else None,
+                    usage.thoughts_tokens if usage else None,
+                    call.finish_reason,
+                    call.error_kind,
+                    call.error_message,
+                ),
+            )
+
+    async def attempts(self, task_id: int) -> list[dict[str, Any]]:
+        async with self.conn.execute(
+            "SELECT * FROM attempts WHERE task_id = ? ORDER BY id", (task_id,)
+        ) as cur:
+            return [dict(r) async for r in cur]
+
+    async def find_done(self, done_key: str) -> TaskRow | None:
+        """The skip-existing ledger: the newest finished task with this key, in any batch."""
+        async with self.conn.execute(
+            "SELECT * FROM tasks WHERE done_key = ? AND stage = 'done' ORDER BY finished_at DESC"
+            " LIMIT 1",
+            (done_key,),
+        ) as cur:
+            row = await cur.fetchone()
+        return TaskRow.from_row(row) if row else None

@@ -1,0 +1,39 @@
+"""Opening the state database: WAL, a busy timeout, foreign keys, migrations applied once."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from gs_video_report.errors import StorageError
+from gs_video_report.storage.migrations import migrate
+
+BUSY_TIMEOUT_MS = 10_000
+DB_NAME = "state.db"
+
+
+@asynccontextmanager
+async def open_db(path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open the state database {path}: {exc}") from exc
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL survives a killed process (our crash model); only an OS crash or power
+        # loss can roll back the last commits, which repeats a stage, never corrupts.
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await migrate(conn)
+        yield conn
+    except sqlite3.Error as exc:
+        raise StorageError(f"state database {path}: {exc}") from exc
+    finally:
+        await conn.close()

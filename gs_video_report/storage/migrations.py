@@ -1,0 +1,131 @@
+"""Schema migrations: an append-only, numbered list. Each runs in a transaction together
+with its row in ``_migrations``, so a newer tool opens an older database and a crash
+mid-migration leaves the previous version intact. Never edit a released migration;
+add the next one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import aiosqlite
+
+MIGRATIONS: list[tuple[str, str]] = []
+
+
+def migration(name: str) -> Callable[[str], str]:
+    def register(sql: str) -> str:
+        MIGRATIONS.append((name, sql))
+        return sql
+
+    return register
+
+
+migration("m001_batches_tasks_attempts")(
+    """
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        source_desc TEXT NOT NULL,
+        output_dir TEXT NOT NULL,
+        settings_json TEXT NOT NULL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_pid INTEGER,
+        lease_until REAL
+    );
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        source_kind TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        template TEXT NOT NULL,
+        template_version TEXT NOT NULL,
+        params_json TEXT NOT NULL,
+        model TEXT NOT NULL,
+        content_fingerprint TEXT NOT NULL,
+        done_key TEXT NOT NULL,
+        duration_s REAL,
+        size_bytes INTEGER,
+        mime_type TEXT,
+        output_md TEXT NOT NULL,
+        output_json TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_error_kind TEXT,
+        last_error TEXT,
+        upload_name TEXT,
+        upload_uri TEXT,
+        upload_mime TEXT,
+        upload_expires_at REAL,
+        upload_key TEXT,
+        prompt_tokens INTEGER,
+        output_tokens INTEGER,
+        thoughts_tokens INTEGER,
+        total_tokens INTEGER,
+        cost_usd REAL,
+        started_at REAL,
+        finished_at REAL,
+        updated_at REAL NOT NULL,
+        UNIQUE (batch_id, seq)
+    );
+    CREATE INDEX tasks_by_batch_stage ON tasks (batch_id, stage);
+    CREATE INDEX tasks_by_done_key ON tasks (done_key, stage);
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        stage TEXT NOT NULL,
+        key_fingerprint TEXT,
+        model TEXT,
+        latency_s REAL,
+        ok INTEGER NOT NULL,
+        prompt_tokens INTEGER,
+        output_tokens INTEGER,
+        thoughts_tokens INTEGER,
+        finish_reason TEXT,
+        error_kind TEXT,
+        error_message TEXT
+    );
+    CREATE INDEX attempts_by_task ON attempts (task_id);
+    """
+)
+
+
+async def applied(conn: aiosqlite.Connection) -> list[str]:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    async with conn.execute("SELECT name FROM _migrations ORDER BY rowid") as cursor:
+        return [row[0] async for row in cursor]
+
+
+async def migrate(conn: aiosqlite.Connection) -> list[str]:
+    """Apply pending migrations in order; return the names applied now."""
+    done = set(await applied(conn))
+    await conn.commit()
+    ran = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        # executescript would COMMIT first; run statement by statement inside one transaction.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in (s.strip() for s in sql.split(";")):
+                if statement:
+                    await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
+            )
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        ran.append(name)
+    return ran
