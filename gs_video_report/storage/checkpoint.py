@@ -143,13 +143,18 @@ class CheckpointManager:
             raise
         await self.conn.commit()
 
-    async def _update_task(self, task_id: int, now: float, **values: Any) -> None:
-        assignments = ", ".join(f"{key} = ?" for key in values)
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """One statement in its own transaction; the number of rows it changed."""
         async with self._tx() as tx:
-            await tx.execute(
-                f"UPDATE tasks SET {assignments}, updated_at = ? WHERE id = ?",
-                (*values.values(), now, task_id),
-            )
+            cur = await tx.execute(sql, params)
+            return cur.rowcount
+
+    async def _update_task(self, task_id: int, now: float, **values: Any) -> None:
+        assignments = ", ".join(f"{key} = ?" for key in values)  # keys are ours, never input
+        await self._write(
+            f"UPDATE tasks SET {assignments}, updated_at = ? WHERE id = ?",
+            (*values.values(), now, task_id),
+        )
 
     # -- batches -----------------------------------------------------------------
     async def create_batch(
@@ -200,11 +205,10 @@ class CheckpointManager:
 
     async def set_batch_status(self, batch_id: str, status: str, now: float) -> None:
         finished = now if status in ("done", "partial", "cancelled", "failed") else None
-        async with self._tx() as tx:
-            await tx.execute(
-                "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                (status, now, finished, batch_id),
-            )
+        await self._write(
+            "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+            (status, now, finished, batch_id),
+        )
 
     async def batch(self, batch_id: str) -> dict[str, Any] | None:
         async with self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)) as cur:
@@ -218,11 +222,10 @@ class CheckpointManager:
             return [dict(r) async for r in cur]
 
     async def request_cancel(self, batch_id: str, now: float) -> None:
-        async with self._tx() as tx:
-            await tx.execute(
-                "UPDATE batches SET cancel_requested = 1, updated_at = ? WHERE id = ?",
-                (now, batch_id),
-            )
+        await self._write(
+            "UPDATE batches SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+            (now, batch_id),
+        )
 
     async def cancel_requested(self, batch_id: str) -> bool:
         async with self.conn.execute(
@@ -254,20 +257,18 @@ class CheckpointManager:
 
     async def heartbeat(self, batch_id: str, *, owner: str, now: float, ttl_s: float) -> bool:
         """Extend the lease; False when it was lost (taken over after expiring)."""
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "UPDATE batches SET lease_until = ? WHERE id = ? AND lease_owner = ?",
-                (now + ttl_s, batch_id, owner),
-            )
-            return cur.rowcount == 1
+        changed = await self._write(
+            "UPDATE batches SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+            (now + ttl_s, batch_id, owner),
+        )
+        return changed == 1
 
     async def release_lease(self, batch_id: str, *, owner: str) -> None:
-        async with self._tx() as tx:
-            await tx.execute(
-                "UPDATE batches SET lease_owner = NULL, lease_pid = NULL, lease_until = NULL"
-                " WHERE id = ? AND lease_owner = ?",
-                (batch_id, owner),
-            )
+        await self._write(
+            "UPDATE batches SET lease_owner = NULL, lease_pid = NULL, lease_until = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            (batch_id, owner),
+        )
 
     # -- tasks -------------------------------------------------------------------
     async def tasks(self, batch_id: str) -> list[TaskRow]:
@@ -291,13 +292,11 @@ class CheckpointManager:
 
     async def recover(self, batch_id: str, now: float) -> int:
         """Tasks a dead process left mid-stage go back to pending (upload info kept)."""
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
-                " AND stage IN ('uploading', 'processing', 'generating', 'writing')",
-                (now, batch_id),
-            )
-            return cur.rowcount
+        return await self._write(
+            "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
+            " AND stage IN ('uploading', 'processing', 'generating', 'writing')",
+            (now, batch_id),
+        )
 
     async def claim_next(self, batch_id: str, now: float) -> TaskRow | None:
         """The next runnable pending task (retry time passed), marked started."""
@@ -394,51 +393,47 @@ class CheckpointManager:
     async def schedule_retry(
         self, task_id: int, *, at: float, kind: str, message: str, now: float
     ) -> None:
-        async with self._tx() as tx:
-            await tx.execute(
-                "UPDATE tasks SET stage = 'pending', attempts = attempts + 1, next_attempt_at = ?,"
-                " last_error_kind = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                (at, kind, message, now, task_id),
-            )
+        await self._write(
+            "UPDATE tasks SET stage = 'pending', attempts = attempts + 1, next_attempt_at = ?,"
+            " last_error_kind = ?, last_error = ?, updated_at = ? WHERE id = ?",
+            (at, kind, message, now, task_id),
+        )
 
     async def requeue(self, task_id: int, now: float) -> None:
         """Back to pending without counting an attempt (interrupted, or quota pause)."""
         await self._update_task(task_id, now, stage=TaskStage.PENDING.value)
 
     async def requeue_failed(self, batch_id: str, now: float) -> int:
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "UPDATE tasks SET stage = 'pending', attempts = 0, next_attempt_at = NULL,"
-                " finished_at = NULL, updated_at = ? WHERE batch_id = ? AND stage = 'failed'",
-                (now, batch_id),
-            )
-            return cur.rowcount
+        return await self._write(
+            "UPDATE tasks SET stage = 'pending', attempts = 0, next_attempt_at = NULL,"
+            " finished_at = NULL, updated_at = ? WHERE batch_id = ? AND stage = 'failed'",
+            (now, batch_id),
+        )
 
     async def record_attempt(
         self, task_id: int, call: CallRecord, *, key_fingerprint: str | None, now: float
     ) -> None:
         usage = call.usage
-        async with self._tx() as tx:
-            await tx.execute(
-                "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
-                " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
-                " error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task_id,
-                    now,
-                    call.stage,
-                    key_fingerprint,
-                    call.model,
-                    call.latency_s,
-                    int(call.ok),
-                    usage.prompt_tokens if usage else None,
-                    usage.candidates_tokens if usage else None,
-                    usage.thoughts_tokens if usage else None,
-                    call.finish_reason,
-                    call.error_kind,
-                    call.error_message,
-                ),
-            )
+        await self._write(
+            "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
+            " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
+            " error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task_id,
+                now,
+                call.stage,
+                key_fingerprint,
+                call.model,
+                call.latency_s,
+                int(call.ok),
+                usage.prompt_tokens if usage else None,
+                usage.candidates_tokens if usage else None,
+                usage.thoughts_tokens if usage else None,
+                call.finish_reason,
+                call.error_kind,
+                call.error_message,
+            ),
+        )
 
     async def attempts(self, task_id: int) -> list[dict[str, Any]]:
         async with self.conn.execute(
