@@ -181,11 +181,11 @@ def test_done_ledger_spans_batches_and_cancel_flag(tmp_path: Path) -> None:
         await make_batch(store, n=1, batch_id="b1")
         task = await store.claim_next("b1", now=100.0)
         assert task is not None
-        assert await store.find_done(task.done_key) is None
+        assert task.done_key not in await store.done_ledger()
         await store.complete(task.id, Usage(), None, now=101.0)
         await make_batch(store, n=1, batch_id="b2")
-        found = await store.find_done(task.done_key)
-        assert found is not None and found.batch_id == "b1"
+        found = (await store.done_ledger())[task.done_key]
+        assert found.batch_id == "b1"
         await store.request_cancel("b2", now=102.0)
         assert await store.cancel_requested("b2") and not await store.cancel_requested("b1")
         assert [b["id"] for b in await store.batches()] in (["b2", "b1"], ["b1", "b2"])

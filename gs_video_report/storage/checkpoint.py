@@ -441,12 +441,9 @@ class CheckpointManager:
         ) as cur:
             return [dict(r) async for r in cur]
 
-    async def find_done(self, done_key: str) -> TaskRow | None:
-        """The skip-existing ledger: the newest finished task with this key, in any batch."""
+    async def done_ledger(self) -> dict[str, TaskRow]:
+        """The skip-existing ledger: for each done key, the newest finished task, any batch."""
         async with self.conn.execute(
-            "SELECT * FROM tasks WHERE done_key = ? AND stage = 'done' ORDER BY finished_at DESC"
-            " LIMIT 1",
-            (done_key,),
+            "SELECT * FROM tasks WHERE stage = 'done' ORDER BY finished_at"
         ) as cur:
-            row = await cur.fetchone()
-        return TaskRow.from_row(row) if row else None
+            return {row["done_key"]: TaskRow.from_row(row) async for row in cur}

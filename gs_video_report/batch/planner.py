@@ -1,0 +1,138 @@
+"""From inputs to a plan of VideoTasks, with nothing spent.
+
+Every entry goes through the same local checks as ``main`` (``pipeline.prepare``); an
+entry that fails them becomes a problem line and the others go on. Output paths are
+decided here, for the whole batch at once, so two videos can never claim one file.
+The skip-existing ledger is the task table: a video is skipped when a task with the
+same done key (content fingerprint, template name and version, parameters, model)
+finished before and its lesson is still on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
+from gs_video_report.batch.pipeline import PreparedVideo, prepare
+from gs_video_report.config import Settings
+from gs_video_report.errors import InputError, TemplateError
+from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
+from gs_video_report.services.sources import parse_source
+from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.services.writer import FileWriter
+from gs_video_report.storage.checkpoint import TaskRow
+
+Ledger = Mapping[str, TaskRow]  # done key -> the newest finished task with that key
+
+
+def done_key(
+    content_fp: str, template: str, version: str, params: Mapping[str, str], model: str
+) -> str:
+    blob = json.dumps([content_fp, template, version, dict(sorted(params.items())), model])
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    entry: InputEntry
+    video: PreparedVideo
+    content_fingerprint: str
+    done_key: str
+    skip_reason: str | None = None
+
+
+@dataclass
+class Plan:
+    tasks: list[PlannedTask] = field(default_factory=list)
+    problems: list[InputProblem] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[PlannedTask]:
+        return [t for t in self.tasks if t.skip_reason is None]
+
+    @property
+    def skipped(self) -> list[PlannedTask]:
+        return [t for t in self.tasks if t.skip_reason is not None]
+
+    @property
+    def total_duration_s(self) -> float:
+        return sum(t.video.duration_s or 0.0 for t in self.to_run)
+
+
+def build_plan(
+    inputs: Inputs,
+    *,
+    settings: Settings,
+    registry: TemplateRegistry,
+    writer: FileWriter,
+    template: str | None,
+    params: Mapping[str, str],
+    ledger: Ledger | None = None,
+    force: bool = False,
+) -> Plan:
+    plan = Plan(problems=list(inputs.problems))
+    taken: set[Path] = set()
+    seen: dict[tuple[str, str, str], str] = {}
+    for entry in inputs.entries:
+        try:
+            planned = _plan_entry(entry, settings, registry, writer, template, params, taken)
+        except (InputError, TemplateError) as exc:
+            plan.problems.append(InputProblem(entry.origin, str(exc)))
+            continue
+        video = planned.video
+        identity = (
+            video.source.identity,
+            video.template.name,
+            json.dumps(video.params, sort_keys=True),
+        )
+        if identity in seen:
+            plan.problems.append(
+                InputProblem(entry.origin, f"duplicate of {seen[identity]}; skipped")
+            )
+            continue
+        seen[identity] = entry.origin
+        taken.add(video.files.markdown)
+        if ledger is not None and not force:
+            previous = ledger.get(planned.done_key)
+            if previous is not None and Path(previous.output_md).is_file():
+                reason = f"already done in {previous.batch_id}: {previous.output_md}"
+                planned = PlannedTask(
+                    entry, video, planned.content_fingerprint, planned.done_key, reason
+                )
+        plan.tasks.append(planned)
+    return plan
+
+
+def _plan_entry(
+    entry: InputEntry,
+    settings: Settings,
+    registry: TemplateRegistry,
+    writer: FileWriter,
+    template: str | None,
+    params: Mapping[str, str],
+    taken: set[Path],
+) -> PlannedTask:
+    chosen = registry.get(entry.template or template or settings.templates.default)
+    merged = {**params, **entry.params}
+    source = parse_source(entry.text)
+    video: PreparedVideo = prepare(
+        source,
+        template=chosen,
+        params=merged,
+        settings=settings,
+        writer=writer,
+        subdir=entry.subdir,
+        output_stem=entry.output_name,
+        taken=taken,
+    )
+    fingerprint = (
+        content_fingerprint(source.path)
+        if source.path is not None
+        else url_fingerprint(source.identity)
+    )
+    key = done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
+    return PlannedTask(entry, video, fingerprint, key)

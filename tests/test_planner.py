@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gs_video_report.batch.inputs import InputEntry, Inputs, read_url_list, scan_folder
+from gs_video_report.batch.planner import Plan, build_plan, done_key
+from gs_video_report.config import load_settings
+from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.services.writer import FileWriter
+from gs_video_report.storage.checkpoint import TaskRow
+from tests.conftest import SAMPLES
+
+VIDEO = SAMPLES / "intro_to_fractions.mp4"
+
+
+def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False) -> Plan:  # type: ignore[no-untyped-def]
+    settings = load_settings(env={}, cwd=out.parent)
+    return build_plan(
+        inputs,
+        settings=settings,
+        registry=TemplateRegistry.with_builtins(),
+        writer=FileWriter(out),
+        template="summary_report",
+        params={},
+        ledger=ledger,
+        force=force,
+    )
+
+
+def test_same_names_in_two_folders_get_separate_lessons_mirroring_folders(tmp_path: Path) -> None:
+    root = tmp_path / "lectures"
+    for rel in ("week1/intro.mp4", "week2/intro.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(VIDEO, root / rel)
+    out = tmp_path / "out"
+    plan = plan_for(scan_folder(root, skip=out), out)
+    paths = [t.video.files.markdown for t in plan.tasks]
+    assert paths == [out / "summary_report/week1/intro.md", out / "summary_report/week2/intro.md"]
+    # the same bytes: one content fingerprint, but two sources, two tasks
+    assert plan.tasks[0].content_fingerprint == plan.tasks[1].content_fingerprint
+    assert plan.total_duration_s == 90
+
+
+def test_bad_entries_become_problems_and_duplicates_are_dropped(tmp_path: Path) -> None:
+    good = tmp_path / "good.mp4"
+    shutil.copy(VIDEO, good)
+    (tmp_path / "text.mp4").write_text("not a video")
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text(
+        "path,template,output_name,subject_area\n"
+        "good.mp4,comprehensive_lesson,../../escape,art\n"
+        "good.mp4,comprehensive_lesson,,art\n"
+        "text.mp4,,,\n"
+        "good.mp4,no_such_template,,\n"
+        "https://vimeo.com/1,,,\n"
+        "good.mp4,summary_report,,\n"
+    )
+    out = tmp_path / "out"
+    plan = plan_for(read_url_list(csv_file), out)
+    assert [t.entry.origin for t in plan.tasks] == ["list.csv:2", "list.csv:7"]
+    first = plan.tasks[0]
+    assert first.video.params["subject_area"] == "art"
+    assert first.video.files.markdown.resolve().is_relative_to(out.resolve())  # ../../ stays inside
+    problems = {p.origin: p.message for p in plan.problems}
+    assert problems["list.csv:3"].startswith("duplicate of list.csv:2")
+    assert "not a readable video" in problems["list.csv:4"]
+    assert "unknown template 'no_such_template'" in problems["list.csv:5"]
+    assert "only public YouTube videos" in problems["list.csv:6"]
+
+
+def test_skip_existing_uses_the_ledger_and_needs_the_lesson_on_disk(tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    shutil.copy(VIDEO, video)
+    inputs = Inputs(entries=[InputEntry(str(video), "x")])
+    out = tmp_path / "out"
+    first = plan_for(inputs, out).tasks[0]
+    lesson = tmp_path / "old" / "v.md"
+    fields = {name: None for name in TaskRow.__dataclass_fields__}
+    previous = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(lesson)})  # type: ignore[arg-type]
+    ledger = {first.done_key: previous}
+
+    assert plan_for(inputs, out, ledger).tasks[0].skip_reason is None  # lesson missing: redo
+    lesson.parent.mkdir()
+    lesson.write_text("# done")
+    skipped = plan_for(inputs, out, ledger).tasks[0]
+    assert skipped.skip_reason and "batch_old" in skipped.skip_reason
+    assert plan_for(inputs, out, ledger, force=True).tasks[0].skip_reason is None
+    # moving the video to another folder keeps the key; another template version would not
+    moved = tmp_path / "elsewhere" / "renamed.mp4"
+    moved.parent.mkdir()
+    shutil.copy(video, moved)
+    again = plan_for(Inputs(entries=[InputEntry(str(moved), "y")]), out).tasks[0]
+    assert again.done_key == first.done_key
+    other_version = done_key(
+        first.content_fingerprint, "summary_report", "2.1", first.video.params, "gemini-3.8-flash"
+    )
+    assert other_version != first.done_key
+    other_model = done_key(
+        first.content_fingerprint, "summary_report", "2.0", first.video.params, "gemini-3.7-flash"
+    )
+    assert other_model != first.done_key
