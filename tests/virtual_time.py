@@ -1,0 +1,43 @@
+"""A virtual clock for asyncio code that takes ``clock`` and ``sleep``: sleeping tasks
+wake in time order and time jumps forward only when every task is waiting on it."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class VirtualClock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._counter), future))
+        await future
+
+    async def run(self, main: Callable[[], Awaitable[T]]) -> T:
+        """Run ``main`` to completion, advancing time whenever everything is asleep."""
+        task = asyncio.ensure_future(main())
+        while not task.done():
+            for _ in range(50):  # let every runnable task reach its next await
+                await asyncio.sleep(0)
+                if task.done():
+                    break
+            if task.done() or not self._sleepers:
+                continue
+            when, _, future = heapq.heappop(self._sleepers)
+            self.now = max(self.now, when)
+            if not future.done():
+                future.set_result(None)
+        return task.result()
