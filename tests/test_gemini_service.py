@@ -56,7 +56,7 @@ def run(
 
 async def upload_active(service: GeminiService, path: Path = VIDEO) -> VideoRef:
     file = await service.upload(path, "video/mp4", display_name=path.name)
-    size = path.stat().st_size  # noqa: ASYNC240
+    size = path.stat().st_size
     file = await service.wait_until_active(file, size_bytes=size)
     return VideoRef(file.uri, file.mime_type, file.name)
 

@@ -9,14 +9,14 @@ import pytest
 from gs_video_report.errors import OutputError
 from gs_video_report.models import LessonFiles
 from gs_video_report.services.sources import parse_source
-from gs_video_report.services.writer import FileWriter, atomic_write_text, safe_stem
+from gs_video_report.services.writer import FileWriter, atomic_write_text, safe_stem, write_lesson
 
 
 def claim(writer: FileWriter, path: Path, template: str = "summary_report") -> LessonFiles:
     """Plan and write a lesson for ``path`` so later plans see it on disk."""
     source = parse_source(str(path))
     files = writer.plan(source, template)
-    writer.write(files, "# lesson\n", {"source": source.identity, "answer": {}})
+    write_lesson(files, "# lesson\n", {"source": source.identity, "answer": {}})
     return files
 
 

@@ -34,7 +34,7 @@ from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.probe import probe_video
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate
-from gs_video_report.services.writer import FileWriter
+from gs_video_report.services.writer import FileWriter, write_lesson
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,6 @@ class VideoPipeline:
         *,
         model: str,
         retry: RetryPolicy,
-        writer: FileWriter,
         simulated: bool = False,
         sleep: Sleep = asyncio.sleep,
         on_stage: StageCallback | None = None,
@@ -116,7 +115,6 @@ class VideoPipeline:
         self.settings = settings
         self.model = model
         self.retry = retry
-        self.writer = writer
         self.simulated = simulated
         self._sleep = sleep
         self._on_stage = on_stage or (lambda stage, fraction: None)
@@ -221,7 +219,7 @@ class VideoPipeline:
             "calls": [_call_json(c) for c in calls],
             "answer": generation.data,
         }
-        self.writer.write(video.files, markdown, document)
+        write_lesson(video.files, markdown, document)
 
     async def run(self, video: PreparedVideo, calls: list[CallRecord]) -> LessonResult:
         """All stages. A 403 on the uploaded file (expired, another project's) re-uploads once."""

@@ -51,7 +51,6 @@ async def run_single(
             settings,
             model=settings.model,
             retry=RetryPolicy(max_retries=settings.api.max_retries),
-            writer=writer_for(settings),
             simulated=simulated,
             sleep=sleep,
             on_stage=on_stage,

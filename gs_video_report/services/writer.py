@@ -85,11 +85,12 @@ class FileWriter:
         md = folder / f"{base}-{hashlib.sha256(source.identity.encode()).hexdigest()[:12]}.md"
         return LessonFiles(markdown=md, answer_json=md.with_suffix(".json"))
 
-    def write(self, files: LessonFiles, markdown: str, answer_document: dict[str, Any]) -> None:
-        """The answer first, then the lesson: a lesson on disk always has its answer."""
-        text = json.dumps(answer_document, ensure_ascii=False, indent=2) + "\n"
-        atomic_write_text(files.answer_json, text)
-        atomic_write_text(files.markdown, markdown)
+
+def write_lesson(files: LessonFiles, markdown: str, answer_document: dict[str, Any]) -> None:
+    """The answer first, then the lesson: a lesson on disk always has its answer."""
+    text = json.dumps(answer_document, ensure_ascii=False, indent=2) + "\n"
+    atomic_write_text(files.answer_json, text)
+    atomic_write_text(files.markdown, markdown)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

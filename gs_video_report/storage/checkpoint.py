@@ -11,6 +11,7 @@ One process runs a batch at a time: a lease (owner, pid, expiry) renewed by hear
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -131,17 +132,20 @@ class TaskRow:
 class CheckpointManager:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
+        # Workers share this connection; SQLite has one transaction per connection.
+        self._tx_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         """One immediate transaction: committed before the caller's next step starts."""
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            await self.conn.rollback()
-            raise
-        await self.conn.commit()
+        async with self._tx_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            await self.conn.commit()
 
     async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """One statement in its own transaction; the number of rows it changed."""
@@ -399,9 +403,10 @@ class CheckpointManager:
             (at, kind, message, now, task_id),
         )
 
-    async def requeue(self, task_id: int, now: float) -> None:
-        """Back to pending without counting an attempt (interrupted, or quota pause)."""
-        await self._update_task(task_id, now, stage=TaskStage.PENDING.value)
+    async def requeue(self, task_id: int, now: float, *, at: float | None = None) -> None:
+        """Back to pending without counting an attempt (interrupted, or a quota pause
+        until ``at``)."""
+        await self._update_task(task_id, now, stage=TaskStage.PENDING.value, next_attempt_at=at)
 
     async def requeue_failed(self, batch_id: str, now: float) -> int:
         return await self._write(

@@ -1,0 +1,179 @@
+"""Running a batch: plan -> rows -> lease -> WorkerPool, and resuming one.
+
+``start_batch`` commits the whole plan as task rows before anything is spent, so an
+interruption at any later moment is resumable with ``resume_batch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from gs_video_report.batch.limiter import APILimiter, Limits
+from gs_video_report.batch.planner import Plan
+from gs_video_report.batch.retry import RetryPolicy
+from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
+from gs_video_report.config import ApiKey, Settings
+from gs_video_report.errors import ExitCode, StorageError
+from gs_video_report.services.gemini import GeminiService
+from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
+
+LEASE_TTL_S = 30.0
+CANCEL_POLL_S = 2.0
+
+
+def new_batch_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"batch_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    parallel: int = 4
+    max_uploads: int = 2
+    max_retries: int = 3
+    simulated: bool = False
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    counts: dict[TaskStage, int] = field(default_factory=dict)
+    stop_reason: str | None = None
+    stop_message: str | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.stop_reason == "quota":
+            return ExitCode.QUOTA
+        if self.stop_reason == "auth":
+            return ExitCode.AUTH
+        if self.stop_reason in ("interrupted", "cancelled"):
+            return ExitCode.INTERRUPTED
+        return ExitCode.PARTIAL if self.counts.get(TaskStage.FAILED) else ExitCode.OK
+
+
+async def record_plan(
+    store: CheckpointManager,
+    plan: Plan,
+    *,
+    batch_id: str,
+    source_desc: str,
+    output_dir: str,
+    snapshot: dict[str, object],
+    now: float,
+) -> None:
+    tasks = [
+        NewTask(
+            seq=seq,
+            source=t.video.source.identity,
+            source_kind=t.video.source.kind.value,
+            display_name=t.video.source.display_name,
+            template=t.video.template.name,
+            template_version=t.video.template.version,
+            params=t.video.params,
+            model=str(snapshot["model"]),
+            content_fingerprint=t.content_fingerprint,
+            done_key=t.done_key,
+            output_md=str(t.video.files.markdown),
+            output_json=str(t.video.files.answer_json),
+            duration_s=t.video.duration_s,
+            size_bytes=t.video.info.size_bytes if t.video.info else None,
+            mime_type=t.video.info.mime_type if t.video.info else None,
+        )
+        for seq, t in enumerate(plan.to_run)
+    ]
+    await store.create_batch(
+        batch_id,
+        source_desc=source_desc,
+        output_dir=output_dir,
+        settings=snapshot,
+        tasks=tasks,
+        now=now,
+    )
+
+
+async def run_batch(
+    store: CheckpointManager,
+    batch_id: str,
+    *,
+    settings: Settings,
+    key: ApiKey,
+    options: RunOptions,
+    registry: TemplateRegistry,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+    on_stage: StageListener | None = None,
+    on_pool: Callable[[WorkerPool], None] | None = None,
+) -> BatchOutcome:
+    """Run (or resume) ``batch_id`` until every task is done or failed, or a stop."""
+    if await store.batch(batch_id) is None:
+        raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    await store.acquire_lease(
+        batch_id, owner=owner, pid=os.getpid(), now=time.time(), ttl_s=LEASE_TTL_S
+    )
+    try:
+        await store.recover(batch_id, clock())
+        await store.set_batch_status(batch_id, "running", time.time())
+        limiter = APILimiter(lambda model: Limits(), clock=clock, sleep=sleep)
+        async with GeminiService(
+            key, settings.api, sleep=sleep, clock=clock, on_call=record_call
+        ) as service:
+            pool = WorkerPool(
+                batch_id=batch_id,
+                store=store,
+                service=service,
+                settings=settings,
+                registry=registry,
+                limiter=limiter,
+                retry=RetryPolicy(max_retries=options.max_retries),
+                options=PoolOptions(options.parallel, options.max_uploads, options.simulated),
+                clock=clock,
+                sleep=sleep,
+                on_stage=on_stage,
+            )
+            if on_pool is not None:
+                on_pool(pool)
+            keeper = asyncio.create_task(_keep_lease(store, pool, batch_id, owner))
+            try:
+                await pool.run()
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+        outcome = BatchOutcome(
+            batch_id, await store.counts(batch_id), pool.stop_reason, pool.stop_message
+        )
+        status = outcome.stop_reason or (
+            "partial" if outcome.counts.get(TaskStage.FAILED) else "done"
+        )
+        await store.set_batch_status(batch_id, status, time.time())
+        return outcome
+    finally:
+        await store.release_lease(batch_id, owner=owner)
+
+
+async def _keep_lease(
+    store: CheckpointManager, pool: WorkerPool, batch_id: str, owner: str
+) -> None:
+    """Notice `cancel` from another terminal within seconds, and heartbeat the lease (real
+    time: other processes read it)."""
+    ticks = 0
+    while True:
+        await asyncio.sleep(CANCEL_POLL_S)
+        ticks += 1
+        if await store.cancel_requested(batch_id):
+            pool.request_stop("cancelled", "cancelled from another terminal")
+        if ticks % round(LEASE_TTL_S / 3 / CANCEL_POLL_S) == 0:
+            alive = await store.heartbeat(batch_id, owner=owner, now=time.time(), ttl_s=LEASE_TTL_S)
+            if not alive:
+                pool.request_stop("interrupted", "another process took over this batch")

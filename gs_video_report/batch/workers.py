@@ -1,0 +1,289 @@
+"""WorkerPool: N asyncio workers pull tasks from the task table and run them stage by
+stage, committing each stage before the next starts.
+
+- uploads have their own cap (``max_uploads``, default 2: parallel uploads choke a
+  teacher's link); generation is paced by the APILimiter;
+- a resumed task whose upload is still ACTIVE on the server, with the same key, is not
+  uploaded again; a done task is never claimed again;
+- retries are rows, not sleeps: ``schedule_retry`` stores when, so they survive restarts;
+- a per-minute 429 pauses the bucket once and re-queues the task without burning an
+  attempt; a per-day 429 or a bad key stops scheduling (``stop_reason``);
+- one failing video never stops the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gs_video_report.batch.cost import cost_of, estimate_input_tokens
+from gs_video_report.batch.limiter import APILimiter, QuotaParked
+from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, prompt_builtins
+from gs_video_report.batch.retry import RetryPolicy
+from gs_video_report.config import Settings
+from gs_video_report.errors import (
+    ApiError,
+    ApiTimeoutError,
+    AuthError,
+    FileAccessError,
+    GsVideoReportError,
+    QuotaScope,
+    RateLimitError,
+)
+from gs_video_report.models import CallRecord, LessonFiles, VideoInfo
+from gs_video_report.services.gemini import GeminiService, VideoRef
+from gs_video_report.services.sources import parse_source
+from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow, TaskStage
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+# (task, stage, fraction done or None) -> None; for the progress display
+StageListener = Callable[[TaskRow, str, float | None], None]
+
+_CALLS: contextvars.ContextVar[list[CallRecord]] = contextvars.ContextVar("calls")
+_UPLOAD_REUSE_MARGIN_S = 3600.0  # reuse an upload only if it lives at least this much longer
+_IDLE_POLL_S = 1.0
+_MAX_TIMEOUT_GROWTH = 3.0
+
+
+def record_call(call: CallRecord) -> None:
+    """``GeminiService.on_call`` for the pool: each worker (its own asyncio task, so its own
+    context) collects its calls, then flushes them to the attempts table."""
+    calls = _CALLS.get(None)
+    if calls is not None:
+        calls.append(call)
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    parallel: int = 4
+    max_uploads: int = 2
+    simulated: bool = False
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        store: CheckpointManager,
+        service: GeminiService,
+        settings: Settings,
+        registry: TemplateRegistry,
+        limiter: APILimiter,
+        retry: RetryPolicy,
+        options: PoolOptions,
+        clock: Callable[[], float],
+        sleep: Sleep,
+        on_stage: StageListener | None = None,
+    ) -> None:
+        self.batch_id = batch_id
+        self.store = store
+        self.service = service
+        self.settings = settings
+        self.registry = registry
+        self.limiter = limiter
+        self.retry = retry
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.on_stage = on_stage or (lambda task, stage, fraction: None)
+        self.stop_reason: str | None = None
+        self.stop_message: str | None = None
+        self._active = 0
+        self._uploads = asyncio.Semaphore(options.max_uploads)
+
+    # -- control -----------------------------------------------------------------
+    def request_stop(self, reason: str, message: str | None = None) -> None:
+        """Stop claiming new work; in-flight tasks finish their current call."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_message = reason, message
+            logger.warning("stopping batch %s: %s", self.batch_id, message or reason)
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker(n)) for n in range(self.options.parallel)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+
+    async def _worker(self, number: int) -> None:
+        while self.stop_reason is None:
+            task = await self.store.claim_next(self.batch_id, self.clock())
+            if task is None:
+                next_retry = await self.store.next_retry_at(self.batch_id)
+                if next_retry is None and self._active == 0:
+                    return  # nothing pending, nothing running: the batch is through
+                wait = _IDLE_POLL_S if next_retry is None else next_retry - self.clock()
+                await self.sleep(max(0.01, min(wait, _IDLE_POLL_S)))
+                continue
+            self._active += 1
+            try:
+                await self._run_task(task)
+            finally:
+                self._active -= 1
+
+    # -- one task -----------------------------------------------------------------
+    def _rebuild(self, task: TaskRow) -> PreparedVideo:
+        """Everything the stages need, from the row alone (a new process may run it)."""
+        source = parse_source(task.source)
+        template = self.registry.get(task.template)
+        info = None
+        if source.path is not None:
+            info = VideoInfo(task.duration_s or 0.0, task.size_bytes or 0, task.mime_type or "")
+        builtins = prompt_builtins(source, info, datetime.now(UTC))
+        params = task.params
+        return PreparedVideo(
+            source=source,
+            info=info,
+            template=template,
+            params=params,
+            prompt=template.render_prompt(params, builtins),
+            system_instruction=template.render_system_instruction(params, builtins),
+            files=LessonFiles(Path(task.output_md), Path(task.output_json)),
+        )
+
+    async def _flush_calls(self, task: TaskRow) -> None:
+        calls = _CALLS.get()
+        while calls:
+            call = calls.pop(0)
+            await self.store.record_attempt(
+                task.id, call, key_fingerprint=self.service.key_fingerprint, now=self.clock()
+            )
+
+    async def _run_task(self, task: TaskRow) -> None:
+        _CALLS.set([])
+        pipeline = VideoPipeline(
+            self.service,
+            self.settings,
+            model=task.model,
+            retry=RetryPolicy(max_retries=0),
+            simulated=self.options.simulated,
+            sleep=self.sleep,
+        )
+        try:
+            video = self._rebuild(task)
+            ref = await self._video_ref(task, video)
+            await self._flush_calls(task)
+            await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
+            self.on_stage(task, "generating", None)
+            bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
+            await bucket.acquire(
+                estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
+            )
+            timeout = self.settings.api.request_timeout
+            if task.last_error_kind == ApiTimeoutError.__name__:
+                timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
+            generation = await self.service.generate(
+                model=task.model,
+                video=ref,
+                prompt=video.prompt,
+                schema=video.template.schema,
+                settings=video.template.generation,
+                system_instruction=video.system_instruction,
+                validate=video.template.validate_answer,
+                timeout_s=timeout,
+            )
+            bucket.succeeded()
+            await self._flush_calls(task)
+            await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
+            self.on_stage(task, "writing", None)
+            pipeline.write(video, generation, list(_CALLS.get()))
+            cost = cost_of(task.model, generation.usage, datetime.now(UTC).date())
+            await self.store.complete(task.id, generation.usage, cost, self.clock())
+            self.on_stage(task, "done", None)
+            if ref.file_name:
+                await pipeline.delete_quietly(ref.file_name)
+                await self.store.clear_upload(task.id, self.clock())
+        except (GsVideoReportError, QuotaParked) as exc:
+            await self._flush_calls(task)
+            await self._handle_failure(task, exc)
+        finally:
+            await self._flush_calls(task)
+
+    async def _video_ref(self, task: TaskRow, video: PreparedVideo) -> VideoRef:
+        if video.source.path is None:
+            return VideoRef(uri=video.source.identity, mime_type=None)
+        size = task.size_bytes or 0
+        if (
+            task.upload_name
+            and task.upload_key == self.service.key_fingerprint
+            and (task.upload_expires_at or 0) > self.clock_wall() + _UPLOAD_REUSE_MARGIN_S
+        ):
+            try:
+                file = await self.service.get_file(task.upload_name)
+                if file.state != "FAILED":
+                    self.on_stage(task, "processing", None)
+                    file = await self.service.wait_until_active(file, size_bytes=size)
+                    logger.info("%s: reusing upload %s", task.display_name, file.name)
+                    return VideoRef(file.uri, file.mime_type, file.name)
+            except FileAccessError:
+                pass
+            await self.store.clear_upload(task.id, self.clock())
+        await self.store.set_stage(task.id, TaskStage.UPLOADING, self.clock())
+        assert video.info is not None
+        async with self._uploads:
+            self.on_stage(task, "uploading", 0.0)
+            file = await self.service.upload(
+                video.source.path,
+                video.info.mime_type,
+                display_name=video.source.path.name,
+                progress=lambda done, total: self.on_stage(task, "uploading", done / max(1, total)),
+            )
+        expires = file.expires_at.timestamp() if file.expires_at else None
+        await self.store.record_upload(
+            task.id,
+            name=file.name,
+            uri=file.uri,
+            mime_type=file.mime_type,
+            expires_at=expires,
+            key_fingerprint=self.service.key_fingerprint,
+            now=self.clock(),
+        )
+        self.on_stage(task, "processing", None)
+        file = await self.service.wait_until_active(file, size_bytes=size)
+        return VideoRef(file.uri, file.mime_type, file.name)
+
+    @staticmethod
+    def clock_wall() -> float:
+        """Upload expiry is wall-clock time from the server, not the pacing clock."""
+        return datetime.now(UTC).timestamp()
+
+    async def _handle_failure(self, task: TaskRow, exc: Exception) -> None:
+        now = self.clock()
+        kind, message = type(exc).__name__, str(exc)
+        bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
+        if isinstance(exc, RateLimitError) and exc.quota is not QuotaScope.PER_DAY:
+            bucket.rate_limited(exc.retry_after)
+            await self.store.requeue(task.id, now, at=bucket.paused_until)
+            self.on_stage(task, "waiting for quota", None)
+            return
+        if isinstance(exc, RateLimitError | QuotaParked):
+            bucket.park(f"daily quota for {task.model} is used up", None)
+            await self.store.requeue(task.id, now)
+            self.request_stop("quota", "the daily request quota is used up; resume after it resets")
+            return
+        if isinstance(exc, AuthError):
+            await self.store.requeue(task.id, now)
+            self.request_stop("auth", message)
+            return
+        if isinstance(exc, FileAccessError):
+            await self.store.clear_upload(task.id, now)
+        delay = self.retry.delay(exc, task.attempts + 1) if isinstance(exc, ApiError) else None
+        if delay is not None:
+            await self.store.schedule_retry(
+                task.id, at=now + delay, kind=kind, message=message, now=now
+            )
+            self.on_stage(task, f"retry in {delay:.0f}s", None)
+            return
+        await self.store.fail(task.id, kind, message, now)
+        self.on_stage(task, "failed", None)
+        logger.warning("%s failed: %s", task.display_name, message)

@@ -1,0 +1,170 @@
+"""The batch engine end to end: real SDK, simulator over loopback, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from gs_video_report.batch.inputs import scan_folder
+from gs_video_report.batch.planner import build_plan
+from gs_video_report.batch.runner import BatchOutcome, RunOptions, record_plan, run_batch
+from gs_video_report.config import ApiKey, Settings, load_settings
+from gs_video_report.errors import ExitCode
+from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.services.writer import FileWriter
+from gs_video_report.simulator import Fault, Simulator
+from gs_video_report.storage import CheckpointManager, TaskStage, open_db
+from tests.conftest import SAMPLES, TEST_KEY
+
+
+class SteppingClock:
+    """Time moves only when the code sleeps (retries and pauses pass instantly)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def lectures(root: Path) -> Path:
+    for rel in ("week1/intro.mp4", "week2/intro.mp4", "week2/photosynthesis_basics.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        src = SAMPLES / (
+            "photosynthesis_basics.mp4" if "photo" in rel else "intro_to_fractions.mp4"
+        )
+        shutil.copy(src, root / rel)
+    return root
+
+
+def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
+    return load_settings(env={"GS_VIDEOREPORT_BASE_URL": sim.url}, cwd=tmp_path)
+
+
+async def plan_and_run(
+    store: CheckpointManager, sim: Simulator, tmp_path: Path, batch_id: str
+) -> BatchOutcome:
+    settings = settings_for(sim, tmp_path)
+    registry = TemplateRegistry.with_builtins()
+    out = tmp_path / "out"
+    plan = build_plan(
+        scan_folder(tmp_path / "lectures", skip=out),
+        settings=settings,
+        registry=registry,
+        writer=FileWriter(out),
+        template="summary_report",
+        params={},
+        ledger=await store.done_ledger(),
+    )
+    if plan.to_run:
+        await record_plan(
+            store,
+            plan,
+            batch_id=batch_id,
+            source_desc="test",
+            output_dir=str(out),
+            snapshot={"model": settings.model},
+            now=0.0,
+        )
+    else:
+        return BatchOutcome(batch_id)
+    return await resume(store, sim, tmp_path, batch_id)
+
+
+async def resume(
+    store: CheckpointManager, sim: Simulator, tmp_path: Path, batch_id: str
+) -> BatchOutcome:
+    clock = SteppingClock()
+    return await run_batch(
+        store,
+        batch_id,
+        settings=settings_for(sim, tmp_path),
+        key=ApiKey(TEST_KEY, "test"),
+        options=RunOptions(parallel=3, max_uploads=2),
+        registry=TemplateRegistry.with_builtins(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def test_batch_runs_every_video_and_a_second_run_skips_them(sim: Simulator, tmp_path: Path) -> None:
+    lectures(tmp_path / "lectures")
+
+    async def main() -> None:
+        async with open_db(tmp_path / "state.db") as conn:
+            store = CheckpointManager(conn)
+            outcome = await plan_and_run(store, sim, tmp_path, "b1")
+            assert outcome.exit_code == ExitCode.OK and outcome.counts == {TaskStage.DONE: 3}
+            tasks = await store.tasks("b1")
+            assert all(Path(t.output_md).is_file() and Path(t.output_json).is_file() for t in tasks)
+            assert {Path(t.output_md).relative_to(tmp_path / "out").as_posix() for t in tasks} == {
+                "summary_report/week1/intro.md",
+                "summary_report/week2/intro.md",
+                "summary_report/week2/photosynthesis_basics.md",
+            }
+            assert all(t.total_tokens and t.cost_usd and t.cost_usd > 0 for t in tasks)
+            stages = [a["stage"] for a in await store.attempts(tasks[0].id)]
+            assert stages[0] == "upload" and "generate" in stages
+            assert all(
+                a["key_fingerprint"] == ApiKey(TEST_KEY, "t").fingerprint
+                for a in await store.attempts(tasks[0].id)
+            )
+            again = await plan_and_run(store, sim, tmp_path, "b2")
+            assert await store.batch("b2") is None and again.counts == {}
+
+    asyncio.run(main())
+    stats = sim.stats()
+    assert stats["calls"]["generate"] == 3 and stats["uploads_completed"] == 3
+    assert stats["files_live"] == 0 and stats["max_in_flight"] <= 3
+
+
+def test_daily_quota_parks_with_exit_5_and_resume_reuses_the_active_upload(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    lectures(tmp_path / "lectures")
+    sim.add_fault(Fault("rate_limit_day", "generate", match="photosynthesis"))
+
+    async def main() -> None:
+        async with open_db(tmp_path / "state.db") as conn:
+            store = CheckpointManager(conn)
+            first = await plan_and_run(store, sim, tmp_path, "b1")
+            assert first.exit_code == ExitCode.QUOTA
+            parked = [t for t in await store.tasks("b1") if t.stage is TaskStage.PENDING]
+            assert [t.display_name for t in parked] == ["photosynthesis_basics"]
+            assert parked[0].upload_name  # kept for the resume
+            uploads_before = sim.stats()["uploads_completed"]
+            second = await resume(store, sim, tmp_path, "b1")
+            assert second.exit_code == ExitCode.OK and second.counts == {TaskStage.DONE: 3}
+            assert sim.stats()["uploads_completed"] == uploads_before  # no second upload
+            assert (await store.batch("b1"))["status"] == "done"  # type: ignore[index]
+
+    asyncio.run(main())
+    assert sim.stats()["generate_by_subject"]["photosynthesis_basics.mp4"] == 1  # served once
+    assert sim.stats()["calls"]["generate"] == 4  # 3 lessons + the one 429
+
+
+def test_retryable_failures_are_stored_retries_and_permanent_ones_fail_alone(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    lectures(tmp_path / "lectures")
+    sim.add_fault(Fault("unavailable", "generate", times=2, match="photosynthesis"))
+    sim.add_fault(Fault("safety", "generate", times=1, match="intro.mp4"))
+
+    async def main() -> None:
+        async with open_db(tmp_path / "state.db") as conn:
+            store = CheckpointManager(conn)
+            outcome = await plan_and_run(store, sim, tmp_path, "b1")
+            assert outcome.exit_code == ExitCode.PARTIAL
+            assert outcome.counts == {TaskStage.DONE: 2, TaskStage.FAILED: 1}
+            by_name = {t.display_name + str(t.seq): t for t in await store.tasks("b1")}
+            failed = next(t for t in by_name.values() if t.stage is TaskStage.FAILED)
+            assert failed.last_error_kind == "AnswerError" and "SAFETY" in (failed.last_error or "")
+            retried = next(t for t in by_name.values() if t.display_name == "photosynthesis_basics")
+            assert retried.stage is TaskStage.DONE and retried.attempts == 2
+
+    asyncio.run(main())
