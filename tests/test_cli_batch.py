@@ -1,0 +1,107 @@
+"""`gs_videoreport batch | resume | status | list-batches` through the real Typer app."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from gs_video_report.errors import ExitCode
+from gs_video_report.simulator import Fault, Simulator
+from tests.conftest import SAMPLES
+
+
+def lectures(tmp_path: Path) -> Path:
+    root = tmp_path / "lectures"
+    for rel in ("week1/intro.mp4", "week2/intro.mp4", "week2/photosynthesis_basics.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        src = "photosynthesis_basics.mp4" if "photo" in rel else "intro_to_fractions.mp4"
+        shutil.copy(SAMPLES / src, root / rel)
+    (root / "notes.txt").write_text("not a video")
+    (root / "broken.mp4").write_text("not a video either")
+    return root
+
+
+def test_dry_run_calls_and_writes_nothing(
+    cli, sim: Simulator, tmp_path: Path, isolated_env: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    result = cli("batch", "-d", str(lectures(tmp_path)), "-o", str(out), "--dry-run", "--simulate")
+    assert result.exit_code == 0, result.output
+    assert "Would run 3 video(s)" in result.stderr and "estimated cost $" in result.stderr
+    assert "broken.mp4: " in result.stderr and "not a readable video" in result.stderr
+    assert sim.api_calls() == 0 and not out.exists() and not (isolated_env / "state.db").exists()
+
+
+def test_batch_then_status_then_skip_on_rerun(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, out = lectures(tmp_path), tmp_path / "out"
+    first = cli(
+        "batch",
+        "-d",
+        str(root),
+        "-o",
+        str(out),
+        "-t",
+        "summary_report",
+        "--simulate",
+        "--json",
+        "-q",
+    )
+    assert first.exit_code == ExitCode.PARTIAL, (
+        first.output
+    )  # broken.mp4 was reported, the rest ran
+    summary = json.loads(first.stdout)
+    assert summary["counts"] == {"done": 3}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.md")) == [
+        "summary_report/week1/intro.md",
+        "summary_report/week2/intro.md",
+        "summary_report/week2/photosynthesis_basics.md",
+    ]
+    status = cli("status", summary["batch_id"], "--json")
+    rows = json.loads(status.stdout)["tasks"]
+    assert {r["stage"] for r in rows} == {"done"} and all(r["tokens"] for r in rows)
+    assert summary["batch_id"] in cli("list-batches").stdout
+    generates = sim.stats()["calls"]["generate"]
+    again = cli(
+        "batch", "-d", str(root), "-o", str(out), "-t", "summary_report", "--simulate", "-q"
+    )
+    assert "already done in" in again.stderr and sim.stats()["calls"]["generate"] == generates
+    forced = cli(
+        "batch",
+        "-d",
+        str(root),
+        "-o",
+        str(out),
+        "-t",
+        "summary_report",
+        "--simulate",
+        "-q",
+        "--force",
+    )
+    assert (
+        forced.exit_code == ExitCode.PARTIAL and sim.stats()["calls"]["generate"] == generates + 3
+    )
+
+
+def test_daily_quota_exits_5_prints_resume_and_resume_finishes(
+    cli, sim: Simulator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    root, out = lectures(tmp_path), tmp_path / "out"
+    (root / "broken.mp4").unlink()
+    sim.add_fault(Fault("rate_limit_day", "generate", match="photosynthesis"))
+    first = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q")
+    assert first.exit_code == ExitCode.QUOTA, first.output
+    resume_line = next(
+        line for line in first.stderr.splitlines() if line.startswith("Resume with:")
+    )
+    batch_id = resume_line.split()[-1]
+    second = cli("resume", batch_id, "--simulate", "-q")
+    assert second.exit_code == ExitCode.OK, second.output
+    assert len(list(out.rglob("*.md"))) == 3
+
+
+def test_exactly_one_source(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("batch", "--simulate").exit_code == ExitCode.USAGE
+    both = cli("batch", "-d", str(tmp_path), "-f", str(tmp_path / "x.txt"), "--simulate")
+    assert both.exit_code == ExitCode.USAGE and "exactly one" in both.stderr
+    assert cli("status", "batch_nope").exit_code == ExitCode.INPUT
