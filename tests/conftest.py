@@ -81,3 +81,12 @@ def sample(tmp_path: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(SAMPLES / "intro_to_fractions.mp4", target)
     return target
+
+
+def make_lectures(root: Path) -> Path:
+    """Two ``intro.mp4`` in different folders and one other video: a small course."""
+    for rel in ("week1/intro.mp4", "week2/intro.mp4", "week2/photosynthesis_basics.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        src = "photosynthesis_basics.mp4" if "photo" in rel else "intro_to_fractions.mp4"
+        shutil.copy(SAMPLES / src, root / rel)
+    return root

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 from gs_video_report.batch.inputs import scan_folder
@@ -15,7 +14,7 @@ from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
-from tests.conftest import SAMPLES, TEST_KEY
+from tests.conftest import TEST_KEY, make_lectures
 
 
 class SteppingClock:
@@ -30,16 +29,6 @@ class SteppingClock:
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
         await asyncio.sleep(0)
-
-
-def lectures(root: Path) -> Path:
-    for rel in ("week1/intro.mp4", "week2/intro.mp4", "week2/photosynthesis_basics.mp4"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        src = SAMPLES / (
-            "photosynthesis_basics.mp4" if "photo" in rel else "intro_to_fractions.mp4"
-        )
-        shutil.copy(src, root / rel)
-    return root
 
 
 def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
@@ -93,7 +82,7 @@ async def resume(
 
 
 def test_batch_runs_every_video_and_a_second_run_skips_them(sim: Simulator, tmp_path: Path) -> None:
-    lectures(tmp_path / "lectures")
+    make_lectures(tmp_path / "lectures")
 
     async def main() -> None:
         async with open_db(tmp_path / "state.db") as conn:
@@ -126,7 +115,7 @@ def test_batch_runs_every_video_and_a_second_run_skips_them(sim: Simulator, tmp_
 def test_daily_quota_parks_with_exit_5_and_resume_reuses_the_active_upload(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    lectures(tmp_path / "lectures")
+    make_lectures(tmp_path / "lectures")
     sim.add_fault(Fault("rate_limit_day", "generate", match="photosynthesis"))
 
     async def main() -> None:
@@ -151,7 +140,7 @@ def test_daily_quota_parks_with_exit_5_and_resume_reuses_the_active_upload(
 def test_retryable_failures_are_stored_retries_and_permanent_ones_fail_alone(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    lectures(tmp_path / "lectures")
+    make_lectures(tmp_path / "lectures")
     sim.add_fault(Fault("unavailable", "generate", times=2, match="photosynthesis"))
     sim.add_fault(Fault("safety", "generate", times=1, match="intro.mp4"))
 

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from gs_video_report.errors import ExitCode
 from gs_video_report.simulator import Fault, Simulator
-from tests.conftest import SAMPLES
+from tests.conftest import make_lectures
 
 
 def lectures(tmp_path: Path) -> Path:
-    root = tmp_path / "lectures"
-    for rel in ("week1/intro.mp4", "week2/intro.mp4", "week2/photosynthesis_basics.mp4"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        src = "photosynthesis_basics.mp4" if "photo" in rel else "intro_to_fractions.mp4"
-        shutil.copy(SAMPLES / src, root / rel)
+    root = make_lectures(tmp_path / "lectures")
     (root / "notes.txt").write_text("not a video")
     (root / "broken.mp4").write_text("not a video either")
     return root

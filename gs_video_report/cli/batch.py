@@ -175,6 +175,46 @@ async def _run(
                 )
 
 
+def _execute(
+    ctx: typer.Context,
+    settings: Settings,
+    batch_id: str,
+    plan: Plan | None,
+    options: RunOptions,
+    *,
+    simulate: bool,
+    api_key: str | None,
+    quiet: bool,
+    as_json: bool,
+    source_desc: str,
+    output: Path,
+) -> None:
+    """Run or resume, report, and exit with the batch's code (resume command on any stop)."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    try:
+        outcome = asyncio.run(
+            _run(
+                ctx,
+                settings,
+                batch_id,
+                plan,
+                options,
+                simulate=simulate,
+                api_key=api_key,
+                quiet=quiet,
+                source_desc=source_desc,
+                output=output,
+            )
+        )
+    except KeyboardInterrupt:
+        console.print(f"Interrupted. Resume with: gs_videoreport resume {batch_id}")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    _summary(console, outcome, as_json)
+    if plan is not None and plan.problems and outcome.exit_code == ExitCode.OK:
+        raise typer.Exit(int(ExitCode.PARTIAL))  # some inputs could not be used
+    raise typer.Exit(int(outcome.exit_code))
+
+
 def batch_command(
     ctx: typer.Context,
     input_dir: Annotated[
@@ -283,30 +323,19 @@ def batch_command(
             if file_list
             else f"--url-list {url_list}"
         )
-        try:
-            outcome = asyncio.run(
-                _run(
-                    ctx,
-                    settings,
-                    batch_id,
-                    plan,
-                    options,
-                    simulate=simulate,
-                    api_key=api_key,
-                    quiet=quiet,
-                    source_desc=desc,
-                    output=output,
-                )
-            )
-        except KeyboardInterrupt:
-            console.print(
-                f"Interrupted. Resume with: gs_videoreport resume {batch_id}", highlight=False
-            )
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        _summary(console, outcome, as_json)
-        if plan.problems and outcome.exit_code == ExitCode.OK:
-            raise typer.Exit(int(ExitCode.PARTIAL))
-        raise typer.Exit(int(outcome.exit_code))
+        _execute(
+            ctx,
+            settings,
+            batch_id,
+            plan,
+            options,
+            simulate=simulate,
+            api_key=api_key,
+            quiet=quiet,
+            as_json=as_json,
+            source_desc=desc,
+            output=output,
+        )
 
 
 def _resume(
@@ -324,32 +353,22 @@ def _resume(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
     with handle_errors(verbose):
         settings = settings_from(config, model=model)
         options = RunOptions(parallel, max_uploads, max_retries, simulate)
-        try:
-            outcome = asyncio.run(
-                _run(
-                    ctx,
-                    settings,
-                    batch_id,
-                    None,
-                    options,
-                    simulate=simulate,
-                    api_key=api_key,
-                    quiet=quiet,
-                    source_desc="",
-                    output=Path(),
-                )
-            )
-        except KeyboardInterrupt:
-            console.print(
-                f"Interrupted. Resume with: gs_videoreport resume {batch_id}", highlight=False
-            )
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        _summary(console, outcome, as_json)
-        raise typer.Exit(int(outcome.exit_code))
+        _execute(
+            ctx,
+            settings,
+            batch_id,
+            None,
+            options,
+            simulate=simulate,
+            api_key=api_key,
+            quiet=quiet,
+            as_json=as_json,
+            source_desc="",
+            output=Path(),
+        )
 
 
 def resume_command(
