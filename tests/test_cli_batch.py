@@ -100,3 +100,33 @@ def test_exactly_one_source(cli, tmp_path: Path) -> None:  # type: ignore[no-unt
     both = cli("batch", "-d", str(tmp_path), "-f", str(tmp_path / "x.txt"), "--simulate")
     assert both.exit_code == ExitCode.USAGE and "exactly one" in both.stderr
     assert cli("status", "batch_nope").exit_code == ExitCode.INPUT
+
+
+def test_retry_failed_requeues_and_runs_only_the_failed(
+    cli, sim: Simulator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
+    sim.add_fault(Fault("safety", "generate", match="photosynthesis"))
+    first = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--json")
+    assert first.exit_code == ExitCode.PARTIAL
+    summary = json.loads(first.stdout)
+    assert summary["counts"] == {"done": 2, "failed": 1}
+    generates = sim.stats()["calls"]["generate"]
+    again = cli("retry-failed", summary["batch_id"], "--simulate", "-q", "--json")
+    assert again.exit_code == ExitCode.OK, again.output
+    assert json.loads(again.stdout)["counts"] == {"done": 3}
+    assert sim.stats()["calls"]["generate"] == generates + 1  # only the failed one
+
+
+def test_cancel_an_idle_batch_then_resume_it(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
+    sim.add_fault(Fault("rate_limit_day", "generate", match="photosynthesis"))
+    first = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--json")
+    batch_id = json.loads(first.stdout)["batch_id"]
+    cancelled = cli("cancel", batch_id)
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.stdout
+    status = json.loads(cli("status", batch_id, "--json").stdout)
+    assert status["status"] == "cancelled"
+    assert sorted(r["stage"] for r in status["tasks"]) == ["cancelled", "done", "done"]
+    resumed = cli("resume", batch_id, "--simulate", "-q", "--json")
+    assert resumed.exit_code == ExitCode.OK and json.loads(resumed.stdout)["counts"] == {"done": 3}

@@ -150,6 +150,8 @@ async def run_batch(
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
+        if pool.stop_reason == "cancelled":
+            await store.cancel_pending(batch_id, clock())
         outcome = BatchOutcome(
             batch_id, await store.counts(batch_id), pool.stop_reason, pool.stop_message
         )
@@ -160,6 +162,20 @@ async def run_batch(
         return outcome
     finally:
         await store.release_lease(batch_id, owner=owner)
+
+
+async def cancel_batch(store: CheckpointManager, batch_id: str) -> str:
+    """Stop a batch: a running one (another process) stops within seconds; an idle one at once."""
+    batch = await store.batch(batch_id)
+    if batch is None:
+        raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+    await store.request_cancel(batch_id, time.time())
+    if batch["lease_until"] and batch["lease_until"] > time.time():
+        pid = batch["lease_pid"]
+        return f"cancel requested; the process running it (PID {pid}) stops within seconds"
+    await store.cancel_pending(batch_id, time.monotonic())
+    await store.set_batch_status(batch_id, "cancelled", time.time())
+    return "cancelled"
 
 
 async def _keep_lease(

@@ -11,8 +11,10 @@ import typer
 from gs_video_report import __version__
 from gs_video_report.cli.batch import (
     batch_command,
+    cancel_command,
     list_batches_command,
     resume_command,
+    retry_failed_command,
     status_command,
 )
 from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
@@ -52,6 +54,8 @@ app.command("main", epilog=EXIT_CODES)(main_command)
 app.command("batch", epilog=EXIT_CODES)(batch_command)
 app.command("resume", epilog=EXIT_CODES)(resume_command)
 app.command("status")(status_command)
+app.command("cancel")(cancel_command)
+app.command("retry-failed", epilog=EXIT_CODES)(retry_failed_command)
 app.command("list-batches")(list_batches_command)
 app.command("list-templates")(list_templates_command)
 app.command("list-models")(list_models_command)

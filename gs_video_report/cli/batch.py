@@ -17,6 +17,7 @@ from gs_video_report.batch.planner import Plan, build_plan
 from gs_video_report.batch.runner import (
     BatchOutcome,
     RunOptions,
+    cancel_batch,
     new_batch_id,
     record_plan,
     run_batch,
@@ -31,7 +32,7 @@ from gs_video_report.cli.common import (
 )
 from gs_video_report.cli.progress import ProgressMonitor
 from gs_video_report.config import Settings, home_dir
-from gs_video_report.errors import ExitCode
+from gs_video_report.errors import ExitCode, StorageError
 from gs_video_report.services.formatter import mmss
 from gs_video_report.services.templates import TemplateRegistry, parse_params
 from gs_video_report.services.writer import FileWriter
@@ -39,6 +40,20 @@ from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from gs_video_report.storage.db import DB_NAME
 
 Opt = typer.Option
+
+# Options shared by batch, resume and retry-failed (one declaration, one help text).
+ParallelOpt = Annotated[int, Opt("--parallel", "-p", min=1, max=32, help="Workers")]
+MaxUploadsOpt = Annotated[int, Opt("--max-uploads", min=1, max=16, help="Concurrent uploads")]
+MaxRetriesOpt = Annotated[int, Opt("--max-retries", min=0, max=10, help="Retries per video")]
+ModelOpt = Annotated[str | None, Opt("--model", "-m", help="Gemini model")]
+ApiKeyOpt = Annotated[
+    str | None, Opt("--api-key", "-k", help="Gemini API key (prefer $GEMINI_API_KEY)")
+]
+ConfigOpt = Annotated[Path | None, Opt("--config", "-c", help="Config file")]
+VerboseOpt = Annotated[bool, Opt("--verbose", "-v", help="Debug logs and tracebacks")]
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="No progress bars")]
+JsonOpt = Annotated[bool, Opt("--json", help="Machine-readable summary on stdout")]
+SimulateOpt = Annotated[bool, Opt("--simulate", help="Use the built-in Gemini simulator")]
 
 
 def _db_path() -> Path:
@@ -231,8 +246,8 @@ def batch_command(
     ] = None,
     param: Annotated[list[str] | None, Opt("--param", help="Template parameter key=value")] = None,
     output: Annotated[Path, Opt("--output", "-o", help="Output folder")] = Path("batch_output"),
-    parallel: Annotated[int, Opt("--parallel", "-p", min=1, max=32, help="Workers")] = 4,
-    max_uploads: Annotated[int, Opt("--max-uploads", min=1, max=16, help="Concurrent uploads")] = 2,
+    parallel: ParallelOpt = 4,
+    max_uploads: MaxUploadsOpt = 2,
     resume_from: Annotated[
         str | None, Opt("--resume-from", help="Resume this batch instead")
     ] = None,
@@ -243,16 +258,14 @@ def batch_command(
         bool, Opt("--skip-existing/--no-skip-existing", help="Skip videos already done")
     ] = True,
     force: Annotated[bool, Opt("--force", help="Redo videos even if already done")] = False,
-    max_retries: Annotated[int, Opt("--max-retries", min=0, max=10, help="Retries per video")] = 3,
-    model: Annotated[str | None, Opt("--model", "-m", help="Gemini model")] = None,
-    api_key: Annotated[
-        str | None, Opt("--api-key", "-k", help="Gemini API key (prefer $GEMINI_API_KEY)")
-    ] = None,
-    config: Annotated[Path | None, Opt("--config", "-c", help="Config file")] = None,
-    verbose: Annotated[bool, Opt("--verbose", "-v", help="Debug logs and tracebacks")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bars")] = False,
-    as_json: Annotated[bool, Opt("--json", help="Machine-readable summary on stdout")] = False,
-    simulate: Annotated[bool, Opt("--simulate", help="Use the built-in Gemini simulator")] = False,
+    max_retries: MaxRetriesOpt = 3,
+    model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    simulate: SimulateOpt = False,
 ) -> None:
     """Turn a folder, list or CSV of videos into lessons; resumable at any point."""
     rt = runtime(ctx)
@@ -374,16 +387,16 @@ def _resume(
 def resume_command(
     ctx: typer.Context,
     batch_id: Annotated[str, typer.Argument(help="Batch to resume (see list-batches)")],
-    parallel: Annotated[int, Opt("--parallel", "-p", min=1, max=32)] = 4,
-    max_uploads: Annotated[int, Opt("--max-uploads", min=1, max=16)] = 2,
-    max_retries: Annotated[int, Opt("--max-retries", min=0, max=10)] = 3,
-    model: Annotated[str | None, Opt("--model", "-m")] = None,
-    api_key: Annotated[str | None, Opt("--api-key", "-k")] = None,
-    config: Annotated[Path | None, Opt("--config", "-c")] = None,
-    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q")] = False,
-    as_json: Annotated[bool, Opt("--json")] = False,
-    simulate: Annotated[bool, Opt("--simulate")] = False,
+    parallel: ParallelOpt = 4,
+    max_uploads: MaxUploadsOpt = 2,
+    max_retries: MaxRetriesOpt = 3,
+    model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    simulate: SimulateOpt = False,
 ) -> None:
     """Resume an interrupted, parked or failed-midway batch exactly where it stopped."""
     rt = runtime(ctx)
@@ -406,7 +419,7 @@ def resume_command(
 
 def status_command(
     batch_id: Annotated[str, typer.Argument(help="Batch id")],
-    as_json: Annotated[bool, Opt("--json", help="Machine-readable")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Per video: stage, attempts, last error, tokens, cost, output."""
     with handle_errors(False):
@@ -478,3 +491,59 @@ def list_batches_command(limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10
                 batch["source_desc"],
             )
         Console().print(table)
+
+
+def cancel_command(batch_id: Annotated[str, typer.Argument(help="Batch id")]) -> None:
+    """Stop a batch, also one running in another terminal (within seconds). Resumable."""
+    with handle_errors(False):
+
+        async def cancel() -> str:
+            async with open_db(_db_path()) as conn:
+                return await cancel_batch(CheckpointManager(conn), batch_id)
+
+        typer.echo(
+            f"{batch_id}: {asyncio.run(cancel())} (resume with: gs_videoreport resume {batch_id})"
+        )
+
+
+def retry_failed_command(
+    ctx: typer.Context,
+    batch_id: Annotated[str, typer.Argument(help="Batch id")],
+    parallel: ParallelOpt = 4,
+    max_uploads: MaxUploadsOpt = 2,
+    max_retries: MaxRetriesOpt = 3,
+    model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    simulate: SimulateOpt = False,
+) -> None:
+    """Put a batch's failed videos back in the queue and run them."""
+    rt = runtime(ctx)
+    setup_logging(rt, verbose=verbose, to_file=True)
+    with handle_errors(verbose):
+
+        async def requeue() -> int:
+            async with open_db(_db_path()) as conn:
+                store = CheckpointManager(conn)
+                if await store.batch(batch_id) is None:
+                    raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+                return await store.requeue_failed(batch_id, 0.0)
+
+        typer.echo(f"{batch_id}: {asyncio.run(requeue())} failed video(s) queued again", err=True)
+    _resume(
+        ctx,
+        batch_id,
+        config=config,
+        model=model,
+        api_key=api_key,
+        parallel=parallel,
+        max_uploads=max_uploads,
+        max_retries=max_retries,
+        simulate=simulate,
+        verbose=verbose,
+        quiet=quiet,
+        as_json=as_json,
+    )

@@ -294,11 +294,20 @@ class CheckpointManager:
         ) as cur:
             return {TaskStage(stage): n async for stage, n in cur}
 
+    async def cancel_pending(self, batch_id: str, now: float) -> int:
+        """A cancelled batch: what has not started will not; ``recover`` undoes this on resume."""
+        return await self._write(
+            "UPDATE tasks SET stage = 'cancelled', updated_at = ? WHERE batch_id = ?"
+            " AND stage = 'pending'",
+            (now, batch_id),
+        )
+
     async def recover(self, batch_id: str, now: float) -> int:
-        """Tasks a dead process left mid-stage go back to pending (upload info kept)."""
+        """Tasks a dead process left mid-stage (or a cancel left unstarted) go back to
+        pending, upload info kept."""
         return await self._write(
             "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
-            " AND stage IN ('uploading', 'processing', 'generating', 'writing')",
+            " AND stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')",
             (now, batch_id),
         )
 
