@@ -17,6 +17,10 @@ def lectures(tmp_path: Path) -> Path:
     return root
 
 
+def lessons(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*.md") if "_reports" not in p.parts]
+
+
 def test_dry_run_calls_and_writes_nothing(
     cli, sim: Simulator, tmp_path: Path, isolated_env: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -47,7 +51,7 @@ def test_batch_then_status_then_skip_on_rerun(cli, sim: Simulator, tmp_path: Pat
     )  # broken.mp4 was reported, the rest ran
     summary = json.loads(first.stdout)
     assert summary["counts"] == {"done": 3}
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.md")) == [
+    assert sorted(p.relative_to(out).as_posix() for p in lessons(out)) == [
         "summary_report/week1/intro.md",
         "summary_report/week2/intro.md",
         "summary_report/week2/photosynthesis_basics.md",
@@ -92,7 +96,7 @@ def test_daily_quota_exits_5_prints_resume_and_resume_finishes(
     batch_id = resume_line.split()[-1]
     second = cli("resume", batch_id, "--simulate", "-q")
     assert second.exit_code == ExitCode.OK, second.output
-    assert len(list(out.rglob("*.md"))) == 3
+    assert len(lessons(out)) == 3
 
 
 def test_exactly_one_source(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -130,3 +134,23 @@ def test_cancel_an_idle_batch_then_resume_it(cli, sim: Simulator, tmp_path: Path
     assert sorted(r["stage"] for r in status["tasks"]) == ["cancelled", "done", "done"]
     resumed = cli("resume", batch_id, "--simulate", "-q", "--json")
     assert resumed.exit_code == ExitCode.OK and json.loads(resumed.stdout)["counts"] == {"done": 3}
+
+
+def test_reports_list_every_video_and_the_failures(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
+    sim.add_fault(Fault("recitation", "generate", match="photosynthesis"))
+    result = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--json")
+    summary_out = json.loads(result.stdout)
+    reports = out / "_reports" / summary_out["batch_id"]
+    assert summary_out["report"] == str(reports)
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["counts"] == {"done": 2, "failed": 1} and summary["total_cost_usd"] > 0
+    by_status = {v["status"] for v in summary["videos"]}
+    assert by_status == {"done", "failed"}
+    failures = json.loads((reports / "failures.json").read_text())
+    assert [f["video"] for f in failures] == ["photosynthesis_basics"]
+    assert "RECITATION" in failures[0]["error"]["message"]
+    assert "photosynthesis_basics | failed" in (reports / "summary.md").read_text()
+    # reports are not lessons: a rerun's folder scan must not pick them up, and nothing is redone
+    again = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--dry-run")
+    assert "Would run 1 video(s)" in again.stderr

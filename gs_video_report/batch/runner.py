@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
+from gs_video_report.batch.report import write_reports
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
 from gs_video_report.config import ApiKey, Settings
@@ -49,6 +51,7 @@ class BatchOutcome:
     counts: dict[TaskStage, int] = field(default_factory=dict)
     stop_reason: str | None = None
     stop_message: str | None = None
+    report_dir: Path | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -159,6 +162,7 @@ async def run_batch(
             "partial" if outcome.counts.get(TaskStage.FAILED) else "done"
         )
         await store.set_batch_status(batch_id, status, time.time())
+        outcome.report_dir = await write_reports(store, batch_id)
         return outcome
     finally:
         await store.release_lease(batch_id, owner=owner)

@@ -118,6 +118,7 @@ def _summary(console: Console, outcome: BatchOutcome, as_json: bool) -> None:
             json.dumps(
                 {
                     "batch_id": outcome.batch_id,
+                    "report": str(outcome.report_dir) if outcome.report_dir else None,
                     "counts": counts,
                     "stop_reason": outcome.stop_reason,
                     "exit_code": int(outcome.exit_code),
@@ -127,6 +128,8 @@ def _summary(console: Console, outcome: BatchOutcome, as_json: bool) -> None:
         return
     parts = " · ".join(f"{n} {stage}" for stage, n in sorted(counts.items()))
     console.print(f"Batch {outcome.batch_id}: {parts or 'nothing to do'}", highlight=False)
+    if outcome.report_dir is not None:
+        console.print(f"Report: {outcome.report_dir / 'summary.md'}", highlight=False)
     if outcome.stop_reason:
         console.print(
             f"[yellow]Stopped ({outcome.stop_reason})[/]: {outcome.stop_message or ''}",

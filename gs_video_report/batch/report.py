@@ -1,0 +1,93 @@
+"""End-of-run reports in ``OUTPUT/_reports/BATCH_ID/``: summary.md, summary.json and
+failures.json, rewritten atomically after every run or resume of the batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gs_video_report.services.formatter import mmss
+from gs_video_report.services.writer import atomic_write_text
+from gs_video_report.storage.checkpoint import CheckpointManager, TaskStage
+
+
+async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
+    batch = await store.batch(batch_id)
+    if batch is None:
+        return None
+    tasks = await store.tasks(batch_id)
+    videos: list[dict[str, Any]] = []
+    for task in tasks:
+        calls = await store.attempts(task.id)
+        videos.append(
+            {
+                "video": task.display_name,
+                "source": task.source,
+                "template": task.template,
+                "status": task.stage.value,
+                "output": task.output_md if task.stage is TaskStage.DONE else None,
+                "attempts": task.attempts,
+                "api_calls": len(calls),
+                "duration_s": task.duration_s,
+                "tokens": {
+                    "prompt": task.prompt_tokens,
+                    "output": task.output_tokens,
+                    "thoughts": task.thoughts_tokens,
+                    "total": task.total_tokens,
+                },
+                "cost_usd": task.cost_usd,
+                "error": {"kind": task.last_error_kind, "message": task.last_error}
+                if task.last_error
+                else None,
+            }
+        )
+    counts = {stage.value: n for stage, n in (await store.counts(batch_id)).items()}
+    costs = [v["cost_usd"] for v in videos if v["cost_usd"] is not None]
+    summary = {
+        "batch_id": batch_id,
+        "status": batch["status"],
+        "source": batch["source_desc"],
+        "counts": counts,
+        "total_tokens": sum(v["tokens"]["total"] or 0 for v in videos),
+        "total_cost_usd": round(sum(costs), 6) if costs else None,
+        "videos": videos,
+    }
+    folder = Path(batch["output_dir"]) / "_reports" / batch_id
+    failures = [v for v in videos if v["status"] == "failed"]
+    atomic_write_text(
+        folder / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+    )
+    atomic_write_text(
+        folder / "failures.json", json.dumps(failures, ensure_ascii=False, indent=2) + "\n"
+    )
+    atomic_write_text(folder / "summary.md", _markdown(summary))
+    return folder
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    counts = " · ".join(f"{n} {stage}" for stage, n in sorted(summary["counts"].items()))
+    cost = summary["total_cost_usd"]
+    cost_text = f"${cost:.4f}" if cost is not None else "unknown"
+    lines = [
+        f"# Batch {summary['batch_id']}",
+        "",
+        f"- Status: {summary['status']} ({counts})",
+        f"- Source: {summary['source']}",
+        f"- Tokens: {summary['total_tokens']:,}",
+        f"- Cost: {cost_text}",
+        "",
+        "| Video | Status | Length | Tries | Tokens | Cost | Output / error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in summary["videos"]:
+        length = mmss(v["duration_s"]) if v["duration_s"] else "?"
+        cost_v = f"${v['cost_usd']:.4f}" if v["cost_usd"] is not None else "-"
+        detail = v["output"] or (v["error"]["message"] if v["error"] else "")
+        detail = str(detail).replace("|", "\\|")
+        tokens = v["tokens"]["total"] or 0
+        lines.append(
+            f"| {v['video']} | {v['status']} | {length} | {v['attempts']} | {tokens:,} "
+            f"| {cost_v} | {detail} |"
+        )
+    return "\n".join(lines) + "\n"
