@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from gs_video_report.batch.inputs import scan_folder
@@ -58,7 +59,6 @@ async def plan_and_run(
             source_desc="test",
             output_dir=str(out),
             snapshot={"model": settings.model},
-            now=0.0,
         )
     else:
         return BatchOutcome(batch_id)
@@ -89,6 +89,8 @@ def test_batch_runs_every_video_and_a_second_run_skips_them(sim: Simulator, tmp_
             store = CheckpointManager(conn)
             outcome = await plan_and_run(store, sim, tmp_path, "b1")
             assert outcome.exit_code == ExitCode.OK and outcome.counts == {TaskStage.DONE: 3}
+            batch = await store.batch("b1")
+            assert batch is not None and abs(batch["created_at"] - time.time()) < 600  # wall clock
             tasks = await store.tasks("b1")
             assert all(Path(t.output_md).is_file() and Path(t.output_json).is_file() for t in tasks)
             assert {Path(t.output_md).relative_to(tmp_path / "out").as_posix() for t in tasks} == {

@@ -72,7 +72,6 @@ async def record_plan(
     source_desc: str,
     output_dir: str,
     snapshot: dict[str, object],
-    now: float,
 ) -> None:
     tasks = [
         NewTask(
@@ -100,7 +99,7 @@ async def record_plan(
         output_dir=output_dir,
         settings=snapshot,
         tasks=tasks,
-        now=now,
+        now=time.time(),
     )
 
 
@@ -112,7 +111,9 @@ async def run_batch(
     key: ApiKey,
     options: RunOptions,
     registry: TemplateRegistry,
-    clock: Callable[[], float] = time.monotonic,
+    # Times stored in the task table (retry times, updated_at) must survive a reboot,
+    # so the default is wall-clock time, not a monotonic clock that restarts at boot.
+    clock: Callable[[], float] = time.time,
     sleep: Sleep = asyncio.sleep,
     on_stage: StageListener | None = None,
     on_pool: Callable[[WorkerPool], None] | None = None,
@@ -177,7 +178,7 @@ async def cancel_batch(store: CheckpointManager, batch_id: str) -> str:
     if batch["lease_until"] and batch["lease_until"] > time.time():
         pid = batch["lease_pid"]
         return f"cancel requested; the process running it (PID {pid}) stops within seconds"
-    await store.cancel_pending(batch_id, time.monotonic())
+    await store.cancel_pending(batch_id, time.time())
     await store.set_batch_status(batch_id, "cancelled", time.time())
     return "cancelled"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,8 +97,6 @@ def _print_plan(console: Console, plan: Plan, settings: Settings, dry_run: bool)
             str(video.files.markdown),
         )
     console.print(table)
-    from datetime import UTC, datetime
-
     cost = price_usd(
         settings.model,
         tokens_total,
@@ -173,7 +173,6 @@ async def _run(
                     source_desc=source_desc,
                     output_dir=str(output),
                     snapshot=snapshot,
-                    now=0.0,
                 )
             tasks = [t for t in await store.tasks(batch_id) if not t.stage.finished]
             total_s = sum(t.duration_s or 0.0 for t in tasks)
@@ -533,7 +532,7 @@ def retry_failed_command(
                 store = CheckpointManager(conn)
                 if await store.batch(batch_id) is None:
                     raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
-                return await store.requeue_failed(batch_id, 0.0)
+                return await store.requeue_failed(batch_id, time.time())
 
         typer.echo(f"{batch_id}: {asyncio.run(requeue())} failed video(s) queued again", err=True)
     _resume(
