@@ -18,7 +18,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import platformdirs
 import yaml
@@ -292,6 +292,3 @@ def resolve_api_key(
         f"no Gemini API key: set {wanted}, put it in ./.env, pass --api-key, "
         "or use --simulate to try the tool without one"
     )
-
-
-MediaResolution = Literal["low", "medium", "high"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +58,7 @@ def main_command(
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, key):
             console = Console(stderr=True)
             show = console.is_terminal and not verbose
-            with console.status("starting", spinner="dots") if show else _nothing() as status:
+            with console.status("starting", spinner="dots") if show else nullcontext() as status:
 
                 def on_stage(stage: str, fraction: float | None) -> None:
                     if status is not None:
@@ -83,11 +84,3 @@ def main_command(
             f"(prompt {gen.usage.prompt_tokens:,}, output {gen.usage.candidates_tokens:,}){note}",
             file=sys.stdout,
         )
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
