@@ -165,8 +165,11 @@ class VideoPipeline:
 
         return await self._with_retries("upload", once)
 
-    async def generate(self, video: PreparedVideo, ref: VideoRef) -> Generation:
-        base_timeout = self.settings.api.request_timeout
+    async def generate(
+        self, video: PreparedVideo, ref: VideoRef, *, timeout_s: float | None = None
+    ) -> Generation:
+        """``timeout_s`` overrides the configured request timeout for the first try."""
+        base_timeout = timeout_s or self.settings.api.request_timeout
         timeouts = 0
 
         async def once(attempt: int) -> Generation:

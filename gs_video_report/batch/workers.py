@@ -182,16 +182,7 @@ class WorkerPool:
             timeout = self.settings.api.request_timeout
             if task.last_error_kind == ApiTimeoutError.__name__:
                 timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
-            generation = await self.service.generate(
-                model=task.model,
-                video=ref,
-                prompt=video.prompt,
-                schema=video.template.schema,
-                settings=video.template.generation,
-                system_instruction=video.system_instruction,
-                validate=video.template.validate_answer,
-                timeout_s=timeout,
-            )
+            generation = await pipeline.generate(video, ref, timeout_s=timeout)
             bucket.succeeded()
             await self._flush_calls(task)
             await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
