@@ -86,12 +86,41 @@ class VideoSettings(_Section):
     )
 
 
+class ModelLimits(_Section):
+    """Rate limits of one model for your project (AI Studio shows them; Google no longer
+    publishes a table). Unset = not paced up front, only slowed down by 429s."""
+
+    rpm: float | None = Field(None, gt=0, description="Requests per minute")
+    tpm: float | None = Field(None, gt=0, description="Input tokens per minute")
+
+
+class PriceOverride(_Section):
+    """USD per 1M tokens, replacing the shipped price table for one model on every date."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0, description="Output, thinking included")
+    batch_input: float | None = Field(None, ge=0)
+    batch_output: float | None = Field(None, ge=0)
+
+
 class Settings(_Section):
     model: str = Field(DEFAULT_MODEL, description="Gemini model name")
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     templates: TemplateSettings = Field(default_factory=TemplateSettings)  # type: ignore[arg-type]
     output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
     video: VideoSettings = Field(default_factory=VideoSettings)  # type: ignore[arg-type]
+    limits: dict[str, ModelLimits] = Field(
+        default_factory=dict,
+        description="Per model (or 'default'): rpm and tpm the batch paces itself to",
+    )
+    prices: dict[str, PriceOverride] = Field(
+        default_factory=dict, description="Per model: prices replacing the shipped table"
+    )
+
+    def limits_for(self, model: str) -> ModelLimits:
+        return (
+            self.limits.get(model) or self.limits.get("default") or ModelLimits(rpm=None, tpm=None)
+        )
 
     # Not user settings: where the values came from, for messages and `config show`.
     config_file: Path | None = Field(None, exclude=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ TEST_KEY = "AIzaTEST-0123456789-abcdefghijklmnop"
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No test sees the developer's keys, config or state."""
     for name in (
         "GEMINI_API_KEY",
@@ -33,7 +34,12 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    return home
+    yield home
+    # A CLI test's log handlers point at CliRunner's streams, closed once it returns.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_gs_videoreport", False)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 class FakeSleep:

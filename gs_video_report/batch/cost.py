@@ -1,39 +1,137 @@
-"""Tokens and dollars: estimates before a call, and the price of real usage after it.
+"""Tokens and dollars: estimates before a call, real prices after it, and the budget.
 
-An unknown model's price is ``None`` ("unknown"), never $0.
+An unknown model's price is ``None`` ("unknown"), never $0. Prices come from the shipped,
+dated table (``catalog``) unless the config's ``prices`` section overrides a model.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
-from gs_video_report.catalog import MODELS
+from gs_video_report.catalog import MODELS, PricePoint
+from gs_video_report.config import PriceOverride
 from gs_video_report.models import GenerationSettings, Usage
 
 # Tokens per second of video (Gemini docs): frames at the media resolution x fps, plus audio.
 FRAME_TOKENS = {"low": 66, "medium": 66, "high": 258}
 AUDIO_TOKENS_PER_S = 32
 EXPECTED_OUTPUT_TOKENS = 4000  # a lesson; corrected by real usage as videos finish
+UNKNOWN_DURATION_S = 300.0  # YouTube: unknown until answered
+
+
+def usd(amount: float) -> str:
+    """Dollars for people: cents for real sums, more digits for the tiny ones."""
+    return f"${amount:.2f}" if amount >= 0.1 or amount == 0 else f"${amount:.4f}"
 
 
 def estimate_input_tokens(
     duration_s: float | None, settings: GenerationSettings, prompt: str
 ) -> int:
-    seconds = duration_s if duration_s is not None else 300.0  # YouTube: unknown until answered
+    seconds = duration_s if duration_s is not None else UNKNOWN_DURATION_S
     frames = FRAME_TOKENS.get(settings.media_resolution or "low", 66) * (settings.fps or 1.0)
     return int(seconds * (frames + AUDIO_TOKENS_PER_S)) + len(prompt) // 4
 
 
-def price_usd(model: str, input_tokens: int, output_tokens: int, day: date) -> float | None:
-    info = MODELS.get(model)
-    price = info.price_on(day) if info else None
-    if price is None:
-        return None
-    return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
+class Prices:
+    """The price in force for a model on a day: config override, else the shipped table."""
+
+    def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
+        self._overrides = dict(overrides or {})
+
+    def on(self, model: str, day: date | None = None) -> PricePoint | None:
+        override = self._overrides.get(model)
+        if override is not None:
+            return PricePoint(
+                date.min,
+                override.input,
+                override.output,
+                override.batch_input if override.batch_input is not None else override.input,
+                override.batch_output if override.batch_output is not None else override.output,
+            )
+        info = MODELS.get(model)
+        return info.price_on(day or datetime.now(UTC).date()) if info else None
+
+    def usd(
+        self, model: str, input_tokens: int, output_tokens: int, day: date | None = None
+    ) -> float | None:
+        price = self.on(model, day)
+        if price is None:
+            return None
+        return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
+
+    def of_usage(self, model: str, usage: Usage, day: date | None = None) -> float | None:
+        """Output is billed including thinking tokens."""
+        return self.usd(
+            model, usage.prompt_tokens, usage.candidates_tokens + usage.thoughts_tokens, day
+        )
 
 
-def cost_of(model: str, usage: Usage, day: date) -> float | None:
-    """Output is billed including thinking tokens."""
-    return price_usd(
-        model, usage.prompt_tokens, usage.candidates_tokens + usage.thoughts_tokens, day
-    )
+@dataclass
+class Estimator:
+    """Before-the-call estimates, corrected as real usage of finished videos arrives:
+    input by the measured ratio real/estimated, output by the measured mean."""
+
+    _estimated_in: int = 0
+    _real_in: int = 0
+    _real_out: int = 0
+    _observed: int = 0
+
+    def observe(self, estimated_input: int, usage: Usage) -> None:
+        if usage.prompt_tokens <= 0:
+            return
+        self._estimated_in += estimated_input
+        self._real_in += usage.prompt_tokens
+        self._real_out += usage.candidates_tokens + usage.thoughts_tokens
+        self._observed += 1
+
+    @property
+    def observed(self) -> int:
+        return self._observed
+
+    def tokens(self, estimated_input: int) -> tuple[int, int]:
+        """(input, output) tokens expected for a video whose raw estimate is given."""
+        if not self._observed or not self._estimated_in:
+            return estimated_input, EXPECTED_OUTPUT_TOKENS
+        ratio = self._real_in / self._estimated_in
+        return round(estimated_input * ratio), round(self._real_out / self._observed)
+
+
+class BudgetExceeded(Exception):
+    """Internal signal: the next call would cross ``--cost-limit`` (stops scheduling)."""
+
+
+class Budget:
+    """``--cost-limit``: before every paid call, spent + in-flight estimates + this call's
+    estimate must stay within the limit. The limit covers the whole batch, earlier runs
+    of it included."""
+
+    def __init__(self, limit_usd: float | None, spent_usd: float = 0.0) -> None:
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self._in_flight: dict[int, float] = {}
+
+    @property
+    def in_flight_usd(self) -> float:
+        return sum(self._in_flight.values())
+
+    def reserve(self, task_id: int, estimate_usd: float) -> None:
+        """Hold ``estimate_usd`` for a video about to be paid for, or raise BudgetExceeded."""
+        if (
+            self.limit_usd is not None
+            and self.spent_usd + self.in_flight_usd + estimate_usd > self.limit_usd
+        ):
+            raise BudgetExceeded(
+                f"the next video (~{usd(estimate_usd)}) would cross the cost limit "
+                f"{usd(self.limit_usd)} (spent {usd(self.spent_usd)}, "
+                f"in flight ~{usd(self.in_flight_usd)})"
+            )
+        self._in_flight[task_id] = estimate_usd
+
+    def release(self, task_id: int) -> None:
+        self._in_flight.pop(task_id, None)
+
+    def spend(self, usd: float | None) -> None:
+        """A paid call answered (even a rejected answer is billed)."""
+        self.spent_usd += usd or 0.0

@@ -3,9 +3,9 @@
 Every entry goes through the same local checks as ``main`` (``pipeline.prepare``); an
 entry that fails them becomes a problem line and the others go on. Output paths are
 decided here, for the whole batch at once, so two videos can never claim one file.
-The skip-existing ledger is the task table: a video is skipped when a task with the
-same done key (content fingerprint, template name and version, parameters, model)
-finished before and its lesson is still on disk.
+The skip-existing ledger (``done_ledger``, written with each task's "done"): a video is
+skipped when a task with the same done key (content fingerprint, template name and
+version, parameters, model) finished before and its lesson is still on disk.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from gs_video_report.services.fingerprint import content_fingerprint, url_finger
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.services.writer import FileWriter
-from gs_video_report.storage.checkpoint import TaskRow
+from gs_video_report.storage.checkpoint import LedgerEntry
 
-Ledger = Mapping[str, TaskRow]  # done key -> the newest finished task with that key
+Ledger = Mapping[str, LedgerEntry]  # done key -> where its lesson was written
 
 
 def done_key(

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gs_video_report.batch.cost import Budget, Prices
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
 from gs_video_report.config import ApiKey, Settings
-from gs_video_report.errors import ExitCode, StorageError
+from gs_video_report.errors import ExitCode, StorageError, UsageError
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
@@ -43,6 +44,8 @@ class RunOptions:
     max_uploads: int = 2
     max_retries: int = 3
     simulated: bool = False
+    timeout_s: float | None = None  # per video generate call
+    cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
 
 
 @dataclass
@@ -52,10 +55,12 @@ class BatchOutcome:
     stop_reason: str | None = None
     stop_message: str | None = None
     report_dir: Path | None = None
+    spent_usd: float = 0.0
+    rest_usd: float | None = None  # estimate for what is left (None: unknown)
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.stop_reason == "quota":
+        if self.stop_reason in ("quota", "budget"):
             return ExitCode.QUOTA
         if self.stop_reason == "auth":
             return ExitCode.AUTH
@@ -121,14 +126,34 @@ async def run_batch(
     """Run (or resume) ``batch_id`` until every task is done or failed, or a stop."""
     if await store.batch(batch_id) is None:
         raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+    prices = Prices(settings.prices)
+    if options.cost_limit_usd is not None:
+        unpriced = sorted({t.model for t in await store.tasks(batch_id) if not prices.on(t.model)})
+        if unpriced:
+            raise UsageError(
+                f"--cost-limit needs a price for {', '.join(unpriced)}: add it under 'prices'"
+                " in the config file"
+            )
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     await store.acquire_lease(
-        batch_id, owner=owner, pid=os.getpid(), now=time.time(), ttl_s=LEASE_TTL_S
+        batch_id,
+        owner=owner,
+        pid=os.getpid(),
+        now=time.time(),
+        ttl_s=LEASE_TTL_S,
+        holder_dead=_dead_on_this_host,
     )
     try:
         await store.recover(batch_id, clock())
+        tasks = await store.tasks(batch_id)
         await store.set_batch_status(batch_id, "running", time.time())
-        limiter = APILimiter(lambda model: Limits(), clock=clock, sleep=sleep)
+        spent = sum(prices.of_usage(m, u) or 0.0 for m, u in await store.billed_usage(batch_id))
+        budget = Budget(options.cost_limit_usd, spent)
+        limiter = APILimiter(
+            lambda model: Limits(**settings.limits_for(model).model_dump()),
+            clock=clock,
+            sleep=sleep,
+        )
         async with GeminiService(
             key, settings.api, sleep=sleep, clock=clock, on_call=record_call
         ) as service:
@@ -140,24 +165,39 @@ async def run_batch(
                 registry=registry,
                 limiter=limiter,
                 retry=RetryPolicy(max_retries=options.max_retries),
-                options=PoolOptions(options.parallel, options.max_uploads, options.simulated),
+                options=PoolOptions(
+                    options.parallel, options.max_uploads, options.simulated, options.timeout_s
+                ),
                 clock=clock,
                 sleep=sleep,
+                budget=budget,
                 on_stage=on_stage,
             )
+            pool.learn_from(tasks)
             if on_pool is not None:
                 on_pool(pool)
             keeper = asyncio.create_task(_keep_lease(store, pool, batch_id, owner))
             try:
                 await pool.run()
+            except asyncio.CancelledError:
+                # Stopped at once (second Ctrl-C): tasks mid-stage stay as they are and
+                # the next resume puts them back in the queue (``recover``).
+                await store.set_batch_status(batch_id, "interrupted", time.time())
+                raise
             finally:
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
         if pool.stop_reason == "cancelled":
             await store.cancel_pending(batch_id, clock())
+        left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
         outcome = BatchOutcome(
-            batch_id, await store.counts(batch_id), pool.stop_reason, pool.stop_message
+            batch_id,
+            await store.counts(batch_id),
+            pool.stop_reason,
+            pool.stop_message,
+            spent_usd=budget.spent_usd,
+            rest_usd=pool.estimate_usd(left),
         )
         status = outcome.stop_reason or (
             "partial" if outcome.counts.get(TaskStage.FAILED) else "done"
@@ -167,6 +207,22 @@ async def run_batch(
         return outcome
     finally:
         await store.release_lease(batch_id, owner=owner)
+
+
+def _dead_on_this_host(owner: str) -> bool:
+    """A lease holder on this machine whose process is gone (killed, crashed): no need to
+    wait for its lease to expire. Holders on other hosts are trusted until expiry."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, but not ours to signal
+    return False
 
 
 async def cancel_batch(store: CheckpointManager, batch_id: str) -> str:

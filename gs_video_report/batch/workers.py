@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gs_video_report.batch.cost import cost_of, estimate_input_tokens
+from gs_video_report.batch.cost import (
+    Budget,
+    BudgetExceeded,
+    Estimator,
+    Prices,
+    estimate_input_tokens,
+)
 from gs_video_report.batch.limiter import APILimiter, QuotaParked
 from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, prompt_builtins
 from gs_video_report.batch.retry import RetryPolicy
@@ -35,11 +42,16 @@ from gs_video_report.errors import (
     QuotaScope,
     RateLimitError,
 )
-from gs_video_report.models import CallRecord, LessonFiles, VideoInfo
+from gs_video_report.models import CallRecord, GenerationSettings, LessonFiles, Usage, VideoInfo
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import TemplateRegistry
-from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow, TaskStage
+from gs_video_report.storage.checkpoint import (
+    INTERRUPTED_WRITING,
+    CheckpointManager,
+    TaskRow,
+    TaskStage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +60,8 @@ Sleep = Callable[[float], Awaitable[None]]
 StageListener = Callable[[TaskRow, str, float | None], None]
 
 _CALLS: contextvars.ContextVar[list[CallRecord]] = contextvars.ContextVar("calls")
+# Calls already stored, kept for the lesson's JSON sidecar.
+_STORED_CALLS: contextvars.ContextVar[list[CallRecord]] = contextvars.ContextVar("stored_calls")
 _UPLOAD_REUSE_MARGIN_S = 3600.0  # reuse an upload only if it lives at least this much longer
 _IDLE_POLL_S = 1.0
 _MAX_TIMEOUT_GROWTH = 3.0
@@ -66,6 +80,7 @@ class PoolOptions:
     parallel: int = 4
     max_uploads: int = 2
     simulated: bool = False
+    timeout_s: float | None = None  # per video generate call; None = api.request_timeout
 
 
 class WorkerPool:
@@ -82,6 +97,7 @@ class WorkerPool:
         options: PoolOptions,
         clock: Callable[[], float],
         sleep: Sleep,
+        budget: Budget | None = None,
         on_stage: StageListener | None = None,
     ) -> None:
         self.batch_id = batch_id
@@ -95,6 +111,9 @@ class WorkerPool:
         self.clock = clock
         self.sleep = sleep
         self.on_stage = on_stage or (lambda task, stage, fraction: None)
+        self.prices = Prices(settings.prices)
+        self.budget = budget or Budget(None)
+        self.estimator = Estimator()
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
         self._active = 0
@@ -155,12 +174,16 @@ class WorkerPool:
         calls = _CALLS.get()
         while calls:
             call = calls.pop(0)
+            _STORED_CALLS.get().append(call)
+            if call.usage is not None:
+                self.budget.spend(self.prices.of_usage(call.model or task.model, call.usage))
             await self.store.record_attempt(
                 task.id, call, key_fingerprint=self.service.key_fingerprint, now=self.clock()
             )
 
     async def _run_task(self, task: TaskRow) -> None:
         _CALLS.set([])
+        _STORED_CALLS.set([])
         pipeline = VideoPipeline(
             self.service,
             self.settings,
@@ -170,35 +193,102 @@ class WorkerPool:
             sleep=self.sleep,
         )
         try:
+            if task.last_error_kind == INTERRUPTED_WRITING and await self._finish_written(
+                task, pipeline
+            ):
+                return
             video = self._rebuild(task)
+            raw_estimate = self.raw_estimate(video)
+            tokens_in, tokens_out = self.estimator.tokens(raw_estimate)
+            # Reserved before the (free) upload: a video the budget cannot pay for is not
+            # uploaded either; held until the paid call has answered.
+            self.budget.reserve(task.id, self.prices.usd(task.model, tokens_in, tokens_out) or 0.0)
             ref = await self._video_ref(task, video)
             await self._flush_calls(task)
             await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
             self.on_stage(task, "generating", None)
             bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
-            await bucket.acquire(
-                estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
-            )
-            timeout = self.settings.api.request_timeout
+            await bucket.acquire(tokens_in)
+            timeout = self.options.timeout_s or self.settings.api.request_timeout
             if task.last_error_kind == ApiTimeoutError.__name__:
                 timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
-            generation = await pipeline.generate(video, ref, timeout_s=timeout)
+            try:
+                generation = await pipeline.generate(video, ref, timeout_s=timeout)
+            finally:
+                await self._flush_calls(task)
+                self.budget.release(task.id)
             bucket.succeeded()
-            await self._flush_calls(task)
+            self.estimator.observe(raw_estimate, generation.usage)
             await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
             self.on_stage(task, "writing", None)
-            pipeline.write(video, generation, list(_CALLS.get()))
-            cost = cost_of(task.model, generation.usage, datetime.now(UTC).date())
+            pipeline.write(video, generation, list(_STORED_CALLS.get()))
+            cost = self.prices.of_usage(task.model, generation.usage)
             await self.store.complete(task.id, generation.usage, cost, self.clock())
             self.on_stage(task, "done", None)
             if ref.file_name:
                 await pipeline.delete_quietly(ref.file_name)
                 await self.store.clear_upload(task.id, self.clock())
+        except BudgetExceeded as exc:
+            self.budget.release(task.id)
+            await self.store.requeue(task.id, self.clock())
+            self.on_stage(task, "pending", None)
+            self.request_stop("budget", str(exc))
         except (GsVideoReportError, QuotaParked) as exc:
             await self._flush_calls(task)
             await self._handle_failure(task, exc)
         finally:
             await self._flush_calls(task)
+
+    async def _finish_written(self, task: TaskRow, pipeline: VideoPipeline) -> bool:
+        """A run stopped between writing the lesson and committing "done": if both files
+        hold this task's answer, commit it now instead of generating (and paying) again."""
+        usage = _written_usage(task)
+        if usage is None:
+            return False
+        cost = self.prices.of_usage(task.model, usage)
+        await self.store.complete(task.id, usage, cost, self.clock())
+        self.on_stage(task, "done", None)
+        logger.info("%s: lesson was already written; committed without a new call", task.source)
+        if task.upload_name:
+            await pipeline.delete_quietly(task.upload_name)
+            await self.store.clear_upload(task.id, self.clock())
+        return True
+
+    @staticmethod
+    def raw_estimate(video: PreparedVideo) -> int:
+        return estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
+
+    def estimate_usd(self, tasks: list[TaskRow]) -> float | None:
+        """What ``tasks`` would cost by the corrected estimate (None: a price is unknown)."""
+        total = 0.0
+        for task in tasks:
+            try:
+                raw = self.raw_estimate(self._rebuild(task))
+            except GsVideoReportError:
+                raw = estimate_input_tokens(task.duration_s, GenerationSettings(), "")
+            tokens_in, tokens_out = self.estimator.tokens(raw)
+            usd = self.prices.usd(task.model, tokens_in, tokens_out)
+            if usd is None:
+                return None
+            total += usd
+        return total
+
+    def learn_from(self, finished: list[TaskRow]) -> None:
+        """Seed the estimate correction with videos an earlier run of the batch finished."""
+        for task in finished:
+            if task.stage is not TaskStage.DONE or not task.prompt_tokens:
+                continue
+            try:
+                raw = self.raw_estimate(self._rebuild(task))
+            except GsVideoReportError:
+                continue  # its template is gone; nothing to learn from it
+            usage = Usage(
+                prompt_tokens=task.prompt_tokens,
+                candidates_tokens=task.output_tokens or 0,
+                thoughts_tokens=task.thoughts_tokens or 0,
+                total_tokens=task.total_tokens or 0,
+            )
+            self.estimator.observe(raw, usage)
 
     async def _video_ref(self, task: TaskRow, video: PreparedVideo) -> VideoRef:
         if video.source.path is None:
@@ -278,3 +368,30 @@ class WorkerPool:
         await self.store.fail(task.id, kind, message, now)
         self.on_stage(task, "failed", None)
         logger.warning("%s failed: %s", task.display_name, message)
+
+
+def _written_usage(task: TaskRow) -> Usage | None:
+    """The usage recorded in this task's lesson files, if both are on disk and are this
+    task's (same source, template version and parameters)."""
+    md, answer = Path(task.output_md), Path(task.output_json)
+    try:
+        if not md.is_file():
+            return None
+        document = json.loads(answer.read_text(encoding="utf-8"))
+        meta = document["meta"]
+        if (
+            document.get("source") != task.source
+            or meta.get("template_version") != task.template_version
+            or meta.get("parameters") != task.params
+        ):
+            return None
+        tokens = meta["tokens"]
+        return Usage(
+            prompt_tokens=int(tokens["prompt"]),
+            candidates_tokens=int(tokens["candidates"]),
+            thoughts_tokens=int(tokens["thoughts"]),
+            cached_tokens=int(tokens.get("cached", 0)),
+            total_tokens=int(tokens["total"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

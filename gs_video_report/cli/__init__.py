@@ -9,15 +9,14 @@ from typing import Annotated
 import typer
 
 from gs_video_report import __version__
-from gs_video_report.cli.batch import (
-    batch_command,
+from gs_video_report.cli.batch import batch_command, resume_command, retry_failed_command
+from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
+from gs_video_report.cli.manage import (
     cancel_command,
+    cleanup_command,
     list_batches_command,
-    resume_command,
-    retry_failed_command,
     status_command,
 )
-from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
 from gs_video_report.cli.single import main_command
 
 EXIT_CODES = """Exit codes: 0 success · 1 some videos failed · 2 usage error ·
@@ -57,6 +56,7 @@ app.command("status")(status_command)
 app.command("cancel")(cancel_command)
 app.command("retry-failed", epilog=EXIT_CODES)(retry_failed_command)
 app.command("list-batches")(list_batches_command)
+app.command("cleanup")(cleanup_command)
 app.command("list-templates")(list_templates_command)
 app.command("list-models")(list_models_command)
 app.command("version")(version_command)

@@ -13,15 +13,32 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from gs_video_report.config import ApiKey, Settings, home_dir, load_settings, resolve_api_key
 from gs_video_report.errors import ExitCode, GsVideoReportError
 from gs_video_report.simulator import SIMULATED_KEY, Simulator
+from gs_video_report.storage.db import DB_NAME
 
 logger = logging.getLogger("gs_video_report")
+Opt = typer.Option
+
+# Options shared by several commands (one declaration, one help text).
+ModelOpt = Annotated[str | None, Opt("--model", "-m", help="Gemini model")]
+ApiKeyOpt = Annotated[
+    str | None, Opt("--api-key", "-k", help="Gemini API key (prefer $GEMINI_API_KEY)")
+]
+ConfigOpt = Annotated[Path | None, Opt("--config", "-c", help="Config file")]
+VerboseOpt = Annotated[bool, Opt("--verbose", "-v", help="Debug logs and tracebacks")]
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="No progress bars")]
+JsonOpt = Annotated[bool, Opt("--json", help="Machine-readable output on stdout")]
+SimulateOpt = Annotated[bool, Opt("--simulate", help="Use the built-in Gemini simulator")]
+
+
+def db_path() -> Path:
+    return home_dir() / DB_NAME
 
 
 @dataclass

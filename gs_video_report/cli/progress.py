@@ -1,107 +1,234 @@
 """ProgressMonitor: what the batch is doing, and how long it will take.
 
 On a terminal: one overall bar measured in *video seconds* (so the ETA comes from the
-video time left and the measured processing rate, not from task counts), done/failed/
-retrying/waiting counts, and a line per video in flight with its stage. Elsewhere (CI,
-pipes, ``-q``): a plain line per finished or failed video.
+video time left and the measured processing rate, not from task counts), with done/
+failed/retrying/waiting counts, video hours done of the total and throughput, and a
+line per video in flight with its stage and elapsed time. Elsewhere (CI, pipes, ``-q``):
+a line per finished or failed video and a status line at a steady pace.
+``--progress-file`` keeps a JSON snapshot of the same figures current, written
+atomically, for other tools.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from gs_video_report.services.formatter import mmss
+from gs_video_report.services.writer import atomic_write_text
 from gs_video_report.storage.checkpoint import TaskRow
+
+PLAIN_STATUS_EVERY_S = 30.0
+PROGRESS_FILE_EVERY_S = 1.0
+
+
+@dataclass
+class _InFlight:
+    task: TaskRow
+    stage: str
+    fraction: float | None
+    since: float
+    line: TaskID | None = None
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else mmss(seconds)
 
 
 class ProgressMonitor:
     def __init__(
-        self, console: Console, *, total_tasks: int, total_video_s: float, live: bool
+        self,
+        console: Console,
+        *,
+        batch_id: str,
+        total_tasks: int,
+        total_video_s: float,
+        live: bool,
+        progress_file: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
+        self.batch_id = batch_id
         self.total_tasks = total_tasks
+        self.total_video_s = total_video_s
         self.live = live
+        self.progress_file = progress_file
+        self.clock = clock
         self.done = 0
         self.failed = 0
+        self.video_done_s = 0.0
         self.retrying: set[int] = set()
         self.waiting: set[int] = set()
-        self._video_total = max(1.0, total_video_s)
-        self._lines: dict[int, TaskID] = {}
+        self.in_flight: dict[int, _InFlight] = {}
+        self.state = "running"
+        self._started = clock()
+        self._last_plain = self._started
+        self._last_file = float("-inf")
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
             console=console,
             transient=False,
             disable=not live,
         )
-        self._overall = self._progress.add_task("batch", total=self._video_total, detail="")
+        self._overall = self._progress.add_task("batch", total=max(1.0, total_video_s), detail="")
 
     def __enter__(self) -> ProgressMonitor:
         self._progress.start()
-        self._refresh()
+        self._refresh(force_file=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.finish("stopped" if exc[0] is not None else self.state)
         self._progress.stop()
 
-    def _refresh(self) -> None:
-        detail = (
-            f"{self.done}/{self.total_tasks} done · {self.failed} failed · "
-            f"{len(self.retrying)} retrying · {len(self.waiting)} waiting for quota"
-        )
-        self._progress.update(self._overall, detail=detail)
+    # -- figures -----------------------------------------------------------------
+    @property
+    def rate(self) -> float | None:
+        """Video seconds processed per wall second so far (None until a video finished)."""
+        elapsed = self.clock() - self._started
+        if self.video_done_s <= 0 or elapsed <= 0:
+            return None
+        return self.video_done_s / elapsed
 
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate
+        if rate is None:
+            return None
+        return max(0.0, self.total_video_s - self.video_done_s) / rate
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "batch_id": self.batch_id,
+            "state": self.state,
+            "updated_at": time.time(),
+            "elapsed_s": round(now - self._started, 1),
+            "videos": {
+                "total": self.total_tasks,
+                "done": self.done,
+                "failed": self.failed,
+                "retrying": len(self.retrying),
+                "waiting_for_quota": len(self.waiting),
+                "in_flight": len(self.in_flight),
+            },
+            "video_seconds": {
+                "total": round(self.total_video_s, 1),
+                "done": round(self.video_done_s, 1),
+            },
+            "rate_video_s_per_s": round(self.rate, 3) if self.rate else None,
+            "eta_s": round(self.eta_s) if self.eta_s is not None else None,
+            "in_flight": [
+                {
+                    "video": f.task.display_name,
+                    "stage": f.stage,
+                    "fraction": round(f.fraction, 3) if f.fraction is not None else None,
+                    "elapsed_s": round(now - f.since, 1),
+                }
+                for f in self.in_flight.values()
+            ],
+        }
+
+    def status_line(self) -> str:
+        rate = self.rate
+        throughput = f" · {rate:.1f}× real time" if rate else ""
+        eta = f" · ETA {mmss(self.eta_s)}" if self.eta_s is not None else ""
+        return (
+            f"{self.done}/{self.total_tasks} done · {self.failed} failed · "
+            f"{len(self.retrying)} retrying · {len(self.waiting)} waiting for quota · "
+            f"{_hours(self.video_done_s)} of {_hours(self.total_video_s)} video"
+            f"{throughput}{eta}"
+        )
+
+    # -- events ------------------------------------------------------------------
     def on_stage(self, task: TaskRow, stage: str, fraction: float | None) -> None:
         if stage in ("done", "failed"):
-            self._finish(task, stage)
-        elif stage.startswith("retry"):
-            self.retrying.add(task.id)
-            self._drop_line(task)
+            self._finish_task(task, stage)
         elif stage == "waiting for quota":
             self.waiting.add(task.id)
-            self._drop_line(task)
+            self._drop(task)
+        elif stage.startswith("retry"):
+            self.retrying.add(task.id)
+            self._drop(task)
+        elif stage == "pending":  # put back unstarted (a stop)
+            self.retrying.discard(task.id)
+            self.waiting.discard(task.id)
+            self._drop(task)
         else:
             self.retrying.discard(task.id)
             self.waiting.discard(task.id)
-            self._show_line(task, stage, fraction)
+            self._show(task, stage, fraction)
         self._refresh()
 
-    def _show_line(self, task: TaskRow, stage: str, fraction: float | None) -> None:
+    def tick(self) -> None:
+        """Called on a timer: elapsed times and the steady status line move on their own."""
+        self._refresh()
+
+    def finish(self, state: str) -> None:
+        self.state = state
+        self._refresh(force_file=True)
+
+    def _show(self, task: TaskRow, stage: str, fraction: float | None) -> None:
+        entry = self.in_flight.get(task.id)
+        if entry is None:
+            entry = self.in_flight[task.id] = _InFlight(task, stage, fraction, self.clock())
+        entry.stage, entry.fraction = stage, fraction
         if not self.live:
             return
-        label = f"  {task.display_name[:40]}"
         text = f"{stage} {fraction:.0%}" if fraction is not None else stage
-        if task.id not in self._lines:
-            self._lines[task.id] = self._progress.add_task(label, total=None, detail=text)
+        if entry.line is None:
+            entry.line = self._progress.add_task(
+                f"  {task.display_name[:40]}", total=None, detail=text
+            )
         else:
-            self._progress.update(self._lines[task.id], detail=text)
+            self._progress.update(entry.line, detail=text)
 
-    def _drop_line(self, task: TaskRow) -> None:
-        line = self._lines.pop(task.id, None)
-        if line is not None:
-            self._progress.remove_task(line)
+    def _drop(self, task: TaskRow) -> None:
+        entry = self.in_flight.pop(task.id, None)
+        if entry is not None and entry.line is not None:
+            self._progress.remove_task(entry.line)
 
-    def _finish(self, task: TaskRow, stage: str) -> None:
-        self._drop_line(task)
+    def _finish_task(self, task: TaskRow, stage: str) -> None:
+        self._drop(task)
         self.retrying.discard(task.id)
         self.waiting.discard(task.id)
         if stage == "done":
             self.done += 1
         else:
             self.failed += 1
+        self.video_done_s += task.duration_s or 0.0
         self._progress.advance(self._overall, task.duration_s or 0.0)
         if not self.live:
             length = f" ({mmss(task.duration_s)})" if task.duration_s else ""
             n = self.done + self.failed
             self.console.print(f"[{n}/{self.total_tasks}] {stage}: {task.display_name}{length}")
+
+    def _refresh(self, *, force_file: bool = False) -> None:
+        now = self.clock()
+        self._progress.update(self._overall, detail=self.status_line())
+        if self.live:
+            for entry in self.in_flight.values():
+                if entry.line is not None:
+                    text = entry.stage
+                    if entry.fraction is not None:
+                        text += f" {entry.fraction:.0%}"
+                    self._progress.update(entry.line, detail=f"{text} · {mmss(now - entry.since)}")
+        elif now - self._last_plain >= PLAIN_STATUS_EVERY_S:
+            self._last_plain = now
+            self.console.print(self.status_line())
+        if self.progress_file is not None and (
+            force_file or now - self._last_file >= PROGRESS_FILE_EVERY_S
+        ):
+            self._last_file = now
+            atomic_write_text(
+                self.progress_file, json.dumps(self.snapshot(), ensure_ascii=False, indent=2)
+            )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -49,6 +49,9 @@ _IN_FLIGHT = frozenset(
 )
 
 
+INTERRUPTED_WRITING = "InterruptedWhileWriting"  # last_error_kind of a task to finish from disk
+
+
 class LeaseHeldError(StorageError):
     """Another live process runs this batch."""
 
@@ -58,6 +61,15 @@ class LeaseHeldError(StorageError):
             "wait for it to finish, or `gs_videoreport cancel` it"
         )
         self.pid = pid
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    done_key: str
+    batch_id: str
+    output_md: str
+    output_json: str
+    finished_at: float
 
 
 @dataclass(frozen=True)
@@ -139,8 +151,10 @@ class CheckpointManager:
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         """One immediate transaction: committed before the caller's next step starts."""
         async with self._tx_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside the try: a cancel (second Ctrl-C) that lands while it runs
+                # must not leave the shared connection inside a transaction.
+                await self.conn.execute("BEGIN IMMEDIATE")
                 yield self.conn
             except BaseException:
                 await self.conn.rollback()
@@ -219,9 +233,10 @@ class CheckpointManager:
             row = await cur.fetchone()
         return dict(row) if row else None
 
-    async def batches(self, limit: int = 20) -> list[dict[str, Any]]:
+    async def batches(self, limit: int | None = 20) -> list[dict[str, Any]]:
+        """Newest first; ``limit=None``: all."""
         async with self.conn.execute(
-            "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,)
+            "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit or -1,)
         ) as cur:
             return [dict(r) async for r in cur]
 
@@ -240,9 +255,17 @@ class CheckpointManager:
 
     # -- the lease ---------------------------------------------------------------
     async def acquire_lease(
-        self, batch_id: str, *, owner: str, pid: int, now: float, ttl_s: float
+        self,
+        batch_id: str,
+        *,
+        owner: str,
+        pid: int,
+        now: float,
+        ttl_s: float,
+        holder_dead: Callable[[str], bool] = lambda owner: False,
     ) -> None:
-        """Take the batch, unless another owner holds an unexpired lease."""
+        """Take the batch, unless another owner holds an unexpired lease (and is not known
+        to be dead: ``holder_dead(owner)``, e.g. a killed process on this machine)."""
         async with self._tx() as tx:
             async with tx.execute(
                 "SELECT lease_owner, lease_pid, lease_until FROM batches WHERE id = ?", (batch_id,)
@@ -251,7 +274,8 @@ class CheckpointManager:
             if row is None:
                 raise StorageError(f"no batch {batch_id}")
             holder, holder_pid, until = row
-            if holder and holder != owner and until is not None and until > now:
+            live = until is not None and until > now and not holder_dead(holder)
+            if holder and holder != owner and live:
                 raise LeaseHeldError(batch_id, holder_pid, holder)
             await tx.execute(
                 "UPDATE batches SET lease_owner = ?, lease_pid = ?, lease_until = ?,"
@@ -304,12 +328,20 @@ class CheckpointManager:
 
     async def recover(self, batch_id: str, now: float) -> int:
         """Tasks a dead process left mid-stage (or a cancel left unstarted) go back to
-        pending, upload info kept."""
-        return await self._write(
-            "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
-            " AND stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')",
-            (now, batch_id),
-        )
+        pending, upload info kept. One stopped while writing is marked, so the worker
+        can finish it from the answer already on disk instead of paying for it again."""
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE tasks SET last_error_kind = ?, last_error = ? WHERE batch_id = ?"
+                " AND stage = 'writing'",
+                (INTERRUPTED_WRITING, "the run stopped while writing this lesson", batch_id),
+            )
+            cur = await tx.execute(
+                "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
+                " AND stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')",
+                (now, batch_id),
+            )
+            return cur.rowcount
 
     async def claim_next(self, batch_id: str, now: float) -> TaskRow | None:
         """The next runnable pending task (retry time passed), marked started."""
@@ -377,20 +409,30 @@ class CheckpointManager:
     async def complete(
         self, task_id: int, usage: Usage, cost_usd: float | None, now: float
     ) -> None:
-        """Call only after the lesson is on disk: "done" means written, then committed."""
-        await self._update_task(
-            task_id,
-            now,
-            stage=TaskStage.DONE.value,
-            prompt_tokens=usage.prompt_tokens,
-            output_tokens=usage.candidates_tokens,
-            thoughts_tokens=usage.thoughts_tokens,
-            total_tokens=usage.total_tokens,
-            cost_usd=cost_usd,
-            finished_at=now,
-            last_error_kind=None,
-            last_error=None,
-        )
+        """Call only after the lesson is on disk: "done" means written, then committed.
+        The skip-existing ledger gets its entry in the same transaction."""
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE tasks SET stage = 'done', prompt_tokens = ?, output_tokens = ?,"
+                " thoughts_tokens = ?, total_tokens = ?, cost_usd = ?, finished_at = ?,"
+                " last_error_kind = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+                (
+                    usage.prompt_tokens,
+                    usage.candidates_tokens,
+                    usage.thoughts_tokens,
+                    usage.total_tokens,
+                    cost_usd,
+                    now,
+                    now,
+                    task_id,
+                ),
+            )
+            await tx.execute(
+                "INSERT OR REPLACE INTO done_ledger (done_key, batch_id, output_md, output_json,"
+                " finished_at) SELECT done_key, batch_id, output_md, output_json, ? FROM tasks"
+                " WHERE id = ?",
+                (now, task_id),
+            )
 
     async def fail(self, task_id: int, kind: str, message: str, now: float) -> None:
         await self._update_task(
@@ -455,9 +497,58 @@ class CheckpointManager:
         ) as cur:
             return [dict(r) async for r in cur]
 
-    async def done_ledger(self) -> dict[str, TaskRow]:
-        """The skip-existing ledger: for each done key, the newest finished task, any batch."""
+    async def billed_usage(self, batch_id: str) -> list[tuple[str, Usage]]:
+        """Usage of every answered call of the batch, rejected answers included (billed)."""
         async with self.conn.execute(
-            "SELECT * FROM tasks WHERE stage = 'done' ORDER BY finished_at"
+            "SELECT a.model, a.prompt_tokens, a.output_tokens, a.thoughts_tokens FROM attempts a"
+            " JOIN tasks t ON t.id = a.task_id"
+            " WHERE t.batch_id = ? AND a.prompt_tokens IS NOT NULL",
+            (batch_id,),
         ) as cur:
-            return {row["done_key"]: TaskRow.from_row(row) async for row in cur}
+            return [
+                (
+                    row[0],
+                    Usage(
+                        prompt_tokens=row[1],
+                        candidates_tokens=row[2] or 0,
+                        thoughts_tokens=row[3] or 0,
+                    ),
+                )
+                async for row in cur
+            ]
+
+    async def done_ledger(self) -> dict[str, LedgerEntry]:
+        """The skip-existing ledger: for each done key, where its lesson was written. It
+        outlives ``cleanup`` of the batch that made it (dropping history must not make
+        the next run pay again)."""
+        async with self.conn.execute(
+            "SELECT done_key, batch_id, output_md, output_json, finished_at FROM done_ledger"
+        ) as cur:
+            return {row[0]: LedgerEntry(*row) async for row in cur}
+
+    # -- cleanup -----------------------------------------------------------------
+    async def finished_batches(self, before: float) -> list[str]:
+        """Batches that finished before ``before`` and nobody runs."""
+        async with self.conn.execute(
+            "SELECT id FROM batches WHERE finished_at IS NOT NULL AND finished_at < ?"
+            " AND status IN ('done', 'partial', 'cancelled', 'failed') AND lease_owner IS NULL"
+            " ORDER BY finished_at",
+            (before,),
+        ) as cur:
+            return [row[0] async for row in cur]
+
+    async def owned_uploads(self) -> list[TaskRow]:
+        """Tasks whose uploaded file the tool has not deleted yet (any batch not running)."""
+        async with self.conn.execute(
+            "SELECT t.* FROM tasks t JOIN batches b ON b.id = t.batch_id"
+            " WHERE t.upload_name IS NOT NULL AND b.lease_owner IS NULL ORDER BY t.id"
+        ) as cur:
+            return [TaskRow.from_row(row) async for row in cur]
+
+    async def drop_batches(self, batch_ids: Iterable[str]) -> int:
+        """Delete batches with their tasks and attempts (the done ledger stays)."""
+        ids = list(batch_ids)
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        return await self._write(f"DELETE FROM batches WHERE id IN ({marks})", tuple(ids))

@@ -98,6 +98,24 @@ migration("m001_batches_tasks_attempts")(
 )
 
 
+# The skip-existing ledger in its own table, so dropping old batches (``cleanup``) does
+# not forget what was done. Filled from the tasks already done.
+migration("m002_done_ledger")(
+    """
+    CREATE TABLE done_ledger (
+        done_key TEXT PRIMARY KEY,
+        batch_id TEXT NOT NULL,
+        output_md TEXT NOT NULL,
+        output_json TEXT NOT NULL,
+        finished_at REAL NOT NULL
+    );
+    INSERT OR REPLACE INTO done_ledger (done_key, batch_id, output_md, output_json, finished_at)
+        SELECT done_key, batch_id, output_md, output_json, finished_at FROM tasks
+        WHERE stage = 'done' ORDER BY finished_at
+    """
+)
+
+
 async def applied(conn: aiosqlite.Connection) -> list[str]:
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"

@@ -130,6 +130,8 @@ def translate_api_error(
         return ApiTimeoutError(text, status=code)
     if code == 400 and status == "FAILED_PRECONDITION" and "ACTIVE" in message:
         return TransientError(text, status=code)  # file not ready yet: wait and retry
+    if code == 404 and touches_file and "model" not in message.lower():
+        return FileAccessError(text, status=code)  # the uploaded file is gone
     if code == 404:
         return PermanentError(
             f"{text} (check the model name: gs_videoreport list-models)", status=code

@@ -1,0 +1,85 @@
+"""``cleanup``: drop old finished batches and delete the uploaded files the tool still owns.
+
+Uploads are normally deleted as soon as their lesson is written; what remains belongs to
+failed, cancelled or interrupted tasks. Files of batches that can still be resumed are
+kept unless asked (``all_uploads``): a resume reuses them instead of uploading again.
+A file can only be deleted with the key that uploaded it; files of other keys are
+reported, not touched. The skip-existing ledger survives dropped batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from gs_video_report.errors import ApiError, FileAccessError
+from gs_video_report.services.gemini import GeminiService
+from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
+
+logger = logging.getLogger(__name__)
+
+FINISHED = ("done", "partial", "cancelled", "failed")
+
+
+@dataclass
+class CleanupReport:
+    batches_dropped: list[str] = field(default_factory=list)
+    files_deleted: int = 0
+    files_gone: int = 0  # expired, already deleted, or on a simulator
+    files_kept: int = 0  # could not be deleted now (other key, no key, API error)
+    other_keys: set[str] = field(default_factory=set)
+
+
+async def uploads_to_delete(store: CheckpointManager, *, all_uploads: bool) -> list[TaskRow]:
+    finished = {b["id"] for b in await store.batches(limit=None) if b["status"] in FINISHED}
+    return [t for t in await store.owned_uploads() if all_uploads or t.batch_id in finished]
+
+
+async def simulated_batches(store: CheckpointManager) -> set[str]:
+    return {
+        b["id"]
+        for b in await store.batches(limit=None)
+        if json.loads(b["settings_json"]).get("simulated")
+    }
+
+
+async def cleanup(
+    store: CheckpointManager,
+    *,
+    older_than_days: float,
+    now: float,
+    all_uploads: bool,
+    service: GeminiService | None,
+    dry_run: bool = False,
+) -> CleanupReport:
+    report = CleanupReport()
+    simulated = await simulated_batches(store)
+    for task in await uploads_to_delete(store, all_uploads=all_uploads):
+        assert task.upload_name is not None
+        gone = task.batch_id in simulated or (task.upload_expires_at or now + 1) <= now
+        if gone:
+            report.files_gone += 1
+        elif service is None or service.key_fingerprint != task.upload_key:
+            report.files_kept += 1
+            if task.upload_key:
+                report.other_keys.add(task.upload_key)
+            continue
+        elif not dry_run:
+            try:
+                await service.delete_file(task.upload_name)
+                report.files_deleted += 1
+            except FileAccessError:
+                report.files_gone += 1  # already deleted or expired on the server
+            except ApiError as exc:
+                logger.warning("could not delete %s: %s", task.upload_name, exc)
+                report.files_kept += 1
+                continue
+        else:
+            report.files_deleted += 1
+        if not dry_run:
+            await store.clear_upload(task.id, now)
+    report.batches_dropped = await store.finished_batches(before=now - older_than_days * 86400)
+    if not dry_run:
+        await store.drop_batches(report.batches_dropped)
+    return report
