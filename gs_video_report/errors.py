@@ -82,6 +82,19 @@ class StorageError(GsVideoReportError):
     pass
 
 
+class UnknownBatchError(StorageError):
+    exit_code = ExitCode.INPUT
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"no batch {batch_id} (see gs_videoreport list-batches)")
+
+
+class BatchBusyError(StorageError):
+    """Another live process runs this batch."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ApiError(GsVideoReportError):
     """An error from the Gemini API or the transport to it.
 

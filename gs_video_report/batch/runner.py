@@ -24,7 +24,7 @@ from gs_video_report.batch.report import write_reports
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
 from gs_video_report.config import ApiKey, Settings
-from gs_video_report.errors import ExitCode, StorageError, UsageError
+from gs_video_report.errors import ExitCode, UnknownBatchError, UsageError
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
@@ -125,7 +125,7 @@ async def run_batch(
 ) -> BatchOutcome:
     """Run (or resume) ``batch_id`` until every task is done or failed, or a stop."""
     if await store.batch(batch_id) is None:
-        raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+        raise UnknownBatchError(batch_id)
     prices = Prices(settings.prices)
     if options.cost_limit_usd is not None:
         unpriced = sorted({t.model for t in await store.tasks(batch_id) if not prices.on(t.model)})
@@ -188,6 +188,8 @@ async def run_batch(
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
+        if pool.aborted:
+            await store.recover(batch_id, clock())  # what was in flight goes back in the queue
         if pool.stop_reason == "cancelled":
             await store.cancel_pending(batch_id, clock())
         left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
@@ -229,7 +231,7 @@ async def cancel_batch(store: CheckpointManager, batch_id: str) -> str:
     """Stop a batch: a running one (another process) stops within seconds; an idle one at once."""
     batch = await store.batch(batch_id)
     if batch is None:
-        raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+        raise UnknownBatchError(batch_id)
     await store.request_cancel(batch_id, time.time())
     if batch["lease_until"] and batch["lease_until"] > time.time():
         pid = batch["lease_pid"]
@@ -249,7 +251,7 @@ async def _keep_lease(
         await asyncio.sleep(CANCEL_POLL_S)
         ticks += 1
         if await store.cancel_requested(batch_id):
-            pool.request_stop("cancelled", "cancelled from another terminal")
+            pool.abort("cancelled", "cancelled from another terminal")
         if ticks % round(LEASE_TTL_S / 3 / CANCEL_POLL_S) == 0:
             alive = await store.heartbeat(batch_id, owner=owner, now=time.time(), ttl_s=LEASE_TTL_S)
             if not alive:

@@ -116,8 +116,10 @@ class WorkerPool:
         self.estimator = Estimator()
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
+        self.aborted = False
         self._active = 0
         self._uploads = asyncio.Semaphore(options.max_uploads)
+        self._workers: list[asyncio.Task[None]] = []
 
     # -- control -----------------------------------------------------------------
     def request_stop(self, reason: str, message: str | None = None) -> None:
@@ -126,13 +128,24 @@ class WorkerPool:
             self.stop_reason, self.stop_message = reason, message
             logger.warning("stopping batch %s: %s", self.batch_id, message or reason)
 
+    def abort(self, reason: str, message: str | None = None) -> None:
+        """Stop now, calls in flight included (``cancel`` from another terminal). Their
+        tasks are left mid-stage for the caller to put back (``recover``)."""
+        self.request_stop(reason, message)
+        self.aborted = True
+        for worker in self._workers:
+            worker.cancel()
+
     async def run(self) -> None:
-        workers = [asyncio.create_task(self._worker(n)) for n in range(self.options.parallel)]
+        self._workers = [asyncio.create_task(self._worker(n)) for n in range(self.options.parallel)]
         try:
-            await asyncio.gather(*workers)
+            results = await asyncio.gather(*self._workers, return_exceptions=True)
         finally:
-            for worker in workers:
+            for worker in self._workers:
                 worker.cancel()
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
 
     async def _worker(self, number: int) -> None:
         while self.stop_reason is None:

@@ -44,7 +44,7 @@ from gs_video_report.cli.common import (
 )
 from gs_video_report.cli.progress import ProgressMonitor
 from gs_video_report.config import Settings
-from gs_video_report.errors import ExitCode, StorageError, UsageError
+from gs_video_report.errors import ExitCode, UnknownBatchError, UsageError
 from gs_video_report.services.formatter import mmss
 from gs_video_report.services.templates import TemplateRegistry, parse_params
 from gs_video_report.services.writer import FileWriter
@@ -511,7 +511,7 @@ def _resume(ctx: typer.Context, batch_id: str, flags: RunFlags) -> None:
 
         batch = asyncio.run(read()) if db_path().exists() else None
         if batch is None:
-            raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+            raise UnknownBatchError(batch_id)
         snapshot: dict[str, Any] = json.loads(batch["settings_json"])
         known = {f.name for f in fields(RunOptions)}
         base = RunOptions(**{k: v for k, v in snapshot.items() if k in known})
@@ -583,7 +583,7 @@ def retry_failed_command(
             async with open_db(db_path()) as conn:
                 store = CheckpointManager(conn)
                 if await store.batch(batch_id) is None:
-                    raise StorageError(f"no batch {batch_id} (see gs_videoreport list-batches)")
+                    raise UnknownBatchError(batch_id)
                 return await store.requeue_failed(batch_id, time.time())
 
         typer.echo(f"{batch_id}: {asyncio.run(requeue())} failed video(s) queued again", err=True)

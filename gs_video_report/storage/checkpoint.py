@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from gs_video_report.errors import StorageError
+from gs_video_report.errors import BatchBusyError, StorageError, UnknownBatchError
 from gs_video_report.models import CallRecord, Usage
 
 
@@ -52,7 +52,7 @@ _IN_FLIGHT = frozenset(
 INTERRUPTED_WRITING = "InterruptedWhileWriting"  # last_error_kind of a task to finish from disk
 
 
-class LeaseHeldError(StorageError):
+class LeaseHeldError(BatchBusyError):
     """Another live process runs this batch."""
 
     def __init__(self, batch_id: str, pid: int | None, owner: str | None) -> None:
@@ -272,7 +272,7 @@ class CheckpointManager:
             ) as cur:
                 row = await cur.fetchone()
             if row is None:
-                raise StorageError(f"no batch {batch_id}")
+                raise UnknownBatchError(batch_id)
             holder, holder_pid, until = row
             live = until is not None and until > now and not holder_dead(holder)
             if holder and holder != owner and live:
