@@ -9,6 +9,7 @@ from pathlib import Path
 from gs_video_report.batch.inputs import scan_folder
 from gs_video_report.batch.planner import build_plan
 from gs_video_report.batch.runner import BatchOutcome, RunOptions, record_plan, run_batch
+from gs_video_report.batch.workers import WorkerPool
 from gs_video_report.config import ApiKey, Settings, load_settings
 from gs_video_report.errors import ExitCode
 from gs_video_report.services.templates import TemplateRegistry
@@ -39,6 +40,13 @@ def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
 async def plan_and_run(
     store: CheckpointManager, sim: Simulator, tmp_path: Path, batch_id: str
 ) -> BatchOutcome:
+    if not await record(store, sim, tmp_path, batch_id):
+        return BatchOutcome(batch_id)
+    return await resume(store, sim, tmp_path, batch_id)
+
+
+async def record(store: CheckpointManager, sim: Simulator, tmp_path: Path, batch_id: str) -> bool:
+    """Plan the lectures folder into ``batch_id``; False when there is nothing to run."""
     settings = settings_for(sim, tmp_path)
     registry = TemplateRegistry.with_builtins()
     out = tmp_path / "out"
@@ -60,9 +68,7 @@ async def plan_and_run(
             output_dir=str(out),
             snapshot={"model": settings.model},
         )
-    else:
-        return BatchOutcome(batch_id)
-    return await resume(store, sim, tmp_path, batch_id)
+    return bool(plan.to_run)
 
 
 async def resume(
@@ -159,3 +165,40 @@ def test_retryable_failures_are_stored_retries_and_permanent_ones_fail_alone(
             assert retried.stage is TaskStage.DONE and retried.attempts == 2
 
     asyncio.run(main())
+
+
+def test_a_per_minute_429_pauses_every_worker_once_and_burns_no_attempt(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    make_lectures(tmp_path / "lectures")
+    # The three workers' first generate calls are all on the wire when the 429s come back.
+    sim.add_fault(Fault("rate_limit_minute", "generate", times=3, retry_after=20))
+    sim.set_limits(latency={"generate": 0.5})
+    pools: list[WorkerPool] = []
+
+    async def main() -> None:
+        async with open_db(tmp_path / "state.db") as conn:
+            store = CheckpointManager(conn)
+            await record(store, sim, tmp_path, "b0")
+            clock = SteppingClock()
+            start = clock.now
+            outcome = await run_batch(
+                store,
+                "b0",
+                settings=settings_for(sim, tmp_path),
+                key=ApiKey(TEST_KEY, "test"),
+                options=RunOptions(parallel=3, max_uploads=3),
+                registry=TemplateRegistry.with_builtins(),
+                clock=clock,
+                sleep=clock.sleep,
+                on_pool=pools.append,
+            )
+            assert outcome.counts == {TaskStage.DONE: 3}
+            assert all(t.attempts == 0 for t in await store.tasks("b0"))  # no retry burned
+            (bucket,) = pools[0].limiter.buckets()
+            assert bucket.pauses == 1  # one shared pause, not one backoff per worker
+            assert clock.now - start >= 20  # the server's retryDelay was honoured
+            assert bucket.pace_rpm is None  # no configured limit: nothing to slow down
+
+    asyncio.run(main())
+    assert sim.stats()["calls"]["generate"] == 6  # 3 answered 429 + 3 lessons

@@ -62,10 +62,11 @@ def test_a_per_minute_429_pauses_everyone_once_and_slows_the_pace() -> None:
         starts.append(clock() - t0)
 
     async def main() -> None:
-        await bucket.acquire()
-        # three workers see the same 429: one pause, not three
+        sent = await bucket.acquire()
+        # three calls on the wire together all come back 429: one pause, not three, and the
+        # pace is lowered once
         for _ in range(3):
-            bucket.rate_limited(retry_after=20.0)
+            bucket.rate_limited(retry_after=20.0, sent_at=sent)
         await asyncio.gather(*(worker(i) for i in range(3)))
 
     asyncio.run(clock.run(main))

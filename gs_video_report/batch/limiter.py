@@ -56,6 +56,7 @@ class Bucket:
         self._tokens = limits.tpm or 0.0
         self._tokens_at = clock()
         self._pause_until = 0.0
+        self._episode_start = float("-inf")  # when the latest 429 episode began
         self._scale = 1.0  # share of the configured pace in force
         self._successes = 0
         self.parked: QuotaParked | None = None
@@ -71,8 +72,9 @@ class Bucket:
     def paused_until(self) -> float:
         return self._pause_until
 
-    async def acquire(self, tokens: float = 0.0) -> None:
-        """Wait until a call may start. The lock makes callers queue in order (fair)."""
+    async def acquire(self, tokens: float = 0.0) -> float:
+        """Wait until a call may start; returns when it started (for ``rate_limited``).
+        The lock makes callers queue in order (fair)."""
         async with self._lock:
             while True:
                 if self.parked is not None:
@@ -92,6 +94,7 @@ class Bucket:
             if self.limits.tpm:
                 self._refill(now)
                 self._tokens -= min(tokens, self.limits.tpm)
+            return now
 
     def _refill(self, now: float) -> None:
         tpm = self.limits.tpm or 0.0
@@ -106,15 +109,20 @@ class Bucket:
         need = min(tokens, tpm) - self._tokens
         return 0.0 if need <= 0 else need * 60.0 / (tpm * self._scale)
 
-    def rate_limited(self, retry_after: float | None) -> None:
-        """A per-minute 429: one shared pause, and a slower pace from now on."""
+    def rate_limited(self, retry_after: float | None, sent_at: float | None = None) -> None:
+        """A per-minute 429: one shared pause, and a slower pace from now on.
+
+        429s for calls sent before the current pause began (``sent_at``) belong to the same
+        episode: several workers' calls were on the wire together. They may stretch the
+        pause to the server's latest delay but do not slow the pace again."""
         now = self._clock()
         until = now + (retry_after if retry_after is not None else 30.0)
-        if until > self._pause_until:
-            self._pause_until = until
+        if sent_at is None or sent_at > self._episode_start:
+            self._episode_start = now
             self.pauses += 1
-        self._scale = max(_FLOOR, self._scale * _BACKOFF_FACTOR)
-        self._successes = 0
+            self._scale = max(_FLOOR, self._scale * _BACKOFF_FACTOR)
+            self._successes = 0
+        self._pause_until = max(self._pause_until, until)
 
     def succeeded(self) -> None:
         self._successes += 1

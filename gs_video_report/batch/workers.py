@@ -120,6 +120,7 @@ class WorkerPool:
         self._active = 0
         self._uploads = asyncio.Semaphore(options.max_uploads)
         self._workers: list[asyncio.Task[None]] = []
+        self._sent_at: dict[int, float] = {}  # task -> when its generate call was let through
 
     # -- control -----------------------------------------------------------------
     def request_stop(self, reason: str, message: str | None = None) -> None:
@@ -221,7 +222,7 @@ class WorkerPool:
             await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
             self.on_stage(task, "generating", None)
             bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
-            await bucket.acquire(tokens_in)
+            self._sent_at[task.id] = await bucket.acquire(tokens_in)
             timeout = self.options.timeout_s or self.settings.api.request_timeout
             if task.last_error_kind == ApiTimeoutError.__name__:
                 timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
@@ -251,6 +252,7 @@ class WorkerPool:
             await self._handle_failure(task, exc)
         finally:
             await self._flush_calls(task)
+            self._sent_at.pop(task.id, None)
 
     async def _finish_written(self, task: TaskRow, pipeline: VideoPipeline) -> bool:
         """A run stopped between writing the lesson and committing "done": if both files
@@ -356,7 +358,7 @@ class WorkerPool:
         kind, message = type(exc).__name__, str(exc)
         bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
         if isinstance(exc, RateLimitError) and exc.quota is not QuotaScope.PER_DAY:
-            bucket.rate_limited(exc.retry_after)
+            bucket.rate_limited(exc.retry_after, sent_at=self._sent_at.get(task.id))
             await self.store.requeue(task.id, now, at=bucket.paused_until)
             self.on_stage(task, "waiting for quota", None)
             return
