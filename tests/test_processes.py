@@ -165,7 +165,8 @@ def test_sigkill_at_each_stage_then_resume_pays_nothing_twice(
     }[stage]
     wait_until(f"first video {stage}", in_stage, child)
     child.kill()
-    assert stages(tmp_path)[0] == stage and stages(tmp_path)[1:] == ["pending", "pending"]
+    # (workers upload ahead of generation, so the others may be mid-stage too)
+    assert stages(tmp_path)[0] == stage and "done" not in stages(tmp_path)
     sim.set_limits(latency={})
     before = sim.stats()
 
@@ -179,10 +180,9 @@ def test_sigkill_at_each_stage_then_resume_pays_nothing_twice(
     # (requests received; the killed one is still held by the simulator, never answered)
     assert after["calls"]["generate"] == 3 + (1 if stage == "generating" else 0)
     assert sorted(after["generate_by_subject"].values()) == [1, 1, 1]  # answered once each
-    # an upload that completed (and is ACTIVE) is not uploaded again
+    # an upload that completed (and is ACTIVE) is not uploaded again: one per video in all
     assert after["uploads_completed"] == 3
-    if stage != "uploading":
-        assert before["uploads_completed"] == 1
+    assert before["uploads_completed"] >= (0 if stage == "uploading" else 1)
     assert_consistent(tmp_path)
 
 

@@ -1,8 +1,11 @@
-"""WorkerPool: N asyncio workers pull tasks from the task table and run them stage by
+"""WorkerPool: asyncio workers pull tasks from the task table and run them stage by
 stage, committing each stage before the next starts.
 
-- uploads have their own cap (``max_uploads``, default 2: parallel uploads choke a
-  teacher's link); generation is paced by the APILimiter;
+- generation has its own cap (``parallel`` calls in flight) and is paced by the
+  APILimiter; uploads have theirs (``max_uploads``, default 2: parallel uploads choke a
+  teacher's link); extra workers upload and wait for processing ahead of generation;
+- on a stop (Ctrl-C, quota, budget) a task that has not started its generate call goes
+  back to the queue, its upload kept;
 - a resumed task whose upload is still ACTIVE on the server, with the same key, is not
   uploaded again; a done task is never claimed again;
 - retries are rows, not sleeps: ``schedule_retry`` stores when, so they survive restarts;
@@ -75,6 +78,10 @@ def record_call(call: CallRecord) -> None:
         calls.append(call)
 
 
+class _Stopping(Exception):
+    """The pool is stopping: put the task back before its next paid call."""
+
+
 @dataclass(frozen=True)
 class PoolOptions:
     parallel: int = 4
@@ -119,6 +126,7 @@ class WorkerPool:
         self.aborted = False
         self._active = 0
         self._uploads = asyncio.Semaphore(options.max_uploads)
+        self._generating = asyncio.Semaphore(options.parallel)
         self._workers: list[asyncio.Task[None]] = []
         self._sent_at: dict[int, float] = {}  # task -> when its generate call was let through
 
@@ -219,18 +227,22 @@ class WorkerPool:
             self.budget.reserve(task.id, self.prices.usd(task.model, tokens_in, tokens_out) or 0.0)
             ref = await self._video_ref(task, video)
             await self._flush_calls(task)
-            await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
-            self.on_stage(task, "generating", None)
-            bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
-            self._sent_at[task.id] = await bucket.acquire(tokens_in)
-            timeout = self.options.timeout_s or self.settings.api.request_timeout
-            if task.last_error_kind == ApiTimeoutError.__name__:
-                timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
-            try:
-                generation = await pipeline.generate(video, ref, timeout_s=timeout)
-            finally:
-                await self._flush_calls(task)
-                self.budget.release(task.id)
+            self.on_stage(task, "waiting to generate", None)
+            async with self._generating:
+                if self.stop_reason is not None:
+                    raise _Stopping  # uploaded but not paid for: the resume reuses the upload
+                await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
+                self.on_stage(task, "generating", None)
+                bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
+                self._sent_at[task.id] = await bucket.acquire(tokens_in)
+                timeout = self.options.timeout_s or self.settings.api.request_timeout
+                if task.last_error_kind == ApiTimeoutError.__name__:
+                    timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
+                try:
+                    generation = await pipeline.generate(video, ref, timeout_s=timeout)
+                finally:
+                    await self._flush_calls(task)
+                    self.budget.release(task.id)
             bucket.succeeded()
             self.estimator.observe(raw_estimate, generation.usage)
             await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
@@ -247,6 +259,10 @@ class WorkerPool:
             await self.store.requeue(task.id, self.clock())
             self.on_stage(task, "pending", None)
             self.request_stop("budget", str(exc))
+        except _Stopping:
+            self.budget.release(task.id)
+            await self.store.requeue(task.id, self.clock())
+            self.on_stage(task, "pending", None)
         except (GsVideoReportError, QuotaParked) as exc:
             await self._flush_calls(task)
             await self._handle_failure(task, exc)
