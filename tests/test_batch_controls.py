@@ -131,6 +131,7 @@ def test_progress_file_and_resume_keeps_the_batch_settings(
         "failed": 0,
         "retrying": 0,
         "waiting_for_quota": 0,
+        "queued": 0,
         "in_flight": 0,
     }
     settings = json.loads(

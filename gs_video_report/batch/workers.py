@@ -3,7 +3,8 @@ stage, committing each stage before the next starts.
 
 - generation has its own cap (``parallel`` calls in flight) and is paced by the
   APILimiter; uploads have theirs (``max_uploads``, default 2: parallel uploads choke a
-  teacher's link); extra workers upload and wait for processing ahead of generation;
+  teacher's link); other workers upload and wait for processing ahead of generation,
+  as far ahead as ``Lookahead`` measures is needed;
 - on a stop (Ctrl-C, quota, budget) a task that has not started its generate call goes
   back to the queue, its upload kept;
 - a resumed task whose upload is still ACTIVE on the server, with the same key, is not
@@ -33,6 +34,7 @@ from gs_video_report.batch.cost import (
     estimate_input_tokens,
 )
 from gs_video_report.batch.limiter import APILimiter, QuotaParked
+from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
 from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, prompt_builtins
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import Settings
@@ -127,6 +129,8 @@ class WorkerPool:
         self._active = 0
         self._uploads = asyncio.Semaphore(options.max_uploads)
         self._generating = asyncio.Semaphore(options.parallel)
+        self._lookahead = Lookahead(options.parallel, options.max_uploads)
+        self._budget_freed = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._sent_at: dict[int, float] = {}  # task -> when its generate call was let through
 
@@ -135,6 +139,8 @@ class WorkerPool:
         """Stop claiming new work; in-flight tasks finish their current call."""
         if self.stop_reason is None:
             self.stop_reason, self.stop_message = reason, message
+            self._lookahead.close()
+            self._budget_freed.set()
             logger.warning("stopping batch %s: %s", self.batch_id, message or reason)
 
     def abort(self, reason: str, message: str | None = None) -> None:
@@ -146,7 +152,10 @@ class WorkerPool:
             worker.cancel()
 
     async def run(self) -> None:
-        self._workers = [asyncio.create_task(self._worker(n)) for n in range(self.options.parallel)]
+        # Enough workers for every generate slot plus the lookahead's ceiling; the
+        # lookahead decides how many of them hold a task.
+        count = self.options.parallel + self._lookahead.ceiling
+        self._workers = [asyncio.create_task(self._worker(n)) for n in range(count)]
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)
         finally:
@@ -157,8 +166,16 @@ class WorkerPool:
                 raise result
 
     async def _worker(self, number: int) -> None:
+        placeholder = -1 - number  # holds the worker's place in the window while claiming
         while self.stop_reason is None:
-            task = await self.store.claim_next(self.batch_id, self.clock())
+            await self._lookahead.enter(placeholder)
+            if self.stop_reason is not None:
+                self._lookahead.move(placeholder, None)
+                break
+            try:
+                task = await self.store.claim_next(self.batch_id, self.clock())
+            finally:
+                self._lookahead.move(placeholder, None)
             if task is None:
                 next_retry = await self.store.next_retry_at(self.batch_id)
                 if next_retry is None and self._active == 0:
@@ -167,10 +184,12 @@ class WorkerPool:
                 await self.sleep(max(0.01, min(wait, _IDLE_POLL_S)))
                 continue
             self._active += 1
+            self._lookahead.move(task.id, PREPARING, task.size_bytes)
             try:
                 await self._run_task(task)
             finally:
                 self._active -= 1
+                self._lookahead.move(task.id, None)
 
     # -- one task -----------------------------------------------------------------
     def _rebuild(self, task: TaskRow) -> PreparedVideo:
@@ -224,25 +243,32 @@ class WorkerPool:
             tokens_in, tokens_out = self.estimator.tokens(raw_estimate)
             # Reserved before the (free) upload: a video the budget cannot pay for is not
             # uploaded either; held until the paid call has answered.
-            self.budget.reserve(task.id, self.prices.usd(task.model, tokens_in, tokens_out) or 0.0)
+            await self._reserve(task, self.prices.usd(task.model, tokens_in, tokens_out) or 0.0)
             ref = await self._video_ref(task, video)
             await self._flush_calls(task)
+            self._lookahead.move(task.id, READY)
             self.on_stage(task, "waiting to generate", None)
-            async with self._generating:
-                if self.stop_reason is not None:
-                    raise _Stopping  # uploaded but not paid for: the resume reuses the upload
-                await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
-                self.on_stage(task, "generating", None)
-                bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
-                self._sent_at[task.id] = await bucket.acquire(tokens_in)
-                timeout = self.options.timeout_s or self.settings.api.request_timeout
-                if task.last_error_kind == ApiTimeoutError.__name__:
-                    timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
-                try:
+            bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
+            try:
+                # The slot is held for the call only: bookkeeping happens after it frees.
+                async with self._generating:
+                    if self.stop_reason is not None:
+                        raise _Stopping  # uploaded, not paid for: the resume reuses the upload
+                    self._lookahead.move(task.id, GENERATING)
+                    await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
+                    self.on_stage(task, "generating", None)
+                    self._sent_at[task.id] = await bucket.acquire(tokens_in)
+                    timeout = self.options.timeout_s or self.settings.api.request_timeout
+                    if task.last_error_kind == ApiTimeoutError.__name__:
+                        timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
+                    sent = self.clock()
                     generation = await pipeline.generate(video, ref, timeout_s=timeout)
-                finally:
-                    await self._flush_calls(task)
-                    self.budget.release(task.id)
+                    self._lookahead.generated(self.clock() - sent)
+            finally:
+                await self._flush_calls(task)
+                self._release(task)
+            pace = bucket.pace_rpm
+            self._lookahead.rate_limit_per_s = None if pace is None else pace / 60
             bucket.succeeded()
             self.estimator.observe(raw_estimate, generation.usage)
             await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
@@ -255,12 +281,12 @@ class WorkerPool:
                 await pipeline.delete_quietly(ref.file_name)
                 await self.store.clear_upload(task.id, self.clock())
         except BudgetExceeded as exc:
-            self.budget.release(task.id)
+            self._release(task)
             await self.store.requeue(task.id, self.clock())
             self.on_stage(task, "pending", None)
             self.request_stop("budget", str(exc))
         except _Stopping:
-            self.budget.release(task.id)
+            self._release(task)
             await self.store.requeue(task.id, self.clock())
             self.on_stage(task, "pending", None)
         except (GsVideoReportError, QuotaParked) as exc:
@@ -269,6 +295,27 @@ class WorkerPool:
         finally:
             await self._flush_calls(task)
             self._sent_at.pop(task.id, None)
+
+    async def _reserve(self, task: TaskRow, estimate_usd: float) -> None:
+        """Hold the video's estimate within ``--cost-limit``. While other videos' estimates
+        are in flight, wait for their real cost (often lower); stop only when the video
+        does not fit even with nothing in flight."""
+        while True:
+            if self.stop_reason is not None:
+                raise _Stopping
+            try:
+                self.budget.reserve(task.id, estimate_usd)
+                return
+            except BudgetExceeded:
+                if self.budget.in_flight_usd <= 0:
+                    raise
+            self.on_stage(task, "waiting to fit the cost limit", None)
+            self._budget_freed.clear()
+            await self._budget_freed.wait()
+
+    def _release(self, task: TaskRow) -> None:
+        self.budget.release(task.id)
+        self._budget_freed.set()
 
     async def _finish_written(self, task: TaskRow, pipeline: VideoPipeline) -> bool:
         """A run stopped between writing the lesson and committing "done": if both files
@@ -340,9 +387,11 @@ class WorkerPool:
             except FileAccessError:
                 pass
             await self.store.clear_upload(task.id, self.clock())
-        await self.store.set_stage(task.id, TaskStage.UPLOADING, self.clock())
         assert video.info is not None
+        self.on_stage(task, "waiting to upload", None)
         async with self._uploads:
+            await self.store.set_stage(task.id, TaskStage.UPLOADING, self.clock())
+            started = self.clock()
             self.on_stage(task, "uploading", 0.0)
             file = await self.service.upload(
                 video.source.path,
@@ -362,6 +411,7 @@ class WorkerPool:
         )
         self.on_stage(task, "processing", None)
         file = await self.service.wait_until_active(file, size_bytes=size)
+        self._lookahead.prepared(self.clock() - started)
         return VideoRef(file.uri, file.mime_type, file.name)
 
     @staticmethod

@@ -3,8 +3,10 @@
 On a terminal: one overall bar measured in *video seconds* (so the ETA comes from the
 video time left and the measured processing rate, not from task counts), with done/
 failed/retrying/waiting counts, video hours done of the total and throughput, and a
-line per video in flight with its stage and elapsed time. Elsewhere (CI, pipes, ``-q``):
-a line per finished or failed video and a status line at a steady pace.
+line per video being uploaded, processed or generated with its stage and elapsed time
+(videos queued ahead, waiting for an upload or a generate slot, are a count).
+Elsewhere (CI, pipes, ``-q``): a line per finished or failed video and a status line at
+a steady pace.
 ``--progress-file`` keeps a JSON snapshot of the same figures current, written
 atomically, for other tools.
 """
@@ -66,6 +68,7 @@ class ProgressMonitor:
         self.video_done_s = 0.0
         self.retrying: set[int] = set()
         self.waiting: set[int] = set()
+        self.queued: set[int] = set()  # claimed, waiting for an upload or generate slot
         self.in_flight: dict[int, _InFlight] = {}
         self.state = "running"
         self._started = clock()
@@ -119,6 +122,7 @@ class ProgressMonitor:
                 "failed": self.failed,
                 "retrying": len(self.retrying),
                 "waiting_for_quota": len(self.waiting),
+                "queued": len(self.queued),
                 "in_flight": len(self.in_flight),
             },
             "video_seconds": {
@@ -142,15 +146,17 @@ class ProgressMonitor:
         rate = self.rate
         throughput = f" · {rate:.1f}× real time" if rate else ""
         eta = f" · ETA {mmss(self.eta_s)}" if self.eta_s is not None else ""
+        queued = f" · {len(self.queued)} queued" if self.queued else ""
         return (
             f"{self.done}/{self.total_tasks} done · {self.failed} failed · "
             f"{len(self.retrying)} retrying · {len(self.waiting)} waiting for quota · "
             f"{_hours(self.video_done_s)} of {_hours(self.total_video_s)} video"
-            f"{throughput}{eta}"
+            f"{queued}{throughput}{eta}"
         )
 
     # -- events ------------------------------------------------------------------
     def on_stage(self, task: TaskRow, stage: str, fraction: float | None) -> None:
+        self.queued.discard(task.id)
         if stage in ("done", "failed"):
             self._finish_task(task, stage)
         elif stage == "waiting for quota":
@@ -158,6 +164,11 @@ class ProgressMonitor:
             self._drop(task)
         elif stage.startswith("retry"):
             self.retrying.add(task.id)
+            self._drop(task)
+        elif stage.startswith("waiting to"):
+            self.queued.add(task.id)
+            self.retrying.discard(task.id)
+            self.waiting.discard(task.id)
             self._drop(task)
         elif stage == "pending":  # put back unstarted (a stop)
             self.retrying.discard(task.id)

@@ -1,0 +1,123 @@
+"""Shared pieces of the benchmarks: distinct sample videos, a CLI child process against
+a simulator in this process, and what the state database says about the run.
+
+The batch always runs as its own process (``python -m gs_video_report``), as a user runs
+it, so its figures include start-up, planning and the final report; the simulator runs
+here, on a loopback port, and counts what it received.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "examples" / "videos"
+KEY = "benchmark-key-not-a-secret"
+
+
+def make_videos(folder: Path, count: int, *, pad_bytes: int = 0) -> list[Path]:
+    """``count`` distinct MP4 files: a bundled sample plus an MP4 ``free`` box that makes
+    each one's content (so its fingerprint) unique; ``pad_bytes`` makes the box that big,
+    as a sparse region, to model a large file without writing it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(SAMPLES.glob("*.mp4"))
+    made = []
+    for i in range(count):
+        src = sources[i % len(sources)]
+        target = folder / f"{src.stem}_{i:05d}.mp4"
+        data = src.read_bytes()
+        tag = f"benchmark video {i}".encode()
+        size = 8 + len(tag) + pad_bytes
+        with open(target, "wb") as out:
+            out.write(data)
+            out.write(struct.pack(">I4s", size, b"free") + tag)
+            if pad_bytes:
+                out.truncate(len(data) + size)
+        made.append(target)
+    return made
+
+
+@dataclass
+class Run:
+    code: int
+    wall_s: float
+    max_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GS_VIDEOREPORT_")}
+    env.update(
+        GS_VIDEOREPORT_HOME=str(home),
+        GS_VIDEOREPORT_BASE_URL=base_url,
+        GEMINI_API_KEY=KEY,
+        PYTHONPATH=str(REPO),
+    )
+    home.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = home / "stdout.txt", home / "stderr.txt"
+    started = time.perf_counter()
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gs_video_report", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix all children).
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    return Run(proc.returncode, wall, rss_mb, out_path.read_text(), err_path.read_text())
+
+
+@dataclass
+class Phases:
+    tasks: int
+    done: int
+    failed: int
+    run_s: float  # first task started -> last task finished
+    fill_s: float  # first task started -> first generate call sent
+
+
+def phases(home: Path) -> Phases:
+    with sqlite3.connect(home / "state.db") as conn:
+        row = conn.execute(
+            "SELECT count(*), sum(stage = 'done'), sum(stage = 'failed'),"
+            " min(started_at), max(finished_at) FROM tasks"
+        ).fetchone()
+        # an attempt is stored when its call answered: sent = at - latency
+        first_sent = conn.execute(
+            "SELECT min(at - latency_s) FROM attempts WHERE stage = 'generate'"
+        ).fetchone()[0]
+    total, done, failed, first, last = row
+    first = first or 0.0
+    fill = (first_sent - first) if first_sent is not None else 0.0
+    return Phases(total, done or 0, failed or 0, (last or 0.0) - first, fill)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d}, {platform.system()} {platform.machine()},"
+        f" {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    )
