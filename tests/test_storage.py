@@ -112,16 +112,19 @@ def test_stage_transitions_are_committed_and_visible_to_another_connection(tmp_p
             ).fetchone()
             assert tuple(row) == ("processing", "files/abc")
         await store.set_stage(task.id, TaskStage.GENERATING, now=103.0)
-        await store.record_attempt(
+        await store.record_attempts(
             task.id,
-            CallRecord("generate", "m", 1.5, True, Usage(10, 5, 0, 0, 15), "STOP"),
+            [
+                CallRecord("upload", None, 0.2, True, None, None),
+                CallRecord("generate", "m", 1.5, True, Usage(10, 5, 0, 0, 15), "STOP"),
+            ],
             key_fingerprint="key-1",
             now=104.0,
         )
         await store.complete(task.id, Usage(10, 5, 0, 0, 15), 0.01, now=105.0)
         done = await store.task(task.id)
         assert done.stage is TaskStage.DONE and done.total_tokens == 15 and done.cost_usd == 0.01
-        assert [a["stage"] for a in await store.attempts(task.id)] == ["generate"]
+        assert [a["stage"] for a in await store.attempts(task.id)] == ["upload", "generate"]
         assert (await store.counts("b1")) == {TaskStage.DONE: 1, TaskStage.PENDING: 2}
 
     with_store(tmp_path / "s.db", body)

@@ -212,15 +212,15 @@ class WorkerPool:
         )
 
     async def _flush_calls(self, task: TaskRow) -> None:
-        calls = _CALLS.get()
-        while calls:
-            call = calls.pop(0)
-            _STORED_CALLS.get().append(call)
+        pending = _CALLS.get()
+        calls, pending[:] = list(pending), []
+        for call in calls:
             if call.usage is not None:
                 self.budget.spend(self.prices.of_usage(call.model or task.model, call.usage))
-            await self.store.record_attempt(
-                task.id, call, key_fingerprint=self.service.key_fingerprint, now=self.clock()
-            )
+        _STORED_CALLS.get().extend(calls)
+        await self.store.record_attempts(
+            task.id, calls, key_fingerprint=self.service.key_fingerprint, now=self.clock()
+        )
 
     async def _run_task(self, task: TaskRow) -> None:
         _CALLS.set([])
@@ -389,8 +389,7 @@ class WorkerPool:
             await self.store.clear_upload(task.id, self.clock())
         assert video.info is not None
         self.on_stage(task, "waiting to upload", None)
-        async with self._uploads:
-            await self.store.set_stage(task.id, TaskStage.UPLOADING, self.clock())
+        async with self._uploads:  # (the claim marked the task "uploading")
             started = self.clock()
             self.on_stage(task, "uploading", 0.0)
             file = await self.service.upload(

@@ -162,10 +162,16 @@ class CheckpointManager:
             await self.conn.commit()
 
     async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
-        """One statement in its own transaction; the number of rows it changed."""
-        async with self._tx() as tx:
-            cur = await tx.execute(sql, params)
+        """One statement, atomic on its own (autocommit: one round trip to the database
+        thread, not three); the number of rows it changed. The lock keeps it out of
+        another worker's open transaction on the shared connection."""
+        async with self._tx_lock:
+            cur = await self.conn.execute(sql, params)
             return cur.rowcount
+
+    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        """A query's rows in one round trip."""
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def _update_task(self, task_id: int, now: float, **values: Any) -> None:
         assignments = ", ".join(f"{key} = ?" for key in values)  # keys are ours, never input
@@ -229,16 +235,15 @@ class CheckpointManager:
         )
 
     async def batch(self, batch_id: str) -> dict[str, Any] | None:
-        async with self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)) as cur:
-            row = await cur.fetchone()
-        return dict(row) if row else None
+        rows = await self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return dict(rows[0]) if rows else None
 
     async def batches(self, limit: int | None = 20) -> list[dict[str, Any]]:
         """Newest first; ``limit=None``: all."""
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit or -1,)
-        ) as cur:
-            return [dict(r) async for r in cur]
+        )
+        return [dict(r) for r in rows]
 
     async def request_cancel(self, batch_id: str, now: float) -> None:
         await self._write(
@@ -247,11 +252,8 @@ class CheckpointManager:
         )
 
     async def cancel_requested(self, batch_id: str) -> bool:
-        async with self.conn.execute(
-            "SELECT cancel_requested FROM batches WHERE id = ?", (batch_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return bool(row and row[0])
+        rows = await self._rows("SELECT cancel_requested FROM batches WHERE id = ?", (batch_id,))
+        return bool(rows and rows[0][0])
 
     # -- the lease ---------------------------------------------------------------
     async def acquire_lease(
@@ -267,13 +269,12 @@ class CheckpointManager:
         """Take the batch, unless another owner holds an unexpired lease (and is not known
         to be dead: ``holder_dead(owner)``, e.g. a killed process on this machine)."""
         async with self._tx() as tx:
-            async with tx.execute(
+            rows = await tx.execute_fetchall(
                 "SELECT lease_owner, lease_pid, lease_until FROM batches WHERE id = ?", (batch_id,)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None:
+            )
+            if not rows:
                 raise UnknownBatchError(batch_id)
-            holder, holder_pid, until = row
+            holder, holder_pid, until = next(iter(rows))
             live = until is not None and until > now and not holder_dead(holder)
             if holder and holder != owner and live:
                 raise LeaseHeldError(batch_id, holder_pid, holder)
@@ -300,23 +301,20 @@ class CheckpointManager:
 
     # -- tasks -------------------------------------------------------------------
     async def tasks(self, batch_id: str) -> list[TaskRow]:
-        async with self.conn.execute(
-            "SELECT * FROM tasks WHERE batch_id = ? ORDER BY seq", (batch_id,)
-        ) as cur:
-            return [TaskRow.from_row(r) async for r in cur]
+        rows = await self._rows("SELECT * FROM tasks WHERE batch_id = ? ORDER BY seq", (batch_id,))
+        return [TaskRow.from_row(r) for r in rows]
 
     async def task(self, task_id: int) -> TaskRow:
-        async with self.conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        rows = await self._rows("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        if not rows:
             raise StorageError(f"no task {task_id}")
-        return TaskRow.from_row(row)
+        return TaskRow.from_row(rows[0])
 
     async def counts(self, batch_id: str) -> dict[TaskStage, int]:
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT stage, COUNT(*) FROM tasks WHERE batch_id = ? GROUP BY stage", (batch_id,)
-        ) as cur:
-            return {TaskStage(stage): n async for stage, n in cur}
+        )
+        return {TaskStage(stage): n for stage, n in rows}
 
     async def cancel_pending(self, batch_id: str, now: float) -> int:
         """A cancelled batch: what has not started will not; ``recover`` undoes this on resume."""
@@ -344,30 +342,25 @@ class CheckpointManager:
             return cur.rowcount
 
     async def claim_next(self, batch_id: str, now: float) -> TaskRow | None:
-        """The next runnable pending task (retry time passed), marked started."""
-        async with self._tx() as tx:
-            async with tx.execute(
-                "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
-                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY seq LIMIT 1",
-                (batch_id, now),
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return None
-            await tx.execute(
+        """The next runnable pending task (retry time passed), marked started — one
+        statement, so one round trip and atomic on its own."""
+        async with self._tx_lock:
+            rows = await self.conn.execute_fetchall(
                 "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
-                " next_attempt_at = NULL, updated_at = ? WHERE id = ?",
-                (now, now, row[0]),
+                " next_attempt_at = NULL, updated_at = ? WHERE id = ("
+                "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
+                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY seq LIMIT 1"
+                ") RETURNING *",
+                (now, now, batch_id, now),
             )
-        return await self.task(row[0])
+        return next((TaskRow.from_row(row) for row in rows), None)
 
     async def next_retry_at(self, batch_id: str) -> float | None:
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT MIN(next_attempt_at) FROM tasks WHERE batch_id = ? AND stage = 'pending'",
             (batch_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        )
+        return rows[0][0] if rows else None
 
     async def set_stage(self, task_id: int, stage: TaskStage, now: float) -> None:
         await self._update_task(task_id, now, stage=stage.value)
@@ -410,29 +403,22 @@ class CheckpointManager:
         self, task_id: int, usage: Usage, cost_usd: float | None, now: float
     ) -> None:
         """Call only after the lesson is on disk: "done" means written, then committed.
-        The skip-existing ledger gets its entry in the same transaction."""
-        async with self._tx() as tx:
-            await tx.execute(
-                "UPDATE tasks SET stage = 'done', prompt_tokens = ?, output_tokens = ?,"
-                " thoughts_tokens = ?, total_tokens = ?, cost_usd = ?, finished_at = ?,"
-                " last_error_kind = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
-                (
-                    usage.prompt_tokens,
-                    usage.candidates_tokens,
-                    usage.thoughts_tokens,
-                    usage.total_tokens,
-                    cost_usd,
-                    now,
-                    now,
-                    task_id,
-                ),
-            )
-            await tx.execute(
-                "INSERT OR REPLACE INTO done_ledger (done_key, batch_id, output_md, output_json,"
-                " finished_at) SELECT done_key, batch_id, output_md, output_json, ? FROM tasks"
-                " WHERE id = ?",
-                (now, task_id),
-            )
+        The skip-existing ledger gets its entry in the same statement (a trigger)."""
+        await self._write(
+            "UPDATE tasks SET stage = 'done', prompt_tokens = ?, output_tokens = ?,"
+            " thoughts_tokens = ?, total_tokens = ?, cost_usd = ?, finished_at = ?,"
+            " last_error_kind = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+            (
+                usage.prompt_tokens,
+                usage.candidates_tokens,
+                usage.thoughts_tokens,
+                usage.total_tokens,
+                cost_usd,
+                now,
+                now,
+                task_id,
+            ),
+        )
 
     async def fail(self, task_id: int, kind: str, message: str, now: float) -> None:
         await self._update_task(
@@ -466,14 +452,11 @@ class CheckpointManager:
             (now, batch_id),
         )
 
-    async def record_attempt(
-        self, task_id: int, call: CallRecord, *, key_fingerprint: str | None, now: float
+    async def record_attempts(
+        self, task_id: int, calls: Iterable[CallRecord], *, key_fingerprint: str | None, now: float
     ) -> None:
-        usage = call.usage
-        await self._write(
-            "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
-            " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
-            " error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """API calls of a task, in one round trip (each row is a fact on its own)."""
+        rows = [
             (
                 task_id,
                 now,
@@ -482,68 +465,74 @@ class CheckpointManager:
                 call.model,
                 call.latency_s,
                 int(call.ok),
-                usage.prompt_tokens if usage else None,
-                usage.candidates_tokens if usage else None,
-                usage.thoughts_tokens if usage else None,
+                call.usage.prompt_tokens if call.usage else None,
+                call.usage.candidates_tokens if call.usage else None,
+                call.usage.thoughts_tokens if call.usage else None,
                 call.finish_reason,
                 call.error_kind,
                 call.error_message,
-            ),
-        )
+            )
+            for call in calls
+        ]
+        if not rows:
+            return
+        async with self._tx_lock:
+            await self.conn.executemany(
+                "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
+                " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
+                " error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     async def attempts(self, task_id: int) -> list[dict[str, Any]]:
-        async with self.conn.execute(
-            "SELECT * FROM attempts WHERE task_id = ? ORDER BY id", (task_id,)
-        ) as cur:
-            return [dict(r) async for r in cur]
+        rows = await self._rows("SELECT * FROM attempts WHERE task_id = ? ORDER BY id", (task_id,))
+        return [dict(r) for r in rows]
 
     async def billed_usage(self, batch_id: str) -> list[tuple[str, Usage]]:
         """Usage of every answered call of the batch, rejected answers included (billed)."""
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT a.model, a.prompt_tokens, a.output_tokens, a.thoughts_tokens FROM attempts a"
             " JOIN tasks t ON t.id = a.task_id"
             " WHERE t.batch_id = ? AND a.prompt_tokens IS NOT NULL",
             (batch_id,),
-        ) as cur:
-            return [
-                (
-                    row[0],
-                    Usage(
-                        prompt_tokens=row[1],
-                        candidates_tokens=row[2] or 0,
-                        thoughts_tokens=row[3] or 0,
-                    ),
-                )
-                async for row in cur
-            ]
+        )
+        return [
+            (
+                row[0],
+                Usage(
+                    prompt_tokens=row[1], candidates_tokens=row[2] or 0, thoughts_tokens=row[3] or 0
+                ),
+            )
+            for row in rows
+        ]
 
     async def done_ledger(self) -> dict[str, LedgerEntry]:
         """The skip-existing ledger: for each done key, where its lesson was written. It
         outlives ``cleanup`` of the batch that made it (dropping history must not make
         the next run pay again)."""
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT done_key, batch_id, output_md, output_json, finished_at FROM done_ledger"
-        ) as cur:
-            return {row[0]: LedgerEntry(*row) async for row in cur}
+        )
+        return {row[0]: LedgerEntry(*row) for row in rows}
 
     # -- cleanup -----------------------------------------------------------------
     async def finished_batches(self, before: float) -> list[str]:
         """Batches that finished before ``before`` and nobody runs."""
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT id FROM batches WHERE finished_at IS NOT NULL AND finished_at < ?"
             " AND status IN ('done', 'partial', 'cancelled', 'failed') AND lease_owner IS NULL"
             " ORDER BY finished_at",
             (before,),
-        ) as cur:
-            return [row[0] async for row in cur]
+        )
+        return [row[0] for row in rows]
 
     async def owned_uploads(self) -> list[TaskRow]:
         """Tasks whose uploaded file the tool has not deleted yet (any batch not running)."""
-        async with self.conn.execute(
+        rows = await self._rows(
             "SELECT t.* FROM tasks t JOIN batches b ON b.id = t.batch_id"
             " WHERE t.upload_name IS NOT NULL AND b.lease_owner IS NULL ORDER BY t.id"
-        ) as cur:
-            return [TaskRow.from_row(row) async for row in cur]
+        )
+        return [TaskRow.from_row(row) for row in rows]
 
     async def drop_batches(self, batch_ids: Iterable[str]) -> int:
         """Delete batches with their tasks and attempts (the done ledger stays)."""

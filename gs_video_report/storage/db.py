@@ -14,10 +14,17 @@ from gs_video_report.storage.migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 DB_NAME = "state.db"
+# UPDATE … RETURNING claims a task in one statement (SQLite 3.35, 2021).
+MIN_SQLITE = (3, 35, 0)
 
 
 @asynccontextmanager
 async def open_db(path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise StorageError(
+            f"this Python uses SQLite {sqlite3.sqlite_version}; gs_videoreport needs 3.35 or"
+            " newer (a newer Python build brings one)"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves

@@ -5,6 +5,7 @@ add the next one."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -116,6 +117,35 @@ migration("m002_done_ledger")(
 )
 
 
+# The ledger entry is written by the database in the statement that marks a task done,
+# so "done" is one statement (one round trip) and can never miss its ledger entry.
+migration("m003_done_ledger_trigger")(
+    """
+    CREATE TRIGGER tasks_done_ledger AFTER UPDATE OF stage ON tasks
+    WHEN NEW.stage = 'done' AND OLD.stage != 'done'
+    BEGIN
+        INSERT OR REPLACE INTO done_ledger (done_key, batch_id, output_md, output_json,
+            finished_at)
+        VALUES (NEW.done_key, NEW.batch_id, NEW.output_md, NEW.output_json, NEW.finished_at);
+    END
+    """
+)
+
+
+def statements(sql: str) -> list[str]:
+    """Split a script into statements; a trigger's body keeps its inner semicolons."""
+    out, buffer = [], ""
+    for piece in sql.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \n;"):
+        out.append(buffer.strip())
+    return out
+
+
 async def applied(conn: aiosqlite.Connection) -> list[str]:
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
@@ -135,9 +165,8 @@ async def migrate(conn: aiosqlite.Connection) -> list[str]:
         # executescript would COMMIT first; run statement by statement inside one transaction.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in (s.strip() for s in sql.split(";")):
-                if statement:
-                    await conn.execute(statement)
+            for statement in statements(sql):
+                await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
             )
