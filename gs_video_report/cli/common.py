@@ -101,8 +101,12 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
         handler._gs_videoreport = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx2", "httpx", "httpcore", "google_genai", "google.genai", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # -v is for our story plus one line per HTTP request; these libraries' DEBUG output
+    # (every SQL statement, every socket event) would bury it.
+    for chatty in ("aiosqlite", "httpcore", "hpack", "asyncio"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    for library in ("httpx2", "httpx", "google_genai", "google.genai"):
+        logging.getLogger(library).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
