@@ -44,9 +44,10 @@ from gs_video_report.batch.planner import build_plan
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.runner import record_plan
 from gs_video_report.batch.workers import PoolOptions, WorkerPool, record_call
-from gs_video_report.config import load_settings
+from gs_video_report.config import ApiKey, PoolKey, key_fingerprint, load_settings
 from gs_video_report.models import CallRecord, Generation, UploadedFile, Usage
 from gs_video_report.services.gemini import GeminiService, VideoRef
+from gs_video_report.services.gemini.keypool import KeyPool
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.simulator import Simulator
@@ -62,7 +63,7 @@ class InstantService:
     (so the attempts table fills as in a real run). A benchmark instrument: it takes the
     API out of the measurement, nothing else."""
 
-    key_fingerprint = "key-benchmark"
+    key_fingerprint = key_fingerprint(KEY)
 
     def __init__(self, on_call: Callable[[CallRecord], None]) -> None:
         self._on_call = on_call
@@ -140,7 +141,8 @@ async def _orchestration(folder: Path, home: Path, parallel: int) -> dict[str, f
         pool = WorkerPool(
             batch_id="bench",
             store=store,
-            service=cast(GeminiService, service),
+            services={service.key_fingerprint: cast(GeminiService, service)},
+            keys=KeyPool([PoolKey.of(ApiKey(KEY, "benchmark"))]),
             settings=settings,
             registry=registry,
             limiter=APILimiter(lambda model: Limits()),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KeySource(_Section):
+    """One key of the pool: where to read it, and which Google Cloud project it bills.
+    Quotas are per project, so keys naming one project share one limiter."""
+
+    env: str | None = Field(None, description="Environment variable holding the key")
+    file: Path | None = Field(None, description="File holding the key (first line)")
+    label: str | None = Field(None, description="A name for `gs_videoreport keys`")
+    project: str | None = Field(
+        None, description="Google Cloud project of the key (default: its own project)"
+    )
+
+
 class ApiSettings(_Section):
+    keys: list[KeySource] = Field(
+        default_factory=list,
+        description="A pool of keys (env or file each, label, project); tasks stay on the key"
+        " that uploaded their video",
+    )
     key_env: str | None = Field(
         None, description="Environment variable to read the API key from (before the standard ones)"
     )
@@ -321,3 +339,97 @@ def resolve_api_key(
         f"no Gemini API key: set {wanted}, put it in ./.env, pass --api-key, "
         "or use --simulate to try the tool without one"
     )
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """A key of the pool with what the pool needs to know about it."""
+
+    key: ApiKey
+    label: str
+    project: str  # quota owner: keys of one project share limits
+
+    @property
+    def fingerprint(self) -> str:
+        return self.key.fingerprint
+
+    @classmethod
+    def of(cls, key: ApiKey, label: str | None = None, project: str | None = None) -> PoolKey:
+        # Without a project, a key is taken to be its own project (its own quota).
+        return cls(key, label or key.fingerprint, project or key.fingerprint)
+
+
+def _pool_key(value: str, source: str, label: str | None, project: str | None) -> PoolKey:
+    return PoolKey.of(ApiKey(value, source), label, project)
+
+
+def read_keys_file(path: Path) -> list[PoolKey]:
+    """One key per line, optionally followed by ``project=NAME`` and ``label=NAME``;
+    ``#`` starts a comment. Errors name the line, never the key."""
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"keys file {path}: cannot read it ({exc.__class__.__name__})") from exc
+    keys = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        extra: dict[str, str] = {}
+        for word in words[1:]:
+            name, sep, value = word.partition("=")
+            if not sep or name not in ("project", "label") or not value:
+                raise ConfigError(
+                    f"keys file {path}, line {number}: expected 'KEY [project=NAME] [label=NAME]'"
+                )
+            extra[name] = value
+        keys.append(
+            _pool_key(words[0], f"{path.name}:{number}", extra.get("label"), extra.get("project"))
+        )
+    if not keys:
+        raise ConfigError(f"keys file {path}: no keys in it")
+    return keys
+
+
+def resolve_keys(
+    settings: Settings,
+    *,
+    flag: str | None = None,
+    keys_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> list[PoolKey]:
+    """The key pool: ``--api-key`` (one key), else ``--keys-file``, else ``api.keys`` in the
+    config, else the single key ``resolve_api_key`` finds. Duplicates count once."""
+    env = os.environ if env is None else env
+    keys: list[PoolKey]
+    if flag and flag.strip():
+        keys = [_pool_key(flag, "--api-key", None, None)]
+    elif keys_file is not None:
+        keys = read_keys_file(keys_file)
+    elif settings.api.keys:
+        keys = []
+        for number, source in enumerate(settings.api.keys, 1):
+            where = f"api.keys[{number}]"
+            if source.env:
+                value = env.get(source.env, "")
+                if not value.strip():
+                    raise AuthError(f"{where}: ${source.env} is not set")
+                origin = f"${source.env}"
+            elif source.file:
+                path = source.file.expanduser()
+                try:
+                    value = path.read_text(encoding="utf-8").strip().splitlines()[0]
+                except (OSError, UnicodeDecodeError, IndexError) as exc:
+                    raise ConfigError(f"{where}: cannot read a key from {path}") from exc
+                origin = str(path)
+            else:
+                raise ConfigError(f"{where}: give 'env' or 'file'")
+            keys.append(_pool_key(value, origin, source.label, source.project))
+    else:
+        key = resolve_api_key(settings, env=env, cwd=cwd)
+        keys = [_pool_key(key.reveal(), key.source, None, None)]
+    unique: dict[str, PoolKey] = {}
+    for pool_key in keys:
+        unique.setdefault(pool_key.fingerprint, pool_key)
+    return list(unique.values())

@@ -83,6 +83,7 @@ class CallRecord:
     finish_reason: str | None = None
     error_kind: str | None = None
     error_message: str | None = None
+    note: str | None = None  # what was changed for this attempt, and why
 
 
 @dataclass(frozen=True)

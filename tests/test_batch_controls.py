@@ -174,7 +174,11 @@ def test_cleanup_deletes_owned_uploads_and_drops_old_batches_but_keeps_the_ledge
                 other = GeminiService(ApiKey("another-key", "t"), settings.api)
                 async with other:
                     kept = await cleanup(
-                        store, older_than_days=30, now=time.time(), all_uploads=False, service=other
+                        store,
+                        older_than_days=30,
+                        now=time.time(),
+                        all_uploads=False,
+                        services={other.key_fingerprint: other},
                     )
                 assert kept.files_kept == 1 and kept.other_keys == {failed.upload_key}
                 assert sim.stats()["files_live"] == 1
@@ -183,7 +187,7 @@ def test_cleanup_deletes_owned_uploads_and_drops_old_batches_but_keeps_the_ledge
                     older_than_days=0,
                     now=time.time() + 1,
                     all_uploads=False,
-                    service=service,
+                    services={service.key_fingerprint: service},
                 )
             assert report.files_deleted == 1 and report.batches_dropped == ["b1"]
             assert sim.stats()["files_live"] == 0 and sim.stats()["calls"]["delete_file"] >= 3

@@ -10,7 +10,7 @@ from gs_video_report.batch.inputs import scan_folder
 from gs_video_report.batch.planner import build_plan
 from gs_video_report.batch.runner import BatchOutcome, RunOptions, record_plan, run_batch
 from gs_video_report.batch.workers import WorkerPool
-from gs_video_report.config import ApiKey, Settings, load_settings
+from gs_video_report.config import ApiKey, PoolKey, Settings, load_settings
 from gs_video_report.errors import ExitCode
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.services.writer import FileWriter
@@ -79,7 +79,7 @@ async def resume(
         store,
         batch_id,
         settings=settings_for(sim, tmp_path),
-        key=ApiKey(TEST_KEY, "test"),
+        keys=[PoolKey.of(ApiKey(TEST_KEY, "test"))],
         options=RunOptions(parallel=3, max_uploads=2),
         registry=TemplateRegistry.with_builtins(),
         clock=clock,
@@ -186,7 +186,7 @@ def test_a_per_minute_429_pauses_every_worker_once_and_burns_no_attempt(
                 store,
                 "b0",
                 settings=settings_for(sim, tmp_path),
-                key=ApiKey(TEST_KEY, "test"),
+                keys=[PoolKey.of(ApiKey(TEST_KEY, "test"))],
                 options=RunOptions(parallel=3, max_uploads=3),
                 registry=TemplateRegistry.with_builtins(),
                 clock=clock,

@@ -3,14 +3,15 @@
 Uploads are normally deleted as soon as their lesson is written; what remains belongs to
 failed, cancelled or interrupted tasks. Files of batches that can still be resumed are
 kept unless asked (``all_uploads``): a resume reuses them instead of uploading again.
-A file can only be deleted with the key that uploaded it; files of other keys are
-reported, not touched. The skip-existing ledger survives dropped batches.
+A file can only be deleted with the key that uploaded it (any key of the pool); files
+of keys not given are reported, not touched. The skip-existing ledger survives dropped batches.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gs_video_report.errors import ApiError, FileAccessError
@@ -50,7 +51,7 @@ async def cleanup(
     older_than_days: float,
     now: float,
     all_uploads: bool,
-    service: GeminiService | None,
+    services: Mapping[str, GeminiService],
     dry_run: bool = False,
 ) -> CleanupReport:
     report = CleanupReport()
@@ -58,9 +59,10 @@ async def cleanup(
     for task in await uploads_to_delete(store, all_uploads=all_uploads):
         assert task.upload_name is not None
         gone = task.batch_id in simulated or (task.upload_expires_at or now + 1) <= now
+        service = services.get(task.upload_key or "")
         if gone:
             report.files_gone += 1
-        elif service is None or service.key_fingerprint != task.upload_key:
+        elif service is None:
             report.files_kept += 1
             if task.upload_key:
                 report.other_keys.add(task.upload_key)

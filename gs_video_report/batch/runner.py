@@ -12,7 +12,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +23,10 @@ from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
-from gs_video_report.config import ApiKey, Settings
+from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import ExitCode, UnknownBatchError, UsageError
 from gs_video_report.services.gemini import GeminiService
+from gs_video_report.services.gemini.keypool import KeyPool, KeyState
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
 
@@ -113,7 +114,7 @@ async def run_batch(
     batch_id: str,
     *,
     settings: Settings,
-    key: ApiKey,
+    keys: Sequence[PoolKey],
     options: RunOptions,
     registry: TemplateRegistry,
     # Times stored in the task table (retry times, updated_at) must survive a reboot,
@@ -154,13 +155,29 @@ async def run_batch(
             clock=clock,
             sleep=sleep,
         )
-        async with GeminiService(
-            key, settings.api, sleep=sleep, clock=clock, on_call=record_call
-        ) as service:
+        # Health carries over between runs, except cooldowns: a resume is the user asking
+        # to try again (a quota that is still used up costs one free 429 to find out).
+        known = {
+            fp: KeyState(**{**row, "cooldown_until": None, "cooldown_reason": None})
+            for fp, row in (await store.key_health()).items()
+        }
+        pool_of_keys = KeyPool(keys, api=settings.api, states=known, clock=clock)
+        async with contextlib.AsyncExitStack() as stack:
+            services = {
+                k.fingerprint: await stack.enter_async_context(
+                    GeminiService(
+                        k.key, settings.api, sleep=sleep, clock=clock, on_call=record_call
+                    )
+                )
+                for k in keys
+            }
+            if not pool_of_keys.usable():
+                raise pool_of_keys.none_usable()
             pool = WorkerPool(
                 batch_id=batch_id,
                 store=store,
-                service=service,
+                services=services,
+                keys=pool_of_keys,
                 settings=settings,
                 registry=registry,
                 limiter=limiter,

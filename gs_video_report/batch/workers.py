@@ -9,9 +9,15 @@ stage, committing each stage before the next starts.
   back to the queue, its upload kept;
 - a resumed task whose upload is still ACTIVE on the server, with the same key, is not
   uploaded again; a done task is never claimed again;
+- keys: a task stays on the key that uploaded its video (another key gets 403 on the
+  file); it moves — uploading again, with the reason in the attempt log — only when its
+  key is disabled or its project's daily quota is gone. New tasks go to the usable key
+  whose project has the fewest tasks in flight. Quotas are per project: one limiter
+  bucket per (project, model);
 - retries are rows, not sleeps: ``schedule_retry`` stores when, so they survive restarts;
 - a per-minute 429 pauses the bucket once and re-queues the task without burning an
-  attempt; a per-day 429 or a bad key stops scheduling (``stop_reason``);
+  attempt; a per-day 429 or a bad key takes the key (project) out of the pool, and
+  stops scheduling (``stop_reason``) only when no usable key is left;
 - one failing video never stops the batch.
 """
 
@@ -19,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +44,7 @@ from gs_video_report.batch.limiter import APILimiter, QuotaParked
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
 from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, prompt_builtins
 from gs_video_report.batch.retry import RetryPolicy
-from gs_video_report.config import Settings
+from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import (
     ApiError,
     ApiTimeoutError,
@@ -49,6 +56,12 @@ from gs_video_report.errors import (
 )
 from gs_video_report.models import CallRecord, GenerationSettings, LessonFiles, Usage, VideoInfo
 from gs_video_report.services.gemini import GeminiService, VideoRef
+from gs_video_report.services.gemini.keypool import (
+    KeyPool,
+    NoUsableKey,
+    daily_reset_at,
+    is_key_level,
+)
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import (
@@ -67,9 +80,14 @@ StageListener = Callable[[TaskRow, str, float | None], None]
 _CALLS: contextvars.ContextVar[list[CallRecord]] = contextvars.ContextVar("calls")
 # Calls already stored, kept for the lesson's JSON sidecar.
 _STORED_CALLS: contextvars.ContextVar[list[CallRecord]] = contextvars.ContextVar("stored_calls")
+# What changed before the task's next call, and why: stored with that call.
+_NOTES: contextvars.ContextVar[list[str]] = contextvars.ContextVar("notes")
 _UPLOAD_REUSE_MARGIN_S = 3600.0  # reuse an upload only if it lives at least this much longer
 _IDLE_POLL_S = 1.0
 _MAX_TIMEOUT_GROWTH = 3.0
+# A task waits for a cooling key only this long; a longer wait (a daily quota) stops the
+# batch, resumable.
+_MAX_KEY_WAIT_S = 900.0
 
 
 def record_call(call: CallRecord) -> None:
@@ -77,7 +95,19 @@ def record_call(call: CallRecord) -> None:
     context) collects its calls, then flushes them to the attempts table."""
     calls = _CALLS.get(None)
     if calls is not None:
+        notes = _NOTES.get(None)
+        if notes:
+            call = dataclasses.replace(call, note="; ".join(notes))
+            notes.clear()
         calls.append(call)
+
+
+def add_note(note: str) -> None:
+    """Attach ``note`` to the running task's next API call (the attempt log says why)."""
+    notes = _NOTES.get(None)
+    if notes is not None:
+        notes.append(note)
+    logger.info("%s", note)
 
 
 class _Stopping(Exception):
@@ -98,7 +128,8 @@ class WorkerPool:
         *,
         batch_id: str,
         store: CheckpointManager,
-        service: GeminiService,
+        services: Mapping[str, GeminiService],
+        keys: KeyPool,
         settings: Settings,
         registry: TemplateRegistry,
         limiter: APILimiter,
@@ -111,7 +142,11 @@ class WorkerPool:
     ) -> None:
         self.batch_id = batch_id
         self.store = store
-        self.service = service
+        self.services = services  # by key fingerprint
+        self.keys = keys
+        keys.on_change = lambda state: self._dirty_keys.add(state.fingerprint)
+        self._dirty_keys: set[str] = set()
+        self._on_key: dict[int, PoolKey] = {}  # task -> the key it runs on
         self.settings = settings
         self.registry = registry
         self.limiter = limiter
@@ -211,32 +246,78 @@ class WorkerPool:
             files=LessonFiles(Path(task.output_md), Path(task.output_json)),
         )
 
-    async def _flush_calls(self, task: TaskRow) -> None:
+    async def _flush_calls(self, task: TaskRow, key: PoolKey | None = None) -> None:
         pending = _CALLS.get()
         calls, pending[:] = list(pending), []
         for call in calls:
             if call.usage is not None:
                 self.budget.spend(self.prices.of_usage(call.model or task.model, call.usage))
         _STORED_CALLS.get().extend(calls)
+        key = key or self._on_key.get(task.id)
         await self.store.record_attempts(
-            task.id, calls, key_fingerprint=self.service.key_fingerprint, now=self.clock()
+            task.id, calls, key_fingerprint=key.fingerprint if key else None, now=self.clock()
         )
+        await self._save_keys()
+
+    async def _save_keys(self) -> None:
+        while self._dirty_keys:
+            state = self.keys.states[self._dirty_keys.pop()]
+            await self.store.save_key_health(dataclasses.asdict(state), self.clock())
+
+    # -- keys ---------------------------------------------------------------------
+    def _load(self, key: PoolKey) -> float:
+        """Tasks in flight on the key's project (the quota owner), then on the key."""
+        on_project = sum(1 for k in self._on_key.values() if k.project == key.project)
+        on_key = sum(1 for k in self._on_key.values() if k.fingerprint == key.fingerprint)
+        return on_project + on_key / 1000
+
+    async def _key_for(self, task: TaskRow) -> TaskRow:
+        """Pick the task's key: the one that uploaded its video while that key can still
+        be used, else the best usable key (then the video is uploaded again with it)."""
+        pinned = task.upload_key if task.upload_name else None
+        reason = None
+        if pinned is not None:
+            state = self.keys.states.get(pinned)
+            if state is None:
+                reason = f"{pinned} is no longer in the key pool"
+            elif state.disabled is not None:
+                reason = f"{pinned} is disabled ({state.disabled})"
+            elif state.daily_exhausted(self.clock()):
+                reason = f"the daily quota of {pinned}'s project is used up"
+            else:
+                self._on_key[task.id] = self.keys.key(pinned)
+                return task
+        while True:
+            try:
+                key = self.keys.choose(load=self._load)
+                break
+            except NoUsableKey as exc:
+                if exc.available_at is None or exc.available_at - self.clock() > _MAX_KEY_WAIT_S:
+                    raise
+                self.on_stage(task, "waiting for a key", None)
+                await self.sleep(max(0.01, exc.available_at - self.clock()))
+                if self.stop_reason is not None:
+                    raise _Stopping from None
+        self._on_key[task.id] = key
+        if reason is not None:
+            add_note(f"moved from {pinned} to {key.fingerprint}: {reason}; uploading again")
+            await self.store.clear_upload(task.id, self.clock())
+            task = dataclasses.replace(
+                task,
+                upload_name=None,
+                upload_uri=None,
+                upload_mime=None,
+                upload_expires_at=None,
+                upload_key=None,
+            )
+        return task
 
     async def _run_task(self, task: TaskRow) -> None:
         _CALLS.set([])
         _STORED_CALLS.set([])
-        pipeline = VideoPipeline(
-            self.service,
-            self.settings,
-            model=task.model,
-            retry=RetryPolicy(max_retries=0),
-            simulated=self.options.simulated,
-            sleep=self.sleep,
-        )
+        _NOTES.set([])
         try:
-            if task.last_error_kind == INTERRUPTED_WRITING and await self._finish_written(
-                task, pipeline
-            ):
+            if task.last_error_kind == INTERRUPTED_WRITING and await self._finish_written(task):
                 return
             video = self._rebuild(task)
             raw_estimate = self.raw_estimate(video)
@@ -244,11 +325,14 @@ class WorkerPool:
             # Reserved before the (free) upload: a video the budget cannot pay for is not
             # uploaded either; held until the paid call has answered.
             await self._reserve(task, self.prices.usd(task.model, tokens_in, tokens_out) or 0.0)
-            ref = await self._video_ref(task, video)
+            task = await self._key_for(task)
+            key = self._on_key[task.id]
+            pipeline = self._pipeline(task, self.services[key.fingerprint])
+            ref = await self._video_ref(task, video, self.services[key.fingerprint])
             await self._flush_calls(task)
             self._lookahead.move(task.id, READY)
             self.on_stage(task, "waiting to generate", None)
-            bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
+            bucket = self.limiter.bucket(key.project, task.model)
             try:
                 # The slot is held for the call only: bookkeeping happens after it frees.
                 async with self._generating:
@@ -270,6 +354,7 @@ class WorkerPool:
             pace = bucket.pace_rpm
             self._lookahead.rate_limit_per_s = None if pace is None else pace / 60
             bucket.succeeded()
+            self.keys.succeeded(key.fingerprint)
             self.estimator.observe(raw_estimate, generation.usage)
             await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
             self.on_stage(task, "writing", None)
@@ -293,8 +378,21 @@ class WorkerPool:
             await self._flush_calls(task)
             await self._handle_failure(task, exc)
         finally:
-            await self._flush_calls(task)
+            # Forget the task before the next await: once re-queued, another worker may
+            # claim it while this one still writes the attempt log.
+            held = self._on_key.pop(task.id, None)
             self._sent_at.pop(task.id, None)
+            await self._flush_calls(task, held)
+
+    def _pipeline(self, task: TaskRow, service: GeminiService) -> VideoPipeline:
+        return VideoPipeline(
+            service,
+            self.settings,
+            model=task.model,
+            retry=RetryPolicy(max_retries=0),
+            simulated=self.options.simulated,
+            sleep=self.sleep,
+        )
 
     async def _reserve(self, task: TaskRow, estimate_usd: float) -> None:
         """Hold the video's estimate within ``--cost-limit``. While other videos' estimates
@@ -317,7 +415,7 @@ class WorkerPool:
         self.budget.release(task.id)
         self._budget_freed.set()
 
-    async def _finish_written(self, task: TaskRow, pipeline: VideoPipeline) -> bool:
+    async def _finish_written(self, task: TaskRow) -> bool:
         """A run stopped between writing the lesson and committing "done": if both files
         hold this task's answer, commit it now instead of generating (and paying) again."""
         usage = _written_usage(task)
@@ -327,8 +425,9 @@ class WorkerPool:
         await self.store.complete(task.id, usage, cost, self.clock())
         self.on_stage(task, "done", None)
         logger.info("%s: lesson was already written; committed without a new call", task.source)
-        if task.upload_name:
-            await pipeline.delete_quietly(task.upload_name)
+        service = self.services.get(task.upload_key or "")
+        if task.upload_name and service is not None:
+            await self._pipeline(task, service).delete_quietly(task.upload_name)
             await self.store.clear_upload(task.id, self.clock())
         return True
 
@@ -368,20 +467,22 @@ class WorkerPool:
             )
             self.estimator.observe(raw, usage)
 
-    async def _video_ref(self, task: TaskRow, video: PreparedVideo) -> VideoRef:
+    async def _video_ref(
+        self, task: TaskRow, video: PreparedVideo, service: GeminiService
+    ) -> VideoRef:
         if video.source.path is None:
             return VideoRef(uri=video.source.identity, mime_type=None)
         size = task.size_bytes or 0
         if (
             task.upload_name
-            and task.upload_key == self.service.key_fingerprint
+            and task.upload_key == service.key_fingerprint
             and (task.upload_expires_at or 0) > self.clock_wall() + _UPLOAD_REUSE_MARGIN_S
         ):
             try:
-                file = await self.service.get_file(task.upload_name)
+                file = await service.get_file(task.upload_name)
                 if file.state != "FAILED":
                     self.on_stage(task, "processing", None)
-                    file = await self.service.wait_until_active(file, size_bytes=size)
+                    file = await service.wait_until_active(file, size_bytes=size)
                     logger.info("%s: reusing upload %s", task.display_name, file.name)
                     return VideoRef(file.uri, file.mime_type, file.name)
             except FileAccessError:
@@ -392,7 +493,7 @@ class WorkerPool:
         async with self._uploads:  # (the claim marked the task "uploading")
             started = self.clock()
             self.on_stage(task, "uploading", 0.0)
-            file = await self.service.upload(
+            file = await service.upload(
                 video.source.path,
                 video.info.mime_type,
                 display_name=video.source.path.name,
@@ -405,11 +506,11 @@ class WorkerPool:
             uri=file.uri,
             mime_type=file.mime_type,
             expires_at=expires,
-            key_fingerprint=self.service.key_fingerprint,
+            key_fingerprint=service.key_fingerprint,
             now=self.clock(),
         )
         self.on_stage(task, "processing", None)
-        file = await self.service.wait_until_active(file, size_bytes=size)
+        file = await service.wait_until_active(file, size_bytes=size)
         self._lookahead.prepared(self.clock() - started)
         return VideoRef(file.uri, file.mime_type, file.name)
 
@@ -421,20 +522,39 @@ class WorkerPool:
     async def _handle_failure(self, task: TaskRow, exc: Exception) -> None:
         now = self.clock()
         kind, message = type(exc).__name__, str(exc)
-        bucket = self.limiter.bucket(self.service.key_fingerprint, task.model)
+        key = self._on_key.get(task.id)
+        if isinstance(exc, NoUsableKey):
+            await self.store.requeue(task.id, now)
+            self.on_stage(task, "pending", None)
+            self.request_stop("auth" if exc.auth else "quota", message)
+            return
+        if key is not None and isinstance(exc, ApiError) and is_key_level(exc):
+            self.keys.failed(key.fingerprint, exc)
+        bucket = self.limiter.bucket(key.project if key else "", task.model)
         if isinstance(exc, RateLimitError) and exc.quota is not QuotaScope.PER_DAY:
             bucket.rate_limited(exc.retry_after, sent_at=self._sent_at.get(task.id))
             await self.store.requeue(task.id, now, at=bucket.paused_until)
             self.on_stage(task, "waiting for quota", None)
             return
         if isinstance(exc, RateLimitError | QuotaParked):
-            bucket.park(f"daily quota for {task.model} is used up", None)
+            resets = daily_reset_at(now)
+            bucket.park(f"the daily quota for {task.model} is used up", resets)
             await self.store.requeue(task.id, now)
-            self.request_stop("quota", "the daily request quota is used up; resume after it resets")
+            self.on_stage(task, "pending", None)
+            if not self.keys.usable():  # else the task moves to a key of another project
+                when = datetime.fromtimestamp(resets).astimezone()
+                self.request_stop(
+                    "quota",
+                    f"the daily request quota for {task.model} is used up on every key; it"
+                    f" resets at midnight Pacific ({when:%Y-%m-%d %H:%M %Z} here) - resume"
+                    " after that",
+                )
             return
         if isinstance(exc, AuthError):
             await self.store.requeue(task.id, now)
-            self.request_stop("auth", message)
+            self.on_stage(task, "pending", None)
+            if not self.keys.usable():
+                self.request_stop("auth", message)
             return
         if isinstance(exc, FileAccessError):
             await self.store.clear_upload(task.id, now)

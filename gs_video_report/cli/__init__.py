@@ -11,6 +11,7 @@ import typer
 from gs_video_report import __version__
 from gs_video_report.cli.batch import batch_command, resume_command, retry_failed_command
 from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
+from gs_video_report.cli.keys import keys_command
 from gs_video_report.cli.manage import (
     cancel_command,
     cleanup_command,
@@ -57,6 +58,7 @@ app.command("cancel")(cancel_command)
 app.command("retry-failed", epilog=EXIT_CODES)(retry_failed_command)
 app.command("list-batches")(list_batches_command)
 app.command("cleanup")(cleanup_command)
+app.command("keys")(keys_command)
 app.command("list-templates")(list_templates_command)
 app.command("list-models")(list_models_command)
 app.command("version")(version_command)

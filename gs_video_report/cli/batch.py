@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import signal
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from gs_video_report.cli.common import (
     ApiKeyOpt,
     ConfigOpt,
     JsonOpt,
+    KeysFileOpt,
     ModelOpt,
     QuietOpt,
     SimulateOpt,
@@ -115,11 +117,23 @@ def _print_plan(console: Console, plan: Plan, settings: Settings, dry_run: bool)
         )
 
 
-def _summary(console: Console, outcome: BatchOutcome, as_json: bool) -> None:
+def _resume_hint(batch_id: str, flags: RunFlags) -> str:
+    """The exact command that resumes ``batch_id``, with the keys and config it ran with
+    (its other settings are stored with the batch)."""
+    command = ["gs_videoreport", "resume", batch_id]
+    if flags.keys_file is not None:
+        command += ["--keys-file", str(flags.keys_file)]
+    if flags.config is not None:
+        command += ["-c", str(flags.config)]
+    return shlex.join(command)
+
+
+def _summary(console: Console, outcome: BatchOutcome, flags: RunFlags) -> None:
     """The end of a run: counts and report (stdout JSON with --json); on any resumable
     stop, why and the exact command that resumes it (always on stderr)."""
+    as_json = flags.as_json
     counts = {stage.value: n for stage, n in outcome.counts.items()}
-    resume = f"gs_videoreport resume {outcome.batch_id}" if outcome.stop_reason else None
+    resume = _resume_hint(outcome.batch_id, flags) if outcome.stop_reason else None
     if as_json:
         typer.echo(
             json.dumps(
@@ -168,6 +182,7 @@ class RunFlags:
     progress_file: Path | None = None
     model: str | None = None
     api_key: str | None = None
+    keys_file: Path | None = None
     config: Path | None = None
     verbose: bool = False
     quiet: bool = False
@@ -277,10 +292,13 @@ async def _run(
         console = Console(stderr=True, soft_wrap=True, highlight=False)
         async with open_db(db_path()) as conn:
             store = CheckpointManager(conn)
-            with api_target(rt, settings, simulate=options.simulated, api_key=flags.api_key) as (
-                target,
-                key,
-            ):
+            with api_target(
+                rt,
+                settings,
+                simulate=options.simulated,
+                api_key=flags.api_key,
+                keys_file=flags.keys_file,
+            ) as (target, keys):
                 if plan is not None:
                     await record_plan(
                         store,
@@ -310,7 +328,7 @@ async def _run(
                             store,
                             batch_id,
                             settings=target,
-                            key=key,
+                            keys=keys,
                             options=options,
                             registry=registry,
                             sleep=rt.sleep,
@@ -355,10 +373,10 @@ def _execute(
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print(
-            f"Stopped at once. Resume with: gs_videoreport resume {batch_id}", highlight=False
+            f"Stopped at once. Resume with: {_resume_hint(batch_id, flags)}", highlight=False
         )
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    _summary(console, outcome, flags.as_json)
+    _summary(console, outcome, flags)
     if plan is not None and plan.problems and outcome.exit_code == ExitCode.OK:
         raise typer.Exit(int(ExitCode.PARTIAL))  # some inputs could not be used
     raise typer.Exit(int(outcome.exit_code))
@@ -430,6 +448,7 @@ def batch_command(
     progress_file: ProgressFileOpt = None,
     model: ModelOpt = None,
     api_key: ApiKeyOpt = None,
+    keys_file: KeysFileOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -540,6 +559,7 @@ def resume_command(
     cost_limit: CostLimitOpt = None,
     progress_file: ProgressFileOpt = None,
     api_key: ApiKeyOpt = None,
+    keys_file: KeysFileOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -566,6 +586,7 @@ def retry_failed_command(
     cost_limit: CostLimitOpt = None,
     progress_file: ProgressFileOpt = None,
     api_key: ApiKeyOpt = None,
+    keys_file: KeysFileOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,

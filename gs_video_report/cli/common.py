@@ -17,7 +17,15 @@ from typing import Annotated, Any
 
 import typer
 
-from gs_video_report.config import ApiKey, Settings, home_dir, load_settings, resolve_api_key
+from gs_video_report.config import (
+    ApiKey,
+    PoolKey,
+    Settings,
+    home_dir,
+    load_settings,
+    read_keys_file,
+    resolve_keys,
+)
 from gs_video_report.errors import ExitCode, GsVideoReportError
 from gs_video_report.simulator import SIMULATED_KEY, Simulator
 from gs_video_report.storage.db import DB_NAME
@@ -29,6 +37,10 @@ Opt = typer.Option
 ModelOpt = Annotated[str | None, Opt("--model", "-m", help="Gemini model")]
 ApiKeyOpt = Annotated[
     str | None, Opt("--api-key", "-k", help="Gemini API key (prefer $GEMINI_API_KEY)")
+]
+KeysFileOpt = Annotated[
+    Path | None,
+    Opt("--keys-file", help="A pool of keys: one per line, optionally project=NAME label=NAME"),
 ]
 ConfigOpt = Annotated[Path | None, Opt("--config", "-c", help="Config file")]
 VerboseOpt = Annotated[bool, Opt("--verbose", "-v", help="Debug logs and tracebacks")]
@@ -145,21 +157,36 @@ def settings_from(config: Path | None, **flags: Any) -> Settings:
 
 @contextmanager
 def api_target(
-    rt: Runtime, settings: Settings, *, simulate: bool, api_key: str | None
-) -> Iterator[tuple[Settings, ApiKey]]:
-    """Real Gemini with the user's key, or the built-in simulator on a loopback port."""
+    rt: Runtime,
+    settings: Settings,
+    *,
+    simulate: bool,
+    api_key: str | None,
+    keys_file: Path | None = None,
+) -> Iterator[tuple[Settings, list[PoolKey]]]:
+    """Real Gemini with the user's keys, or the built-in simulator on a loopback port (with
+    the keys file's keys when one is given, so a pool can be tried out)."""
     if not simulate:
-        key = resolve_api_key(settings, flag=api_key)
-        rt.secrets.add(key.reveal())
-        logger.info("using API key %s (from %s)", key.fingerprint, key.source)
-        yield settings, key
+        keys = resolve_keys(settings, flag=api_key, keys_file=keys_file)
+        for key in keys:
+            rt.secrets.add(key.key.reveal())
+        named = ", ".join(f"{k.fingerprint} ({k.key.source})" for k in keys)
+        logger.info("using %d key(s): %s", len(keys), named)
+        yield settings, keys
         return
+    keys = (
+        read_keys_file(keys_file)
+        if keys_file is not None
+        else [PoolKey.of(ApiKey(SIMULATED_KEY, "simulator"))]
+    )
+    for key in keys:
+        rt.secrets.add(key.key.reveal())
     own = rt.simulator is None
     sim = Simulator().start() if rt.simulator is None else rt.simulator
     try:
         api = settings.api.model_copy(update={"base_url": sim.url})
         logger.info("simulating Gemini at %s", sim.url)
-        yield settings.model_copy(update={"api": api}), ApiKey(SIMULATED_KEY, "simulator")
+        yield settings.model_copy(update={"api": api}), keys
     finally:
         if own:
             sim.stop()

@@ -24,6 +24,7 @@ from gs_video_report.cli.common import (
     ApiKeyOpt,
     ConfigOpt,
     JsonOpt,
+    KeysFileOpt,
     VerboseOpt,
     db_path,
     fail,
@@ -32,8 +33,8 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
-from gs_video_report.config import resolve_api_key
-from gs_video_report.errors import AuthError, ExitCode
+from gs_video_report.config import resolve_keys
+from gs_video_report.errors import AuthError, ConfigError, ExitCode
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 
@@ -150,6 +151,7 @@ def cleanup_command(
     ] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Say what would go; change nothing")] = False,
     api_key: ApiKeyOpt = None,
+    keys_file: KeysFileOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
     as_json: JsonOpt = False,
@@ -171,23 +173,24 @@ def cleanup_command(
             async with _store() as store, AsyncExitStack() as stack:
                 simulated = await simulated_batches(store)
                 uploads = await uploads_to_delete(store, all_uploads=all_uploads)
-                service = None
+                services = {}
                 if any(t.batch_id not in simulated for t in uploads):
                     try:
-                        key = resolve_api_key(settings, flag=api_key)
-                    except AuthError as exc:
+                        keys = resolve_keys(settings, flag=api_key, keys_file=keys_file)
+                    except (AuthError, ConfigError) as exc:
                         console.print(f"[yellow]warning[/]: {exc}; uploaded files are left alone")
-                    else:
-                        rt.secrets.add(key.reveal())
-                        service = await stack.enter_async_context(
-                            GeminiService(key, settings.api, sleep=rt.sleep)
+                        keys = []
+                    for pool_key in keys:
+                        rt.secrets.add(pool_key.key.reveal())
+                        services[pool_key.fingerprint] = await stack.enter_async_context(
+                            GeminiService(pool_key.key, settings.api, sleep=rt.sleep)
                         )
                 return await cleanup(
                     store,
                     older_than_days=days,
                     now=time.time(),
                     all_uploads=all_uploads,
-                    service=service,
+                    services=services,
                     dry_run=dry_run,
                 )
 

@@ -55,7 +55,7 @@ def main_command(
         prepared = prepare_single(
             video, settings=settings, template=template, params=parse_params(param or [])
         )
-        with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, key):
+        with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
             console = Console(stderr=True)
             show = console.is_terminal and not verbose
             with console.status("starting", spinner="dots") if show else nullcontext() as status:
@@ -69,7 +69,7 @@ def main_command(
                     run_single(
                         prepared,
                         settings=target,
-                        key=key,
+                        key=keys[0].key,  # one video, one key: the pool's first
                         simulated=simulate,
                         on_stage=on_stage,
                         sleep=rt.sleep,

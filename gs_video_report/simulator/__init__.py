@@ -103,6 +103,27 @@ class Simulator:
     def invalidate_key(self, key: str) -> None:
         self.state.invalid_keys.add(fingerprint(key))
 
+    def deny_key(self, key: str) -> None:
+        """Every call with ``key`` answers 403 PERMISSION_DENIED (a suspended key)."""
+        self.state.denied_keys.add(fingerprint(key))
+
+    def set_project(self, key: str, project: str) -> None:
+        """``key`` belongs to ``project``: keys of one project share its quotas."""
+        with self.state.lock:
+            self.state.projects[fingerprint(key)] = project
+
+    def exhaust_daily(
+        self, *, project: str | None = None, key: str | None = None, exhausted: bool = True
+    ) -> None:
+        """Generate calls of ``project`` (or of ``key``'s project) answer 429 per-day until
+        called again with ``exhausted=False``."""
+        with self.state.lock:
+            name = project or self.state.project_of(fingerprint(key or ""))
+            if exhausted:
+                self.state.daily_exhausted.add(name)
+            else:
+                self.state.daily_exhausted.discard(name)
+
     def hand_out_upload_urls_on(self, base: str) -> None:
         """Make upload URLs point at ``base`` (as the real API points at its own host)."""
         self.state.upload_host = base.rstrip("/")

@@ -168,6 +168,20 @@ class Handler(BaseHTTPRequestHandler):
                 ],
             )
             raise _Abort
+        if owner in self.state.denied_keys:
+            self._error(
+                403,
+                "PERMISSION_DENIED",
+                "Permission denied: Consumer has been suspended.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "CONSUMER_SUSPENDED",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            )
+            raise _Abort
         return owner
 
     def _inject(self, fault: Fault, model: str | None) -> None:
@@ -483,7 +497,11 @@ class Handler(BaseHTTPRequestHandler):
         fault = self.state.take_fault("generate", subject)
         if fault:
             self._inject(fault, model)
-        retry = self.state.over_rpm(owner)
+        project = self.state.project_of(owner)
+        if project in self.state.daily_exhausted:
+            self._rate_limited("GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, None)
+            return
+        retry = self.state.over_rpm(project)
         if retry is not None:
             self._rate_limited(
                 "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, round(retry, 1)

@@ -117,6 +117,9 @@ class SimState:
         self.rng = random.Random(seed)
         self.limits = Limits()
         self.invalid_keys: set[str] = set()
+        self.denied_keys: set[str] = set()  # 403 PERMISSION_DENIED (a suspended key)
+        self.projects: dict[str, str] = {}  # key fingerprint -> project (quota owner)
+        self.daily_exhausted: set[str] = set()  # projects whose per-day quota is used up
         self.upload_host: str | None = None  # hand out upload URLs on another host
         self.stop_event = threading.Event()
         self._windows: dict[str, deque[float]] = defaultdict(deque)
@@ -151,8 +154,13 @@ class SimState:
             with self.lock:
                 self.in_flight -= 1
 
+    def project_of(self, owner: str) -> str:
+        """Quotas are per project; a key not assigned to one is its own project."""
+        return self.projects.get(owner, owner)
+
     def over_rpm(self, owner: str) -> float | None:
-        """Seconds until the window frees when ``owner`` is over its per-minute limit."""
+        """Seconds until the window frees when ``owner`` (a project) is over its per-minute
+        limit."""
         rpm = self.limits.rpm
         if not rpm:
             return None

@@ -471,6 +471,7 @@ class CheckpointManager:
                 call.finish_reason,
                 call.error_kind,
                 call.error_message,
+                call.note,
             )
             for call in calls
         ]
@@ -480,7 +481,7 @@ class CheckpointManager:
             await self.conn.executemany(
                 "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
                 " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
-                " error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error_message, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -541,3 +542,47 @@ class CheckpointManager:
             return 0
         marks = ", ".join("?" for _ in ids)
         return await self._write(f"DELETE FROM batches WHERE id IN ({marks})", tuple(ids))
+
+    # -- key health (shared by all batches) ------------------------------------------
+    _KEY_FIELDS = (
+        "fingerprint",
+        "label",
+        "project",
+        "successes",
+        "failures",
+        "consecutive_failures",
+        "cooldown_until",
+        "cooldown_reason",
+        "disabled",
+        "last_error",
+    )
+
+    async def save_key_health(self, state: Mapping[str, Any], now: float) -> None:
+        """One key's health (``KeyState`` as a mapping), replacing what was stored."""
+        values = [state[name] for name in self._KEY_FIELDS]
+        values[4] = json.dumps(values[4], sort_keys=True)
+        marks = ", ".join("?" for _ in range(len(values) + 1))
+        await self._write(
+            f"INSERT OR REPLACE INTO key_health ({', '.join(self._KEY_FIELDS)}, updated_at)"
+            f" VALUES ({marks})",
+            (*values, now),
+        )
+
+    async def key_health(self) -> dict[str, dict[str, Any]]:
+        rows = await self._rows("SELECT * FROM key_health")
+        out = {}
+        for row in rows:
+            data = {name: row[name] for name in self._KEY_FIELDS}
+            data["failures"] = json.loads(data["failures"] or "{}")
+            out[data["fingerprint"]] = data
+        return out
+
+    async def enable_key(self, fingerprint: str, now: float) -> bool:
+        """Back in the pool: not disabled, not cooling down. False: no such key."""
+        changed = await self._write(
+            "UPDATE key_health SET disabled = NULL, cooldown_until = NULL,"
+            " cooldown_reason = NULL, consecutive_failures = 0, updated_at = ?"
+            " WHERE fingerprint = ?",
+            (now, fingerprint),
+        )
+        return changed > 0

@@ -132,6 +132,29 @@ migration("m003_done_ledger_trigger")(
 )
 
 
+# Key health, shared by every batch (keys outlive batches). Never the key: its fingerprint.
+migration("m004_key_health")(
+    """
+    CREATE TABLE key_health (
+        fingerprint TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        project TEXT NOT NULL,
+        successes INTEGER NOT NULL DEFAULT 0,
+        failures TEXT NOT NULL DEFAULT '{}',
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        cooldown_until REAL,
+        cooldown_reason TEXT,
+        disabled TEXT,
+        last_error TEXT,
+        updated_at REAL NOT NULL
+    );
+    -- why an attempt differed from the one before: moved to another key, a larger output
+    -- budget, an instruction added (the report's prompt_evolution)
+    ALTER TABLE attempts ADD COLUMN note TEXT
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""

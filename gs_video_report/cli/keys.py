@@ -1,0 +1,112 @@
+"""``keys``: the key pool as the batch sees it, and ``keys enable FINGERPRINT``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gs_video_report.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    KeysFileOpt,
+    db_path,
+    fail,
+    handle_errors,
+    runtime,
+    settings_from,
+)
+from gs_video_report.config import resolve_keys
+from gs_video_report.errors import ExitCode
+from gs_video_report.services.gemini.keypool import KeyPool, KeyState
+from gs_video_report.storage import CheckpointManager, open_db
+
+
+async def _health() -> dict[str, dict[str, Any]]:
+    if not db_path().exists():
+        return {}
+    async with open_db(db_path()) as conn:
+        return await CheckpointManager(conn).key_health()
+
+
+async def _enable(fingerprint: str) -> bool:
+    async with open_db(db_path()) as conn:
+        return await CheckpointManager(conn).enable_key(fingerprint, time.time())
+
+
+def keys_command(
+    ctx: typer.Context,
+    action: Annotated[
+        str | None, typer.Argument(help="'enable' to put a disabled key back in the pool")
+    ] = None,
+    fingerprint: Annotated[
+        str | None, typer.Argument(help="The key to enable (key-xxxxxxxx, from the list)")
+    ] = None,
+    keys_file: KeysFileOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The key pool: fingerprint (never the key), label, project, state, cooldown, counts.
+    `keys enable FINGERPRINT` re-enables a disabled key."""
+    rt = runtime(ctx)
+    console = Console(stderr=True, highlight=False)
+    with handle_errors(False):
+        if action is not None:
+            if action != "enable" or not fingerprint:
+                raise fail("usage: gs_videoreport keys enable FINGERPRINT", ExitCode.USAGE)
+            if not asyncio.run(_enable(fingerprint)):
+                raise fail(f"no key {fingerprint} in the state database", ExitCode.INPUT)
+            console.print(f"{fingerprint} is enabled again")
+            return
+        settings = settings_from(config)
+        keys = resolve_keys(settings, keys_file=keys_file)
+        for key in keys:
+            rt.secrets.add(key.key.reveal())
+        known = {fp: KeyState(**row) for fp, row in asyncio.run(_health()).items()}
+        pool = KeyPool(keys, states=known)
+        now = time.time()
+        rows: list[dict[str, Any]] = []
+        for key in keys:
+            state = pool.states[key.fingerprint]
+            rows.append(
+                {
+                    "fingerprint": key.fingerprint,
+                    "label": key.label,
+                    "project": key.project,
+                    "source": key.key.source,
+                    "state": state.describe(now),
+                    "usable": state.usable(now),
+                    "cooldown_until": state.cooldown_until,
+                    "successes": state.successes,
+                    "failures": state.failures,
+                    "last_error": state.last_error,
+                }
+            )
+        usable = sum(1 for r in rows if r["usable"])
+        if as_json:
+            typer.echo(json.dumps({"keys": rows, "usable": usable, "total": len(rows)}))
+        else:
+            table = Table(title=f"Key pool: {usable} of {len(rows)} usable")
+            for column in ("key", "label", "project", "state", "ok", "failures"):
+                table.add_column(column)
+            for row in rows:
+                failures = ", ".join(f"{k} {v}" for k, v in sorted(row["failures"].items()))
+                table.add_row(
+                    row["fingerprint"],
+                    row["label"],
+                    row["project"],
+                    row["state"],
+                    str(row["successes"]),
+                    failures or "-",
+                )
+            Console(highlight=False).print(table)
+        if usable * 2 < len(rows):
+            console.print(
+                f"[yellow]warning[/]: only {usable} of {len(rows)} keys are usable; see the"
+                " states above (`gs_videoreport keys enable FINGERPRINT` after fixing a key)"
+            )
