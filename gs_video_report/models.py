@@ -96,6 +96,7 @@ class Generation:
     model: str
     model_version: str | None
     latency_s: float
+    notes: tuple[str, ...] = ()  # what was adjusted to get it (the prompt's evolution)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def test_cancel_an_idle_batch_then_resume_it(cli, sim: Simulator, tmp_path: Path
 
 def test_reports_list_every_video_and_the_failures(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
-    sim.add_fault(Fault("recitation", "generate", match="photosynthesis"))
+    sim.add_fault(Fault("recitation", "generate", match="photosynthesis", times=2))
     result = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--json")
     summary_out = json.loads(result.stdout)
     reports = out / "_reports" / summary_out["batch_id"]

@@ -193,10 +193,13 @@ def test_per_day_quota_exits_5_without_retrying(cli, sim: Simulator, sample: Pat
 def test_truncated_answer_fails_and_writes_nothing(
     cli, sim: Simulator, sample: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    sim.add_fault(Fault("max_tokens", "generate"))
+    # cut off again after every adjustment (the budget is at its ceiling already; then
+    # thinking lower, lower still): the video fails, nothing is written
+    sim.add_fault(Fault("max_tokens", "generate", times=10))
     result = cli("main", str(sample), "--simulate", "-o", str(tmp_path / "o"))
     assert result.exit_code == ExitCode.PARTIAL
     assert "finish_reason=MAX_TOKENS" in result.stderr
+    assert sim.stats()["calls"]["generate"] == 3
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.md"))
 
 

@@ -12,14 +12,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gs_video_report.batch.adapt import Adjustments, adapt
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import Settings
-from gs_video_report.errors import ApiError, ApiTimeoutError, FileAccessError
+from gs_video_report.errors import AnswerError, ApiError, ApiTimeoutError, FileAccessError
 from gs_video_report.models import (
     CallRecord,
     Generation,
@@ -166,11 +167,20 @@ class VideoPipeline:
         return await self._with_retries("upload", once)
 
     async def generate(
-        self, video: PreparedVideo, ref: VideoRef, *, timeout_s: float | None = None
+        self,
+        video: PreparedVideo,
+        ref: VideoRef,
+        *,
+        timeout_s: float | None = None,
+        adjustments: Adjustments | None = None,
+        on_adjust: Callable[[Adjustments], Awaitable[None]] | None = None,
     ) -> Generation:
-        """``timeout_s`` overrides the configured request timeout for the first try."""
+        """``timeout_s`` overrides the configured request timeout for the first try. An
+        answer that fails in a fixable way is asked for again with ``adapt``'s adjustments;
+        ``on_adjust`` stores them before that call."""
         base_timeout = timeout_s or self.settings.api.request_timeout
         timeouts = 0
+        current = adjustments or Adjustments()
 
         async def once(attempt: int) -> Generation:
             nonlocal timeouts
@@ -180,10 +190,10 @@ class VideoPipeline:
                 return await self.service.generate(
                     model=self.model,
                     video=ref,
-                    prompt=video.prompt,
+                    prompt=current.prompt(video.prompt),
                     system_instruction=video.system_instruction,
                     schema=video.template.schema,
-                    settings=video.template.generation,
+                    settings=current.settings(video.template.generation),
                     validate=video.template.validate_answer,
                     timeout_s=timeout,
                 )
@@ -191,7 +201,18 @@ class VideoPipeline:
                 timeouts += 1  # a longer timeout next time: the video may just be long
                 raise
 
-        return await self._with_retries("generate", once)
+        while True:
+            try:
+                generation = await self._with_retries("generate", once)
+                return replace(generation, notes=current.notes)
+            except AnswerError as exc:
+                changed = adapt(exc, current, video.template.generation)
+                if changed is None:
+                    raise
+                current = changed
+                logger.warning("%s: %s", video.source.display_name, current.notes[-1])
+                if on_adjust is not None:
+                    await on_adjust(current)
 
     async def delete_quietly(self, name: str) -> None:
         """Uploads expire in 48 h anyway; a failed delete must not fail the lesson."""
@@ -219,6 +240,7 @@ class VideoPipeline:
             "meta": formatter.front_matter(generation.data, meta),
             "finish_reason": generation.finish_reason,
             "model_version": generation.model_version,
+            "prompt_evolution": list(generation.notes),
             "calls": [_call_json(c) for c in calls],
             "answer": generation.data,
         }

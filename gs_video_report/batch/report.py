@@ -29,6 +29,8 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
                 "output": task.output_md if task.stage is TaskStage.DONE else None,
                 "attempts": task.attempts,
                 "api_calls": len(calls),
+                # what was changed between attempts and why (keys moved, budgets, prompts)
+                "prompt_evolution": [c["note"] for c in calls if c["note"]],
                 "duration_s": task.duration_s,
                 "tokens": {
                     "prompt": task.prompt_tokens,
@@ -90,4 +92,10 @@ def _markdown(summary: dict[str, Any]) -> str:
             f"| {v['video']} | {v['status']} | {length} | {v['attempts']} | {tokens:,} "
             f"| {cost_v} | {detail} |"
         )
+    adapted = [v for v in summary["videos"] if v["prompt_evolution"]]
+    if adapted:
+        lines += ["", "## Adjustments", ""]
+        for v in adapted:
+            lines.append(f"- **{v['video']}**")
+            lines += [f"  {n}. {note}" for n, note in enumerate(v["prompt_evolution"], 1)]
     return "\n".join(lines) + "\n"

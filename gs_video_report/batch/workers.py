@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gs_video_report.batch.adapt import Adjustments
 from gs_video_report.batch.cost import (
     Budget,
     BudgetExceeded,
@@ -346,7 +347,21 @@ class WorkerPool:
                     if task.last_error_kind == ApiTimeoutError.__name__:
                         timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
                     sent = self.clock()
-                    generation = await pipeline.generate(video, ref, timeout_s=timeout)
+
+                    async def adjusted(changed: Adjustments) -> None:
+                        # stored before the call it changes, and paced like any call
+                        await self.store.set_adjustments(task.id, changed.to_json(), self.clock())
+                        add_note(changed.notes[-1])
+                        await self._flush_calls(task)
+                        self._sent_at[task.id] = await bucket.acquire(tokens_in)
+
+                    generation = await pipeline.generate(
+                        video,
+                        ref,
+                        timeout_s=timeout,
+                        adjustments=Adjustments.from_json(task.adjustments),
+                        on_adjust=adjusted,
+                    )
                     self._lookahead.generated(self.clock() - sent)
             finally:
                 await self._flush_calls(task)

@@ -128,6 +128,7 @@ class TaskRow:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    adjustments: str | None = None  # JSON of batch.adapt.Adjustments
 
     @property
     def params(self) -> dict[str, str]:
@@ -364,6 +365,10 @@ class CheckpointManager:
 
     async def set_stage(self, task_id: int, stage: TaskStage, now: float) -> None:
         await self._update_task(task_id, now, stage=stage.value)
+
+    async def set_adjustments(self, task_id: int, adjustments_json: str, now: float) -> None:
+        """What the next generate call changes (stored before it is made)."""
+        await self._update_task(task_id, now, adjustments=adjustments_json)
 
     async def record_upload(
         self,

@@ -155,6 +155,15 @@ migration("m004_key_health")(
 )
 
 
+# Adjustments of a task's next generate call (a larger output budget, an instruction),
+# kept so a resumed task continues with them.
+migration("m005_task_adjustments")(
+    """
+    ALTER TABLE tasks ADD COLUMN adjustments TEXT
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""
