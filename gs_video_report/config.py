@@ -102,6 +102,12 @@ class VideoSettings(_Section):
     max_file_size_mb: int = Field(
         2048, gt=0, description="Largest local video accepted (Files API limit: 2 GB per file)"
     )
+    part_minutes: float = Field(
+        20.0,
+        ge=1,
+        description="Longest part when a video is processed in parts (too long for one"
+        " request, or its answer cut off at the largest output budget)",
+    )
 
 
 class ModelLimits(_Section):

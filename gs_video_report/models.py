@@ -50,6 +50,15 @@ class Usage:
     cached_tokens: int = 0
     total_tokens: int = 0
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.candidates_tokens + other.candidates_tokens,
+            self.thoughts_tokens + other.thoughts_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
     def as_dict(self) -> dict[str, int]:
         return {
             "prompt": self.prompt_tokens,

@@ -18,6 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gs_video_report.batch.adapt import Adjustments, adapt
+from gs_video_report.batch.parts import (
+    Part,
+    PartStore,
+    input_limit,
+    merge,
+    part_instruction,
+    spans,
+)
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import Settings
 from gs_video_report.errors import AnswerError, ApiError, ApiTimeoutError, FileAccessError
@@ -27,6 +35,7 @@ from gs_video_report.models import (
     LessonFiles,
     LessonResult,
     UploadedFile,
+    Usage,
     VideoInfo,
     VideoSource,
 )
@@ -42,6 +51,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 StageCallback = Callable[[str, float | None], None]  # stage name, fraction done (or None)
+Pace = Callable[[float], Awaitable[None]]  # awaited before each generate call
 
 _MAX_TIMEOUT_GROWTH = 3.0
 
@@ -174,26 +184,38 @@ class VideoPipeline:
         timeout_s: float | None = None,
         adjustments: Adjustments | None = None,
         on_adjust: Callable[[Adjustments], Awaitable[None]] | None = None,
+        pace: Pace | None = None,
+        part: Part | None = None,
+        parts: int = 1,
     ) -> Generation:
         """``timeout_s`` overrides the configured request timeout for the first try. An
         answer that fails in a fixable way is asked for again with ``adapt``'s adjustments;
-        ``on_adjust`` stores them before that call."""
+        ``on_adjust`` stores them before that call. ``pace(share)`` is awaited before every
+        call (``share``: of the video's input). ``part``: only that clip of the video."""
         base_timeout = timeout_s or self.settings.api.request_timeout
         timeouts = 0
         current = adjustments or Adjustments()
+        prompt, base = video.prompt, video.template.generation
+        share = 1.0
+        if part is not None:
+            prompt = f"{prompt}\n\n{part_instruction(part.index, parts, part.start_s, part.end_s)}"
+            base = replace(base, start_offset_s=part.start_s, end_offset_s=part.end_s)
+            share = (part.end_s - part.start_s) / max(1.0, video.duration_s or 1.0)
 
         async def once(attempt: int) -> Generation:
             nonlocal timeouts
+            if pace is not None:
+                await pace(share)
             self._on_stage("generating", None)
             timeout = base_timeout * min(_MAX_TIMEOUT_GROWTH, 1.5**timeouts)
             try:
                 return await self.service.generate(
                     model=self.model,
                     video=ref,
-                    prompt=current.prompt(video.prompt),
+                    prompt=current.prompt(prompt),
                     system_instruction=video.system_instruction,
                     schema=video.template.schema,
-                    settings=current.settings(video.template.generation),
+                    settings=current.settings(base),
                     validate=video.template.validate_answer,
                     timeout_s=timeout,
                 )
@@ -206,13 +228,78 @@ class VideoPipeline:
                 generation = await self._with_retries("generate", once)
                 return replace(generation, notes=current.notes)
             except AnswerError as exc:
-                changed = adapt(exc, current, video.template.generation)
+                changed = adapt(exc, current, base)
                 if changed is None:
                     raise
                 current = changed
                 logger.warning("%s: %s", video.source.display_name, current.notes[-1])
                 if on_adjust is not None:
                     await on_adjust(current)
+
+    async def lesson(
+        self,
+        video: PreparedVideo,
+        ref: VideoRef,
+        *,
+        store: PartStore | None = None,
+        note: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> Generation:
+        """The video's answer: in one request, or in parts when the video is too long for
+        the model or its answer is cut off even with the largest output budget. Parts in
+        ``store`` that are done are not asked for again."""
+        store = store or PartStore()
+        say = note or (lambda text: logger.warning("%s: %s", video.source.display_name, text))
+        parts = await store.load()
+        part_s = self.settings.video.part_minutes * 60
+        limit = input_limit(self.model)
+        if not parts:
+            bounds = spans(video.duration_s, part_s, video.template.generation, limit)
+            if bounds:
+                parts = await store.plan(bounds)
+                say(f"too long for one request: processing in {len(parts)} parts")
+        if not parts:
+            try:
+                return await self.generate(video, ref, **options)
+            except AnswerError as exc:
+                bounds = spans(
+                    video.duration_s,
+                    min(part_s, (video.duration_s or 0) / 2),
+                    video.template.generation,
+                    limit,
+                    at_least_two=True,
+                )
+                if exc.reason != "MAX_TOKENS" or not bounds:
+                    raise
+                parts = await store.plan(bounds)
+                say(f"MAX_TOKENS with every adjustment: processing in {len(parts)} parts")
+        done: list[Generation] = []
+        for part in parts:
+            if part.done:
+                continue
+            generation = await self.generate(video, ref, part=part, parts=len(parts), **options)
+            parts[part.index] = await store.finish(part, generation.data, generation.usage)
+            done.append(generation)
+        merged = merge(video.template.schema, parts)
+        problems = video.template.validate_answer(merged)
+        if problems:
+            raise AnswerError(
+                f"the parts' answers do not merge into a valid lesson: {problems[0]}",
+                reason="SCHEMA_MISMATCH",
+            )
+        usage = Usage()
+        for part in parts:
+            usage = usage + (part.usage or Usage())
+        last = done[-1] if done else None
+        return Generation(
+            data=merged,
+            usage=usage,
+            finish_reason="STOP",
+            model=last.model if last else self.model,
+            model_version=last.model_version if last else None,
+            latency_s=sum(g.latency_s for g in done),
+            notes=tuple(n for g in done for n in g.notes),
+        )
 
     async def delete_quietly(self, name: str) -> None:
         """Uploads expire in 48 h anyway; a failed delete must not fail the lesson."""
@@ -251,7 +338,7 @@ class VideoPipeline:
         started = time.monotonic()
         if video.source.is_youtube:
             ref = VideoRef(uri=video.source.identity, mime_type=None)
-            generation = await self.generate(video, ref)
+            generation = await self.lesson(video, ref)
         else:
             generation = await self._generate_from_upload(video)
         self.write(video, generation, calls)
@@ -263,7 +350,7 @@ class VideoPipeline:
             uploaded = await self.upload(video)
             try:
                 ref = VideoRef(uploaded.uri, uploaded.mime_type, uploaded.name)
-                return await self.generate(video, ref)
+                return await self.lesson(video, ref)
             except FileAccessError:
                 if reupload:
                     raise

@@ -28,10 +28,11 @@ import contextvars
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gs_video_report.batch.adapt import Adjustments
 from gs_video_report.batch.cost import (
@@ -43,6 +44,7 @@ from gs_video_report.batch.cost import (
 )
 from gs_video_report.batch.limiter import APILimiter, QuotaParked
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
+from gs_video_report.batch.parts import Part, PartStore
 from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, prompt_builtins
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import PoolKey, Settings
@@ -109,6 +111,41 @@ def add_note(note: str) -> None:
     if notes is not None:
         notes.append(note)
     logger.info("%s", note)
+
+
+class StoredParts(PartStore):
+    """A task's parts in the state database: each part's answer is committed as it
+    arrives, so a resume asks only for the missing ones."""
+
+    def __init__(self, store: CheckpointManager, task_id: int, clock: Callable[[], float]):
+        super().__init__()
+        self.store, self.task_id, self.clock = store, task_id, clock
+
+    async def load(self) -> list[Part]:
+        return [
+            Part(
+                row["idx"],
+                row["start_s"],
+                row["end_s"],
+                json.loads(row["answer_json"]) if row["answer_json"] else None,
+                Usage(**json.loads(row["usage_json"])) if row["usage_json"] else None,
+            )
+            for row in await self.store.parts(self.task_id)
+        ]
+
+    async def plan(self, bounds: Sequence[tuple[float, float]]) -> list[Part]:
+        await self.store.plan_parts(self.task_id, bounds)
+        return await self.load()
+
+    async def finish(self, part: Part, answer: dict[str, Any], usage: Usage) -> Part:
+        await self.store.finish_part(
+            self.task_id,
+            part.index,
+            json.dumps(answer, ensure_ascii=False),
+            json.dumps(dataclasses.asdict(usage)),
+            self.clock(),
+        )
+        return Part(part.index, part.start_s, part.end_s, answer, usage)
 
 
 class _Stopping(Exception):
@@ -342,27 +379,34 @@ class WorkerPool:
                     self._lookahead.move(task.id, GENERATING)
                     await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock())
                     self.on_stage(task, "generating", None)
-                    self._sent_at[task.id] = await bucket.acquire(tokens_in)
                     timeout = self.options.timeout_s or self.settings.api.request_timeout
                     if task.last_error_kind == ApiTimeoutError.__name__:
                         timeout *= min(_MAX_TIMEOUT_GROWTH, 1.5**task.attempts)
-                    sent = self.clock()
+                    sent: list[float] = []
+
+                    async def paced(share: float) -> None:
+                        # every call (a part, an adjusted retry) waits for the limiter
+                        self._sent_at[task.id] = await bucket.acquire(tokens_in * share)
+                        sent.append(self.clock())
 
                     async def adjusted(changed: Adjustments) -> None:
-                        # stored before the call it changes, and paced like any call
+                        # stored before the call it changes
                         await self.store.set_adjustments(task.id, changed.to_json(), self.clock())
                         add_note(changed.notes[-1])
                         await self._flush_calls(task)
-                        self._sent_at[task.id] = await bucket.acquire(tokens_in)
 
-                    generation = await pipeline.generate(
+                    generation = await pipeline.lesson(
                         video,
                         ref,
+                        store=StoredParts(self.store, task.id, self.clock),
+                        note=add_note,
                         timeout_s=timeout,
                         adjustments=Adjustments.from_json(task.adjustments),
                         on_adjust=adjusted,
+                        pace=paced,
                     )
-                    self._lookahead.generated(self.clock() - sent)
+                    if sent:
+                        self._lookahead.generated(self.clock() - sent[0])
             finally:
                 await self._flush_calls(task)
                 self._release(task)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from gs_video_report.batch.cost import EXPECTED_OUTPUT_TOKENS, Prices, estimate_input_tokens, usd
 from gs_video_report.batch.inputs import Inputs, read_file_list, read_url_list, scan_folder
+from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.batch.planner import Plan, build_plan
 from gs_video_report.batch.runner import (
     BatchOutcome,
@@ -48,7 +49,7 @@ from gs_video_report.cli.progress import ProgressMonitor
 from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode, UnknownBatchError, UsageError
 from gs_video_report.services.formatter import mmss
-from gs_video_report.services.templates import TemplateRegistry, parse_params
+from gs_video_report.services.templates import TemplateRegistry, load_template, parse_params
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage import CheckpointManager, open_db
 
@@ -74,23 +75,32 @@ def _print_plan(console: Console, plan: Plan, settings: Settings, dry_run: bool)
     if not dry_run:
         return
     table = Table(title=f"Would run {len(plan.to_run)} video(s)")
-    for col in ("Video", "Template", "Duration", "Est. tokens", "Output"):
+    for col in ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output"):
         table.add_column(col, overflow="fold")
     tokens_total = 0
+    calls = 0
     for task in plan.to_run:
         video = task.video
         tokens = estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
         tokens_total += tokens
         duration = mmss(video.duration_s) if video.duration_s else "?"
+        bounds = spans(
+            video.duration_s,
+            settings.video.part_minutes * 60,
+            video.template.generation,
+            input_limit(settings.model),
+        )
+        calls += max(1, len(bounds))
+        split = ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in bounds) if bounds else "1"
         table.add_row(
             video.source.display_name,
             video.template.name,
             duration,
+            split,
             f"{tokens:,}",
             str(video.files.markdown),
         )
     console.print(table)
-    calls = len(plan.to_run)
     cost = Prices(settings.prices).usd(settings.model, tokens_total, EXPECTED_OUTPUT_TOKENS * calls)
     cost_text = usd(cost) if cost is not None else "unknown (no price for this model)"
     console.print(
@@ -300,14 +310,29 @@ async def _run(
                 keys_file=flags.keys_file,
             ) as (target, keys):
                 if plan is not None:
+                    # templates given by path: stored, so a resume finds them by name
+                    files = sorted(
+                        {
+                            str(t.video.template.path.resolve())
+                            for t in plan.to_run
+                            if t.video.template.name not in registry.names()
+                        }
+                    )
                     await record_plan(
                         store,
                         plan,
                         batch_id=batch_id,
                         source_desc=source_desc,
                         output_dir=str(output),
-                        snapshot=_snapshot(options, flags, target.model, source_desc),
+                        snapshot={
+                            **_snapshot(options, flags, target.model, source_desc),
+                            "template_files": files,
+                        },
                     )
+                batch = await store.batch(batch_id)
+                stored = json.loads(batch["settings_json"]) if batch else {}
+                for file in stored.get("template_files", []):
+                    registry.add(load_template(Path(file)))
                 tasks = [t for t in await store.tasks(batch_id) if not t.stage.finished]
                 live = console.is_terminal and not flags.quiet
                 with ProgressMonitor(

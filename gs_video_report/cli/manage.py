@@ -98,7 +98,9 @@ def status_command(
         Console().print(table)
 
 
-def list_batches_command(limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10) -> None:
+def list_batches_command(
+    limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10, as_json: JsonOpt = False
+) -> None:
     """Recent batches, newest first."""
     with handle_errors(False):
 
@@ -107,11 +109,25 @@ def list_batches_command(limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10
                 store = CheckpointManager(conn)
                 return [(b, await store.counts(b["id"])) for b in await store.batches(limit)]
 
+        rows = asyncio.run(read())
+        if as_json:
+            listed = [
+                {
+                    "id": batch["id"],
+                    "status": batch["status"],
+                    "source": batch["source_desc"],
+                    "created_at": batch["created_at"],
+                    "counts": {stage.value: n for stage, n in counts.items()},
+                }
+                for batch, counts in rows
+            ]
+            typer.echo(json.dumps(listed))
+            return
         table = Table(title="Batches")
         table.add_column("Batch", no_wrap=True)  # users copy it into `resume`
         for col in ("Status", "Videos", "Done", "Failed", "Source"):
             table.add_column(col, overflow="fold")
-        for batch, counts in asyncio.run(read()):
+        for batch, counts in rows:
             table.add_row(
                 batch["id"],
                 batch["status"],

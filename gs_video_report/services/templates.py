@@ -306,6 +306,11 @@ class TemplateRegistry:
     def with_builtins(cls, extra_dirs: Iterable[Path] = ()) -> TemplateRegistry:
         return cls([builtin_templates_dir(), *extra_dirs])
 
+    def add(self, template: LessonTemplate) -> None:
+        """A template given by path (``-t ./mine.yaml``), known by name from now on: a
+        batch's tasks name their template, and a resume must find it again."""
+        self._entries[template.name] = TemplateEntry(template.path, template, None)
+
     def entries(self) -> list[TemplateEntry]:
         return [self._entries[k] for k in sorted(self._entries)]
 

@@ -56,6 +56,7 @@ class Fault:
     match: str | None = None
     retry_after: float = 10.0  # for rate_limit_minute
     delay: float = 30.0  # for hang
+    after: int = 0  # let this many matching calls through first
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -181,6 +182,9 @@ class SimState:
                 applies = fault.endpoint in ("*", endpoint) and (
                     fault.match is None or fault.match in subject
                 )
+                if applies and fault.after > 0:
+                    fault.after -= 1
+                    continue
                 if applies and fault.times > 0:
                     fault.times -= 1
                     self.faults_injected[fault.kind] += 1

@@ -370,6 +370,33 @@ class CheckpointManager:
         """What the next generate call changes (stored before it is made)."""
         await self._update_task(task_id, now, adjustments=adjustments_json)
 
+    # -- a long video's parts ------------------------------------------------------------
+    async def parts(self, task_id: int) -> list[dict[str, Any]]:
+        rows = await self._rows(
+            "SELECT idx, start_s, end_s, answer_json, usage_json FROM task_parts"
+            " WHERE task_id = ? ORDER BY idx",
+            (task_id,),
+        )
+        return [dict(r) for r in rows]
+
+    async def plan_parts(self, task_id: int, bounds: Iterable[tuple[float, float]]) -> None:
+        """The task's parts (replacing a plan that had none done)."""
+        async with self._tx() as tx:
+            await tx.execute("DELETE FROM task_parts WHERE task_id = ?", (task_id,))
+            await tx.executemany(
+                "INSERT INTO task_parts (task_id, idx, start_s, end_s) VALUES (?, ?, ?, ?)",
+                [(task_id, i, start, end) for i, (start, end) in enumerate(bounds)],
+            )
+
+    async def finish_part(
+        self, task_id: int, index: int, answer_json: str, usage_json: str, now: float
+    ) -> None:
+        await self._write(
+            "UPDATE task_parts SET answer_json = ?, usage_json = ?, finished_at = ?"
+            " WHERE task_id = ? AND idx = ?",
+            (answer_json, usage_json, now, task_id, index),
+        )
+
     async def record_upload(
         self,
         task_id: int,

@@ -164,6 +164,24 @@ migration("m005_task_adjustments")(
 )
 
 
+# A long video's parts: each one's clip and, once generated, its answer and usage, so a
+# resume asks only for the parts that are missing.
+migration("m006_task_parts")(
+    """
+    CREATE TABLE task_parts (
+        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        start_s REAL NOT NULL,
+        end_s REAL NOT NULL,
+        answer_json TEXT,
+        usage_json TEXT,
+        finished_at REAL,
+        PRIMARY KEY (task_id, idx)
+    )
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""
