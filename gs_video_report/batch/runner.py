@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -24,11 +25,13 @@ from gs_video_report.batch.report import write_reports
 from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
 from gs_video_report.config import PoolKey, Settings
-from gs_video_report.errors import ExitCode, UnknownBatchError, UsageError
+from gs_video_report.errors import ExitCode, OutputError, UnknownBatchError, UsageError
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.gemini.keypool import KeyPool, KeyState
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
+
+logger = logging.getLogger(__name__)
 
 LEASE_TTL_S = 30.0
 CANCEL_POLL_S = 2.0
@@ -222,7 +225,10 @@ async def run_batch(
             "partial" if outcome.counts.get(TaskStage.FAILED) else "done"
         )
         await store.set_batch_status(batch_id, status, time.time())
-        outcome.report_dir = await write_reports(store, batch_id)
+        try:
+            outcome.report_dir = await write_reports(store, batch_id)
+        except OutputError as exc:  # the batch's own state is safe; say so, do not crash
+            logger.warning("could not write the batch report: %s", exc)
         return outcome
     finally:
         await store.release_lease(batch_id, owner=owner)

@@ -57,7 +57,14 @@ from gs_video_report.errors import (
     QuotaScope,
     RateLimitError,
 )
-from gs_video_report.models import CallRecord, GenerationSettings, LessonFiles, Usage, VideoInfo
+from gs_video_report.models import (
+    CallRecord,
+    Generation,
+    GenerationSettings,
+    LessonFiles,
+    Usage,
+    VideoInfo,
+)
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.gemini.keypool import (
     KeyPool,
@@ -68,7 +75,6 @@ from gs_video_report.services.gemini.keypool import (
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import (
-    INTERRUPTED_WRITING,
     CheckpointManager,
     TaskRow,
     TaskStage,
@@ -136,6 +142,17 @@ class StoredParts(PartStore):
     async def plan(self, bounds: Sequence[tuple[float, float]]) -> list[Part]:
         await self.store.plan_parts(self.task_id, bounds)
         return await self.load()
+
+    async def keep(self, generation: Generation, duration_s: float) -> None:
+        """A whole-video answer, stored as the task's only part (parts already hold
+        theirs)."""
+        await self.store.keep_answer(
+            self.task_id,
+            duration_s,
+            json.dumps(generation.data, ensure_ascii=False),
+            json.dumps(dataclasses.asdict(generation.usage)),
+            self.clock(),
+        )
 
     async def finish(self, part: Part, answer: dict[str, Any], usage: Usage) -> Part:
         await self.store.finish_part(
@@ -355,8 +372,6 @@ class WorkerPool:
         _STORED_CALLS.set([])
         _NOTES.set([])
         try:
-            if task.last_error_kind == INTERRUPTED_WRITING and await self._finish_written(task):
-                return
             video = self._rebuild(task)
             raw_estimate = self.raw_estimate(video)
             tokens_in, tokens_out = self.estimator.tokens(raw_estimate)
@@ -395,10 +410,11 @@ class WorkerPool:
                         add_note(changed.notes[-1])
                         await self._flush_calls(task)
 
+                    parts = StoredParts(self.store, task.id, self.clock)
                     generation = await pipeline.lesson(
                         video,
                         ref,
-                        store=StoredParts(self.store, task.id, self.clock),
+                        store=parts,
                         note=add_note,
                         timeout_s=timeout,
                         adjustments=Adjustments.from_json(task.adjustments),
@@ -415,6 +431,9 @@ class WorkerPool:
             bucket.succeeded()
             self.keys.succeeded(key.fingerprint)
             self.estimator.observe(raw_estimate, generation.usage)
+            # The answer is committed before the files are written: whatever stops the
+            # writing (a crash, a full disk), the next run writes it without a new call.
+            await parts.keep(generation, video.duration_s or 0.0)
             await self.store.set_stage(task.id, TaskStage.WRITING, self.clock())
             self.on_stage(task, "writing", None)
             pipeline.write(video, generation, list(_STORED_CALLS.get()))
@@ -473,22 +492,6 @@ class WorkerPool:
     def _release(self, task: TaskRow) -> None:
         self.budget.release(task.id)
         self._budget_freed.set()
-
-    async def _finish_written(self, task: TaskRow) -> bool:
-        """A run stopped between writing the lesson and committing "done": if both files
-        hold this task's answer, commit it now instead of generating (and paying) again."""
-        usage = _written_usage(task)
-        if usage is None:
-            return False
-        cost = self.prices.of_usage(task.model, usage)
-        await self.store.complete(task.id, usage, cost, self.clock())
-        self.on_stage(task, "done", None)
-        logger.info("%s: lesson was already written; committed without a new call", task.source)
-        service = self.services.get(task.upload_key or "")
-        if task.upload_name and service is not None:
-            await self._pipeline(task, service).delete_quietly(task.upload_name)
-            await self.store.clear_upload(task.id, self.clock())
-        return True
 
     @staticmethod
     def raw_estimate(video: PreparedVideo) -> int:
@@ -627,30 +630,3 @@ class WorkerPool:
         await self.store.fail(task.id, kind, message, now)
         self.on_stage(task, "failed", None)
         logger.warning("%s failed: %s", task.display_name, message)
-
-
-def _written_usage(task: TaskRow) -> Usage | None:
-    """The usage recorded in this task's lesson files, if both are on disk and are this
-    task's (same source, template version and parameters)."""
-    md, answer = Path(task.output_md), Path(task.output_json)
-    try:
-        if not md.is_file():
-            return None
-        document = json.loads(answer.read_text(encoding="utf-8"))
-        meta = document["meta"]
-        if (
-            document.get("source") != task.source
-            or meta.get("template_version") != task.template_version
-            or meta.get("parameters") != task.params
-        ):
-            return None
-        tokens = meta["tokens"]
-        return Usage(
-            prompt_tokens=int(tokens["prompt"]),
-            candidates_tokens=int(tokens["candidates"]),
-            thoughts_tokens=int(tokens["thoughts"]),
-            cached_tokens=int(tokens.get("cached", 0)),
-            total_tokens=int(tokens["total"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

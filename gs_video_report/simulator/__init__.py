@@ -89,11 +89,13 @@ class Simulator:
         with self.state.lock:
             self.state.faults.append(fault)
 
-    def chaos(self, rate: float, kinds: tuple[str, ...]) -> None:
-        """Inject a random fault from ``kinds`` into a ``rate`` share of calls."""
+    def chaos(self, rate: float, kinds: tuple[str, ...], *, hang_s: float = 30.0) -> None:
+        """Inject a random fault from ``kinds`` into a ``rate`` share of calls (a "hang"
+        holds the call ``hang_s`` seconds, then drops it)."""
         with self.state.lock:
             self.state.chaos_rate = rate
             self.state.chaos_kinds = kinds
+            self.state.chaos_hang_s = hang_s
 
     def set_limits(self, **limits: Any) -> None:
         with self.state.lock:

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import struct
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -110,6 +113,12 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    _land: Callable[[], None] = staticmethod(lambda: None)  # ends the request's flight
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._land()
+        super().send_response(code, message)
+
     def _send(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = b"" if payload is None else json.dumps(payload, indent=1).encode()
         self.send_response(code)
@@ -131,6 +140,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, {"error": error})
 
     def _reset(self) -> None:
+        self._land()
         self.close_connection = True
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -138,6 +148,22 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         raise _Abort
+
+    def _hold(self, seconds: float) -> None:
+        """Hold the call for ``seconds``, or until the client gives up (closes the
+        connection): a request nobody waits for is no longer in flight."""
+        deadline = time.monotonic() + seconds
+        while not self.state.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            readable, _, _ = select.select([self.connection], [], [], min(0.05, left))
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return  # closed by the client
+                except OSError:
+                    return
 
     def _owner(self) -> str:
         key = self.headers.get("x-goog-api-key")
@@ -209,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
                 "You do not have permission to access the File or it may not exist.",
             )
         elif kind == "hang":
-            self.state.stop_event.wait(fault.delay)
+            self._hold(fault.delay)
             self._reset()
         elif kind == "reset":
             self._reset()
@@ -267,7 +293,8 @@ class Handler(BaseHTTPRequestHandler):
         for verb, pattern, endpoint in _ROUTES:
             match = pattern.match(parsed.path)
             if verb == method and match:
-                with self.state.flight() as in_flight:
+                with self.state.flight(endpoint) as self._land:
+                    in_flight = self.state.in_flight
                     with self.state.lock:
                         self.state.calls[endpoint] += 1
                     latency = self.state.limits.latency.get(endpoint, 0.0)
@@ -517,6 +544,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.state.calls_by_file[uri.rsplit("/", 1)[-1]]["generate"] += 1
             self.state.generate_requests.append(
                 {
+                    "at": self.state.clock(),
                     "model": model,
                     "subject": subject,
                     "uri": uri,

@@ -115,6 +115,7 @@ class SimState:
         self.faults: list[Fault] = []
         self.chaos_rate = 0.0
         self.chaos_kinds: tuple[str, ...] = ()
+        self.chaos_hang_s = 30.0
         self.rng = random.Random(seed)
         self.limits = Limits()
         self.invalid_keys: set[str] = set()
@@ -140,20 +141,42 @@ class SimState:
             self.bytes_received = 0
             self.files_deleted = 0
             self.max_in_flight = 0
+            # by family (an upload's start and chunks are one "upload")
+            self.max_in_flight_by: Counter[str] = Counter()
+            self._in_flight_by: Counter[str] = Counter()
             self.generate_requests: deque[dict[str, Any]] = deque(maxlen=2000)
 
     # -- flight accounting -------------------------------------------------
     @contextlib.contextmanager
-    def flight(self) -> Iterator[int]:
+    def flight(self, endpoint: str = "") -> Iterator[Callable[[], None]]:
+        """A request in flight, from its arrival until its answer starts (the callable
+        it yields; or until it ends): a client may send its next request as soon as it
+        has an answer, so the answer, not the handler's exit, ends the flight."""
+        family = _family(endpoint) if endpoint else ""
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            current = self.in_flight
-        try:
-            yield current
-        finally:
+            if family:
+                self._in_flight_by[family] += 1
+                self.max_in_flight_by[family] = max(
+                    self.max_in_flight_by[family], self._in_flight_by[family]
+                )
+        landed = False
+
+        def land() -> None:
+            nonlocal landed
             with self.lock:
+                if landed:
+                    return
+                landed = True
                 self.in_flight -= 1
+                if family:
+                    self._in_flight_by[family] -= 1
+
+        try:
+            yield land
+        finally:
+            land()
 
     def project_of(self, owner: str) -> str:
         """Quotas are per project; a key not assigned to one is its own project."""
@@ -196,7 +219,7 @@ class SimState:
                 if kinds:
                     kind = self.rng.choice(kinds)
                     self.faults_injected[kind] += 1
-                    return Fault(kind=kind, endpoint=endpoint)
+                    return Fault(kind=kind, endpoint=endpoint, delay=self.chaos_hang_s)
             return None
 
     # -- files -------------------------------------------------------------
@@ -274,6 +297,7 @@ class SimState:
                 "files_live": len(live),
                 "files_deleted": self.files_deleted,
                 "max_in_flight": self.max_in_flight,
+                "max_in_flight_by": dict(self.max_in_flight_by),
                 "generate_requests": list(self.generate_requests),
             }
 

@@ -49,9 +49,6 @@ _IN_FLIGHT = frozenset(
 )
 
 
-INTERRUPTED_WRITING = "InterruptedWhileWriting"  # last_error_kind of a task to finish from disk
-
-
 class LeaseHeldError(BatchBusyError):
     """Another live process runs this batch."""
 
@@ -327,17 +324,13 @@ class CheckpointManager:
 
     async def recover(self, batch_id: str, now: float) -> int:
         """Tasks a dead process left mid-stage (or a cancel left unstarted) go back to
-        pending, upload info kept. One stopped while writing is marked, so the worker
-        can finish it from the answer already on disk instead of paying for it again."""
+        pending, upload info kept (and an answer already received: ``keep_answer``), and
+        so do tasks that failed only because their lesson could not be written."""
         async with self._tx() as tx:
-            await tx.execute(
-                "UPDATE tasks SET last_error_kind = ?, last_error = ? WHERE batch_id = ?"
-                " AND stage = 'writing'",
-                (INTERRUPTED_WRITING, "the run stopped while writing this lesson", batch_id),
-            )
             cur = await tx.execute(
                 "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
-                " AND stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')",
+                " AND (stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')"
+                " OR (stage = 'failed' AND last_error_kind = 'OutputError'))",
                 (now, batch_id),
             )
             return cur.rowcount
@@ -387,6 +380,18 @@ class CheckpointManager:
                 "INSERT INTO task_parts (task_id, idx, start_s, end_s) VALUES (?, ?, ?, ?)",
                 [(task_id, i, start, end) for i, (start, end) in enumerate(bounds)],
             )
+
+    async def keep_answer(
+        self, task_id: int, duration_s: float, answer_json: str, usage_json: str, now: float
+    ) -> None:
+        """A whole-video answer as the task's only part, unless it has parts (which hold
+        their answers already)."""
+        await self._write(
+            "INSERT INTO task_parts (task_id, idx, start_s, end_s, answer_json, usage_json,"
+            " finished_at) SELECT ?, 0, 0, ?, ?, ?, ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM task_parts WHERE task_id = ?)",
+            (task_id, duration_s, answer_json, usage_json, now, task_id),
+        )
 
     async def finish_part(
         self, task_id: int, index: int, answer_json: str, usage_json: str, now: float

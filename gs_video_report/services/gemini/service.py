@@ -55,7 +55,7 @@ ProgressCallback = Callable[[int, int], None]
 Validator = Callable[[Any], list[str]]
 Sleep = Callable[[float], Awaitable[None]]
 
-_SHORT_CALL_TIMEOUT_S = 60.0
+_SHORT_CALL_TIMEOUT_S = 60.0  # polls, deletes, lists: capped by api.request_timeout too
 _POLL_DELAYS_S = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
 _RESOLUTIONS = {
     "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
@@ -177,6 +177,10 @@ class GeminiService:
         await self._client.aio.aclose()
         self._client.close()
 
+    @property
+    def _short_timeout(self) -> float:
+        return min(_SHORT_CALL_TIMEOUT_S, self._api.request_timeout)
+
     def _call_options(self, timeout_s: float) -> types.HttpOptions:
         """Per-call options. The base_url is repeated here because only a per-call
         base_url rewrites the host of the upload URL the server hands back."""
@@ -255,7 +259,7 @@ class GeminiService:
         async with self._call("poll", touches_file=True):
             file = await self._client.aio.files.get(
                 name=name,
-                config=types.GetFileConfig(http_options=self._call_options(_SHORT_CALL_TIMEOUT_S)),
+                config=types.GetFileConfig(http_options=self._call_options(self._short_timeout)),
             )
         return _uploaded(file)
 
@@ -285,16 +289,14 @@ class GeminiService:
         async with self._call("delete", touches_file=True):
             await self._client.aio.files.delete(
                 name=name,
-                config=types.DeleteFileConfig(
-                    http_options=self._call_options(_SHORT_CALL_TIMEOUT_S)
-                ),
+                config=types.DeleteFileConfig(http_options=self._call_options(self._short_timeout)),
             )
 
     async def list_files(self) -> list[UploadedFile]:
         async with self._call("list"):
             pager = await self._client.aio.files.list(
                 config=types.ListFilesConfig(
-                    page_size=100, http_options=self._call_options(_SHORT_CALL_TIMEOUT_S)
+                    page_size=100, http_options=self._call_options(self._short_timeout)
                 )
             )
             files = [_uploaded(f) async for f in pager]
