@@ -111,15 +111,20 @@ def read_file_list(path: Path) -> Inputs:
 
 def read_url_list(path: Path) -> Inputs:
     """CSV with a header: ``url`` or ``path``, optional ``template`` and ``output_name``;
-    every other column is a template parameter for that row."""
-    text = _read_text(path)
-    reader = csv.reader(text.splitlines())
-    header = [h.strip() for h in next(reader, [])]
+    every other column is a template parameter for that row. A row is one line."""
+    lines = _read_text(path).splitlines()
+    header = [h.strip() for h in next(csv.reader(lines[:1]), [])]
     if not ({"url", "path"} & set(header)):
         raise InputError(f"{path}: the CSV needs a header with a 'url' or 'path' column")
     result = Inputs()
-    for number, row in enumerate(reader, start=2):
+    # One row per line: a stray quote breaks its own row, not every row after it.
+    for number, line in enumerate(lines[1:], start=2):
         origin = f"{path.name}:{number}"
+        try:
+            row = next(csv.reader([line], strict=True), [])
+        except csv.Error as exc:
+            result.problems.append(InputProblem(origin, f"not a valid CSV row ({exc})"))
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):

@@ -42,7 +42,7 @@ from gs_video_report.models import (
 from gs_video_report.services.formatter import LessonFormatter, LessonMeta, mmss
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.probe import probe_video
-from gs_video_report.services.sources import parse_source
+from gs_video_report.services.sources import parse_source, printable
 from gs_video_report.services.templates import LessonTemplate
 from gs_video_report.services.writer import FileWriter, write_lesson
 
@@ -164,7 +164,7 @@ class VideoPipeline:
             uploaded = await self.service.upload(
                 path,
                 info.mime_type,
-                display_name=path.name,
+                display_name=printable(path.name),
                 progress=lambda done, total: self._on_stage("uploading", done / max(1, total)),
             )
             self._on_stage("processing", None)

@@ -72,7 +72,7 @@ from gs_video_report.services.gemini.keypool import (
     daily_reset_at,
     is_key_level,
 )
-from gs_video_report.services.sources import parse_source
+from gs_video_report.services.sources import parse_source, printable
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.storage.checkpoint import (
     CheckpointManager,
@@ -558,7 +558,7 @@ class WorkerPool:
             file = await service.upload(
                 video.source.path,
                 video.info.mime_type,
-                display_name=video.source.path.name,
+                display_name=printable(video.source.path.name),
                 progress=lambda done, total: self.on_stage(task, "uploading", done / max(1, total)),
             )
         expires = file.expires_at.timestamp() if file.expires_at else None

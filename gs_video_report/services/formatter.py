@@ -18,6 +18,7 @@ from urllib.parse import quote
 import yaml
 
 from gs_video_report.models import Usage, VideoSource
+from gs_video_report.services.sources import printable
 from gs_video_report.services.templates import LessonTemplate
 
 
@@ -49,7 +50,8 @@ def timestamp_target(source: VideoSource, lesson_path: Path, seconds: int) -> st
         rel = os.path.relpath(source.path, lesson_path.parent)
     except ValueError:  # another drive on Windows: fall back to an absolute file URI
         return f"{source.path.as_uri()}#t={seconds}"
-    return f"{quote(Path(rel).as_posix(), safe='/._-~')}#t={seconds}"
+    # bytes: a name that is not valid UTF-8 is percent-encoded as it is on disk
+    return f"{quote(os.fsencode(Path(rel).as_posix()), safe='/._-~')}#t={seconds}"
 
 
 class LessonFormatter:
@@ -64,7 +66,9 @@ class LessonFormatter:
     def front_matter(self, answer: Mapping[str, Any], meta: LessonMeta) -> dict[str, Any]:
         return {
             "title": self.title(answer, meta.source),
-            "source": meta.source.identity if meta.source.is_youtube else str(meta.source.path),
+            "source": meta.source.identity
+            if meta.source.is_youtube
+            else printable(str(meta.source.path)),
             "duration": mmss(meta.duration_s) if meta.duration_s is not None else None,
             "duration_seconds": meta.duration_s,
             "template": self.template.name,

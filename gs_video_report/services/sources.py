@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote_from_bytes, unquote_to_bytes, urlparse
 
 from gs_video_report.errors import InputError
 from gs_video_report.models import SourceKind, VideoSource
@@ -12,6 +13,25 @@ from gs_video_report.models import SourceKind, VideoSource
 _YT_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 _YT_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com"}
 _YT_SHORT_HOSTS = {"youtu.be", "www.youtu.be"}
+
+
+# A file name that is not valid UTF-8 (an old Windows archive on Linux) cannot go into the
+# database, JSON or Markdown as it is. Its identity is the path's bytes, percent-encoded,
+# behind this prefix; parse_source turns it back into the same path.
+_BYTES_PREFIX = "fsbytes:"
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 (undecodable bytes become U+FFFD): for names shown and
+    written, never for opening the file."""
+    return os.fsencode(text).decode("utf-8", "replace")
+
+
+def path_identity(path: Path) -> str:
+    text = str(path)
+    if printable(text) == text:
+        return text
+    return _BYTES_PREFIX + quote_from_bytes(os.fsencode(text), safe="/")
 
 
 def looks_like_url(text: str) -> bool:
@@ -43,7 +63,9 @@ def parse_source(text: str, *, base_dir: Path | None = None) -> VideoSource:
     raw = text.strip()
     if not raw:
         raise InputError("empty video argument")
-    if looks_like_url(raw):
+    if raw.startswith(_BYTES_PREFIX):
+        raw = os.fsdecode(unquote_to_bytes(raw[len(_BYTES_PREFIX) :]))
+    elif looks_like_url(raw):
         vid = youtube_id(raw)
         if vid is None:
             host = urlparse(raw).hostname or raw
@@ -68,7 +90,7 @@ def parse_source(text: str, *, base_dir: Path | None = None) -> VideoSource:
     absolute = Path(path).absolute()
     return VideoSource(
         kind=SourceKind.FILE,
-        identity=str(absolute),
-        display_name=absolute.stem,
+        identity=path_identity(absolute),
+        display_name=printable(absolute.stem),
         path=absolute,
     )
