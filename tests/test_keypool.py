@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from gs_video_report.services.gemini.keypool import KeyPool, NoUsableKey, daily_
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.simulator import Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
-from tests.conftest import SAMPLES, make_lectures
+from tests.conftest import REPO, SAMPLES, make_lectures
 from tests.test_batch_runner import SteppingClock, record, settings_for
 
 KEY_A = "AIzaKEY-A-0000000000000000000000000"  # project school
@@ -348,3 +351,19 @@ def test_public_api_raises_our_error_when_no_key_can_do_it(sim: Simulator) -> No
         pool.run_sync(lambda client: list(client.files.list()))
     assert all(k not in str(raised.value) for k in (KEY_A, KEY_B, KEY_C))
     assert all(s.disabled for s in pool.states.values())
+
+
+def test_the_documented_example_runs() -> None:
+    """examples/key_pool.py (shown in docs/keys.md) runs as it is and says what it did."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "key_pool.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GS_VIDEOREPORT_")},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("answer: [Simulated]")
+    assert "disabled: 400 INVALID_ARGUMENT" in lines[2] and "daily quota" in lines[3]
+    assert lines[4].endswith(" ok")

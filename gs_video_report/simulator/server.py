@@ -537,7 +537,10 @@ class Handler(BaseHTTPRequestHandler):
         start = _seconds(_get(clip, "start_offset", "startOffset")) or 0.0
         end = _seconds(_get(clip, "end_offset", "endOffset"))
         fps = float(_get(clip, "fps") or 1.0)
-        schema = _get(config, "responseJsonSchema", "response_json_schema") or {"type": "object"}
+        json_mode = "json" in str(_get(config, "responseMimeType", "response_mime_type") or "")
+        # free text (a script asking a question) gets a sentence, JSON mode an object
+        default = {"type": "object"} if json_mode else {"type": "string"}
+        schema = _get(config, "responseJsonSchema", "response_json_schema") or default
         with self.state.lock:
             self.state.generate_by_subject[subject] += 1
             if uri.rsplit("/", 1)[-1] in self.state.files:
@@ -599,7 +602,7 @@ class Handler(BaseHTTPRequestHandler):
         prompt_tokens = (
             int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S)) + len(prompt) // 4 + 8
         )
-        text = json.dumps(answer, ensure_ascii=False)
+        text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
         finish = "STOP"
         kind = fault.kind if fault else None
         max_out = _get(config, "maxOutputTokens", "max_output_tokens")
