@@ -28,6 +28,8 @@ import contextvars
 import dataclasses
 import json
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +70,7 @@ from gs_video_report.models import (
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.gemini.keypool import (
     KeyPool,
+    KeyState,
     NoUsableKey,
     daily_reset_at,
     is_key_level,
@@ -97,6 +100,7 @@ _MAX_TIMEOUT_GROWTH = 3.0
 # A task waits for a cooling key only this long; a longer wait (a daily quota) stops the
 # batch, resumable.
 _MAX_KEY_WAIT_S = 900.0
+_KEY_SAVE_EVERY_S = 5.0  # successes are saved this often; failures at once
 
 
 def record_call(call: CallRecord) -> None:
@@ -199,9 +203,12 @@ class WorkerPool:
         self.store = store
         self.services = services  # by key fingerprint
         self.keys = keys
-        keys.on_change = lambda state: self._dirty_keys.add(state.fingerprint)
+        keys.on_change = self._key_changed
         self._dirty_keys: set[str] = set()
+        self._keys_urgent = False
+        self._keys_saved_at = 0.0
         self._on_key: dict[int, PoolKey] = {}  # task -> the key it runs on
+        self._load_by: Counter[str] = Counter()  # tasks in flight per project and per key
         self.settings = settings
         self.registry = registry
         self.limiter = limiter
@@ -248,6 +255,7 @@ class WorkerPool:
         self._workers = [asyncio.create_task(self._worker(n)) for n in range(count)]
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)
+            await self._save_keys(now=True)  # the successes counted since the last save
         finally:
             for worker in self._workers:
                 worker.cancel()
@@ -314,7 +322,17 @@ class WorkerPool:
         )
         await self._save_keys()
 
-    async def _save_keys(self) -> None:
+    def _key_changed(self, state: KeyState) -> None:
+        self._dirty_keys.add(state.fingerprint)
+        # a failure, cooldown or disabled key is stored at once; a success can wait
+        self._keys_urgent |= state.consecutive_failures > 0 or state.disabled is not None
+
+    async def _save_keys(self, *, now: bool = False) -> None:
+        due = time.monotonic() - self._keys_saved_at >= _KEY_SAVE_EVERY_S
+        if not (now or due or self._keys_urgent):
+            return
+        self._keys_urgent = False
+        self._keys_saved_at = time.monotonic()
         while self._dirty_keys:
             state = self.keys.states[self._dirty_keys.pop()]
             await self.store.save_key_health(dataclasses.asdict(state), self.clock())
@@ -322,9 +340,17 @@ class WorkerPool:
     # -- keys ---------------------------------------------------------------------
     def _load(self, key: PoolKey) -> float:
         """Tasks in flight on the key's project (the quota owner), then on the key."""
-        on_project = sum(1 for k in self._on_key.values() if k.project == key.project)
-        on_key = sum(1 for k in self._on_key.values() if k.fingerprint == key.fingerprint)
-        return on_project + on_key / 1000
+        return self._load_by["project:" + key.project] + self._load_by[key.fingerprint] / 1000
+
+    def _assign(self, task: TaskRow, key: PoolKey) -> None:
+        self._on_key[task.id] = key
+        self._load_by.update(("project:" + key.project, key.fingerprint))
+
+    def _unassign(self, task: TaskRow) -> PoolKey | None:
+        key = self._on_key.pop(task.id, None)
+        if key is not None:
+            self._load_by.subtract(("project:" + key.project, key.fingerprint))
+        return key
 
     async def _key_for(self, task: TaskRow) -> TaskRow:
         """Pick the task's key: the one that uploaded its video while that key can still
@@ -340,7 +366,7 @@ class WorkerPool:
             elif state.daily_exhausted(self.clock()):
                 reason = f"the daily quota of {pinned}'s project is used up"
             else:
-                self._on_key[task.id] = self.keys.key(pinned)
+                self._assign(task, self.keys.key(pinned))
                 return task
         while True:
             try:
@@ -353,7 +379,7 @@ class WorkerPool:
                 await self.sleep(max(0.01, exc.available_at - self.clock()))
                 if self.stop_reason is not None:
                     raise _Stopping from None
-        self._on_key[task.id] = key
+        self._assign(task, key)
         if reason is not None:
             add_note(f"moved from {pinned} to {key.fingerprint}: {reason}; uploading again")
             await self.store.clear_upload(task.id, self.clock())
@@ -458,7 +484,7 @@ class WorkerPool:
         finally:
             # Forget the task before the next await: once re-queued, another worker may
             # claim it while this one still writes the attempt log.
-            held = self._on_key.pop(task.id, None)
+            held = self._unassign(task)
             self._sent_at.pop(task.id, None)
             await self._flush_calls(task, held)
 

@@ -198,6 +198,8 @@ class KeyPool:
         if not usable:
             raise self.none_usable()
         preferred = [k for k in usable if k.fingerprint not in avoid] or usable
+        if len(preferred) == 1:
+            return preferred[0]
 
         def rank(key: PoolKey) -> tuple[float, int, int]:
             state = self.states[key.fingerprint]
