@@ -109,3 +109,15 @@ def test_answer_is_written_before_the_lesson(tmp_path: Path) -> None:
     files = claim(writer, tmp_path / "v.mp4")
     assert json.loads(files.answer_json.read_text())["source"] == str(tmp_path / "v.mp4")
     assert files.answer_json.stat().st_mtime_ns <= files.markdown.stat().st_mtime_ns
+
+
+def test_a_temp_file_left_by_a_killed_writer_goes_when_the_file_is_written(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "lesson [1].md"  # glob characters in the name, too
+    leftover = tmp_path / ".lesson [1].md.k1ll3d.tmp"
+    leftover.write_text("half a lesson")
+    other = tmp_path / ".other.md.k1ll3d.tmp"
+    other.write_text("another file's")
+    atomic_write_text(target, "whole")
+    assert target.read_text() == "whole" and not leftover.exists() and other.exists()

@@ -9,6 +9,7 @@ the same file, so re-running replaces its lesson instead of piling up copies.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -110,6 +111,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     _fsync_dir(path.parent)
+    # A writer killed between its temp file and the rename left one behind; the file it
+    # was for is now written, so the leftover is garbage.
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:

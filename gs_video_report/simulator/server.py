@@ -160,8 +160,10 @@ class Handler(BaseHTTPRequestHandler):
             readable, _, _ = select.select([self.connection], [], [], min(0.05, left))
             if readable:
                 try:
-                    if not self.connection.recv(1, socket.MSG_PEEK):
-                        return  # closed by the client
+                    # drain what the client still sends (an unread body); nothing means
+                    # it closed the connection
+                    if not self.connection.recv(65536):
+                        return
                 except OSError:
                     return
 
