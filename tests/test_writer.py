@@ -9,7 +9,13 @@ import pytest
 from gs_video_report.errors import OutputError
 from gs_video_report.models import LessonFiles
 from gs_video_report.services.sources import parse_source
-from gs_video_report.services.writer import FileWriter, atomic_write_text, safe_stem, write_lesson
+from gs_video_report.services.writer import (
+    FileWriter,
+    atomic_write_text,
+    remove_leftovers,
+    safe_stem,
+    write_lesson,
+)
 
 
 def claim(writer: FileWriter, path: Path, template: str = "summary_report") -> LessonFiles:
@@ -111,13 +117,13 @@ def test_answer_is_written_before_the_lesson(tmp_path: Path) -> None:
     assert files.answer_json.stat().st_mtime_ns <= files.markdown.stat().st_mtime_ns
 
 
-def test_a_temp_file_left_by_a_killed_writer_goes_when_the_file_is_written(
+def test_temp_files_left_by_a_killed_writer_are_removed_for_those_files_only(
     tmp_path: Path,
 ) -> None:
-    target = tmp_path / "lesson [1].md"  # glob characters in the name, too
+    target = tmp_path / "lesson [1].md"  # odd characters in the name, too
     leftover = tmp_path / ".lesson [1].md.k1ll3d.tmp"
     leftover.write_text("half a lesson")
-    other = tmp_path / ".other.md.k1ll3d.tmp"
+    other = tmp_path / ".other.md.k1ll3d.tmp"  # another batch's file, being written
     other.write_text("another file's")
-    atomic_write_text(target, "whole")
-    assert target.read_text() == "whole" and not leftover.exists() and other.exists()
+    assert remove_leftovers([target, tmp_path / "gone" / "x.md"]) == 1
+    assert not leftover.exists() and other.exists()

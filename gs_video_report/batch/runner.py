@@ -29,6 +29,7 @@ from gs_video_report.errors import ExitCode, OutputError, UnknownBatchError, Usa
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.gemini.keypool import KeyPool, KeyState
 from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.services.writer import remove_leftovers
 from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,10 @@ async def run_batch(
     try:
         await store.recover(batch_id, clock())
         tasks = await store.tasks(batch_id)
+        # a writer killed mid-write (the lease says it is gone) left temp files behind
+        remove_leftovers(
+            Path(p) for t in tasks if not t.stage.finished for p in (t.output_md, t.output_json)
+        )
         await store.set_batch_status(batch_id, "running", time.time())
         spent = sum(prices.of_usage(m, u) or 0.0 for m, u in await store.billed_usage(batch_id))
         budget = Budget(options.cost_limit_usd, spent)

@@ -9,13 +9,12 @@ the same file, so re-running replaces its lesson instead of piling up copies.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +110,30 @@ def atomic_write_text(path: Path, text: str) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     _fsync_dir(path.parent)
-    # A writer killed between its temp file and the rename left one behind; the file it
-    # was for is now written, so the leftover is garbage.
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        leftover.unlink(missing_ok=True)
+
+
+def remove_leftovers(paths: Iterable[Path]) -> int:
+    """Temp files a killed writer left for ``paths`` (``.<name>.<random>.tmp``): one
+    directory listing per folder, not one per file, and only for these files (another
+    batch may be writing into the same folder). Returns how many went."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in paths:
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            target = name[1:-4].rsplit(".", 1)[0]  # .<name>.<random>.tmp -> <name>
+            if target in names:
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
