@@ -28,6 +28,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -144,7 +145,7 @@ def main() -> int:
             f" run {row['run_s']}s = {row['run_ratio']}x (fill {row['fill_s']}s),"
             f" end to end {row['end_to_end_s']}s"
             f" = {row['end_to_end_ratio']}x; 429s {row['calls_429']}/{row['api_calls']}"
-            f" ({100 * float(row['share_429']):.2f} %); done {row['done']}, failed"
+            f" ({100 * cast(float, row['share_429']):.2f} %); done {row['done']}, failed"
             f" {row['failed']}; peak RSS {row['peak_rss_mb']} MB;"
             f" {'meets' if row['meets_target'] else 'MISSES'} the target"
         )

@@ -291,11 +291,13 @@ def load_settings(
 class ApiKey:
     """An API key that never prints itself. Identify it by ``fingerprint``."""
 
-    __slots__ = ("_value", "source")
+    __slots__ = ("_fingerprint", "_value", "source")
 
     def __init__(self, value: str, source: str) -> None:
         self._value = value.strip()
         self.source = source
+        # Hashed once: the pool asks for it several times per task.
+        self._fingerprint = key_fingerprint(self._value)
 
     def reveal(self) -> str:
         """The key itself: only for the HTTP client, never for logs or storage."""
@@ -303,7 +305,7 @@ class ApiKey:
 
     @property
     def fingerprint(self) -> str:
-        return key_fingerprint(self._value)
+        return self._fingerprint
 
     def __repr__(self) -> str:
         return f"ApiKey({self.fingerprint}, from {self.source})"

@@ -1,0 +1,45 @@
+"""The benchmark scripts still run and still measure what they claim, on tiny inputs.
+
+Timings are not asserted (that is what the benchmarks are for); their bookkeeping is:
+every video done, none failed, the simulator answered every call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def test_overhead_runs_every_task_through_the_real_pool(tmp_path: Path) -> None:
+    lessons = tmp_path / "lessons"
+    result = _run("overhead.py", "-n", "12", "--skip-end-to-end", "--lesson-dir", str(lessons))
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("orchestration"))
+    assert re.search(r": 12 tasks, pool [\d.]+ ms/task", line), line
+    assert list(lessons.iterdir()) == []  # its lesson folder is removed afterwards
+
+
+def test_throughput_custom_scenario_finishes_every_video() -> None:
+    result = _run("throughput.py", "-n", "6", "-r", "6000", "-p", "3", "-l", "0.02", "--json")
+    row = json.loads(result.stdout.splitlines()[-1])
+    assert (row["videos"], row["done"], row["failed"], row["exit_code"]) == (6, 6, 0, 0)
+    assert row["api_calls"] >= 6 * 3  # upload, generate and delete of every video, at least
+    assert row["calls_429"] == 0
