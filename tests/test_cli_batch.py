@@ -150,7 +150,9 @@ def test_reports_list_every_video_and_the_failures(cli, sim: Simulator, tmp_path
     failures = json.loads((reports / "failures.json").read_text())
     assert [f["video"] for f in failures] == ["photosynthesis_basics"]
     assert "RECITATION" in failures[0]["error"]["message"]
-    assert "photosynthesis_basics | failed" in (reports / "summary.md").read_text()
+    markdown = (reports / "summary.md").read_text()
+    assert "photosynthesis_basics | failed" in markdown
+    assert "| Video | Status | Length | Retries |" in markdown  # retries, not tries: 0 = first
     # reports are not lessons: a rerun's folder scan must not pick them up, and nothing is redone
     again = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--dry-run")
     assert "Would run 1 video(s)" in again.stderr

@@ -79,7 +79,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"- Tokens: {summary['total_tokens']:,}",
         f"- Cost: {cost_text}",
         "",
-        "| Video | Status | Length | Tries | Tokens | Cost | Output / error |",
+        "| Video | Status | Length | Retries | Tokens | Cost | Output / error |",
         "|---|---|---|---|---|---|---|",
     ]
     for v in summary["videos"]:

@@ -83,7 +83,7 @@ def status_command(
             )
             return
         table = Table(title=f"{batch_id} — {batch['status']}")
-        for col in ("Video", "Stage", "Tries", "Tokens", "Cost", "Last error / output"):
+        for col in ("Video", "Stage", "Retries", "Tokens", "Cost", "Last error / output"):
             table.add_column(col, overflow="fold")
         for r in rows:
             cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "-"
