@@ -72,14 +72,19 @@ async def record(store: CheckpointManager, sim: Simulator, tmp_path: Path, batch
 
 
 async def resume(
-    store: CheckpointManager, sim: Simulator, tmp_path: Path, batch_id: str
+    store: CheckpointManager,
+    sim: Simulator,
+    tmp_path: Path,
+    batch_id: str,
+    keys: list[PoolKey] | None = None,
 ) -> BatchOutcome:
+    """Run (or resume) a recorded batch on a stepping clock: on the test key, or ``keys``."""
     clock = SteppingClock()
     return await run_batch(
         store,
         batch_id,
         settings=settings_for(sim, tmp_path),
-        keys=[PoolKey.of(ApiKey(TEST_KEY, "test"))],
+        keys=keys or [PoolKey.of(ApiKey(TEST_KEY, "test"))],
         options=RunOptions(parallel=3, max_uploads=2),
         registry=TemplateRegistry.with_builtins(),
         clock=clock,

@@ -18,15 +18,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.genai import types
 
-from gs_video_report.batch.runner import RunOptions, run_batch
 from gs_video_report.config import ApiKey, PoolKey, load_settings, read_keys_file, resolve_keys
 from gs_video_report.errors import AuthError, ConfigError, ExitCode, QuotaScope, RateLimitError
 from gs_video_report.services.gemini.keypool import KeyPool, NoUsableKey, daily_reset_at
-from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.simulator import Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from tests.conftest import REPO, SAMPLES, make_lectures
-from tests.test_batch_runner import SteppingClock, record, settings_for
+from tests.test_batch_runner import record, resume
 
 KEY_A = "AIzaKEY-A-0000000000000000000000000"  # project school
 KEY_B = "AIzaKEY-B-1111111111111111111111111"  # project school
@@ -137,22 +135,6 @@ def test_keys_file_and_config_pool(tmp_path: Path) -> None:
 
 
 # -- the pool in a batch ---------------------------------------------------------------
-async def _run(
-    store: CheckpointManager, sim: Simulator, tmp_path: Path, batch_id: str, keys: list[PoolKey]
-) -> Any:
-    clock = SteppingClock()
-    return await run_batch(
-        store,
-        batch_id,
-        settings=settings_for(sim, tmp_path),
-        keys=keys,
-        options=RunOptions(parallel=3, max_uploads=2),
-        registry=TemplateRegistry.with_builtins(),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-
-
 def _assign_projects(sim: Simulator) -> None:
     sim.set_project(KEY_A, "school")
     sim.set_project(KEY_B, "school")
@@ -170,14 +152,14 @@ def test_a_bad_key_is_disabled_and_the_batch_finishes_on_the_others(
         async with open_db(tmp_path / "state.db") as conn:
             store = CheckpointManager(conn)
             await record(store, sim, tmp_path, "b1")
-            outcome = await _run(store, sim, tmp_path, "b1", pool_keys())
+            outcome = await resume(store, sim, tmp_path, "b1", pool_keys())
             assert outcome.counts == {TaskStage.DONE: 3} and outcome.exit_code == ExitCode.OK
             health = await store.key_health()
             a = health[ApiKey(KEY_A, "t").fingerprint]
             assert a["disabled"] and "API key not valid" in a["disabled"]
             assert sum(h["successes"] for h in health.values()) == 3
             # a disabled key stays out of the next run until enabled
-            outcome = await _run(store, sim, tmp_path, "b1", pool_keys())
+            outcome = await resume(store, sim, tmp_path, "b1", pool_keys())
             assert (await store.key_health())[a["fingerprint"]]["disabled"]
 
     asyncio.run(main())
@@ -200,7 +182,7 @@ def test_a_task_stays_on_its_key_and_moves_only_when_its_project_runs_out(
         async with open_db(tmp_path / "state.db") as conn:
             store = CheckpointManager(conn)
             await record(store, sim, tmp_path, "b1")
-            outcome = await _run(store, sim, tmp_path, "b1", keys)
+            outcome = await resume(store, sim, tmp_path, "b1", keys)
             assert outcome.counts == {TaskStage.DONE: 3}, outcome
             notes = [
                 a["note"]
@@ -227,14 +209,14 @@ def test_every_project_out_of_daily_quota_parks_the_batch(sim: Simulator, tmp_pa
         async with open_db(tmp_path / "state.db") as conn:
             store = CheckpointManager(conn)
             await record(store, sim, tmp_path, "b1")
-            outcome = await _run(store, sim, tmp_path, "b1", pool_keys())
+            outcome = await resume(store, sim, tmp_path, "b1", pool_keys())
             assert outcome.exit_code == ExitCode.QUOTA
             assert "every key" in (outcome.stop_message or "")
             assert "midnight Pacific" in (outcome.stop_message or "")
             assert TaskStage.FAILED not in outcome.counts
             sim.exhaust_daily(project="school", exhausted=False)
             sim.exhaust_daily(project="home", exhausted=False)
-            outcome = await _run(store, sim, tmp_path, "b1", pool_keys())
+            outcome = await resume(store, sim, tmp_path, "b1", pool_keys())
             assert outcome.counts == {TaskStage.DONE: 3}
 
     asyncio.run(main())
@@ -251,7 +233,7 @@ def test_every_key_disabled_stops_with_exit_4_and_nothing_lost(
         async with open_db(tmp_path / "state.db") as conn:
             store = CheckpointManager(conn)
             await record(store, sim, tmp_path, "b1")
-            outcome = await _run(store, sim, tmp_path, "b1", pool_keys())
+            outcome = await resume(store, sim, tmp_path, "b1", pool_keys())
             assert outcome.exit_code == ExitCode.AUTH
             assert outcome.counts == {TaskStage.PENDING: 3}
 
