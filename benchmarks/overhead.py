@@ -42,11 +42,11 @@ from gs_video_report.batch.inputs import scan_folder
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.pipeline import VideoPipeline
 from gs_video_report.batch.planner import build_plan
-from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.runner import record_plan
 from gs_video_report.batch.workers import PoolOptions, WorkerPool, record_call
 from gs_video_report.config import ApiKey, PoolKey, key_fingerprint, load_settings
 from gs_video_report.models import CallRecord, Generation, UploadedFile, Usage
+from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.gemini.keypool import KeyPool
 from gs_video_report.services.templates import TemplateRegistry

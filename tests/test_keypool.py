@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -19,9 +20,16 @@ import pytest
 from google.genai import types
 
 from gs_video_report.config import ApiKey, PoolKey, load_settings, read_keys_file, resolve_keys
-from gs_video_report.errors import AuthError, ConfigError, ExitCode, QuotaScope, RateLimitError
+from gs_video_report.errors import (
+    AuthError,
+    ConfigError,
+    ExitCode,
+    QuotaScope,
+    RateLimitError,
+    TransientError,
+)
 from gs_video_report.services.gemini.keypool import KeyPool, NoUsableKey, daily_reset_at
-from gs_video_report.simulator import Simulator
+from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from tests.conftest import REPO, SAMPLES, make_lectures
 from tests.test_batch_runner import record, resume
@@ -323,6 +331,45 @@ def test_public_api_moves_to_another_key_on_key_level_errors(sim: Simulator) -> 
     with pool.client() as client:
         assert len(list(client.files.list())) == 1
     assert pool.states[c].successes == 3
+
+
+def test_public_api_backs_off_on_a_server_error_with_the_batchs_retry_policy(
+    sim: Simulator,
+) -> None:
+    """A 503 is not the key's fault: the same key is tried again after an equal-jitter
+    backoff (1 s base for scripts), and a pool allowed no retries raises our error."""
+    sim.add_fault(Fault("unavailable", "generate", times=1))
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    api = load_settings(env={"GS_VIDEOREPORT_BASE_URL": sim.url}).api
+    one_key = [PoolKey.of(ApiKey(KEY_A, "t"))]
+    pool = KeyPool(one_key, api=api, sleep=sleep, rng=random.Random(7))
+
+    async def ask(client: Any) -> str:
+        video = types.Part.from_uri(
+            file_uri="https://www.youtube.com/watch?v=abc123XYZ_0", mime_type="video/*"
+        )
+        answer = await client.aio.models.generate_content(
+            model="gemini-3.8-flash", contents=[video, "Summarise the lecture"]
+        )
+        return str(answer.text)
+
+    assert asyncio.run(pool.run(ask))
+    assert len(slept) == 1 and 0.5 <= slept[0] <= 1.0
+    stats = sim.stats()
+    assert stats["calls"]["generate"] == 2 and stats["statuses"].get("503") == 1
+    assert [r["key"] for r in stats["generate_requests"]] == [one_key[0].fingerprint]
+    state = pool.states[one_key[0].fingerprint]
+    assert (state.successes, state.disabled) == (1, None)
+
+    sim.add_fault(Fault("unavailable", "generate", times=1))
+    strict = KeyPool(one_key, api=api, sleep=sleep, max_retries=0)
+    with pytest.raises(TransientError):
+        asyncio.run(strict.run(ask))
+    assert len(slept) == 1  # no wait: nothing was going to be retried
 
 
 def test_public_api_raises_our_error_when_no_key_can_do_it(sim: Simulator) -> None:

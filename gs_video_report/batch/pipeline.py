@@ -26,7 +26,6 @@ from gs_video_report.batch.parts import (
     part_instruction,
     spans,
 )
-from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import Settings
 from gs_video_report.errors import AnswerError, ApiError, ApiTimeoutError, FileAccessError
 from gs_video_report.models import (
@@ -39,6 +38,7 @@ from gs_video_report.models import (
     VideoInfo,
     VideoSource,
 )
+from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.formatter import LessonFormatter, LessonMeta, mmss
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.probe import probe_video

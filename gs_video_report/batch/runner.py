@@ -22,10 +22,10 @@ from gs_video_report.batch.cost import Budget, Prices
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
-from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
 from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import ExitCode, OutputError, UnknownBatchError, UsageError
+from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.gemini.keypool import KeyPool, KeyState
 from gs_video_report.services.templates import TemplateRegistry

@@ -12,9 +12,9 @@ from gs_video_report.batch.pipeline import (
     VideoPipeline,
     prepare,
 )
-from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import ApiKey, Settings
 from gs_video_report.models import CallRecord, LessonResult
+from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.services.writer import FileWriter

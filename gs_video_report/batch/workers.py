@@ -48,7 +48,6 @@ from gs_video_report.batch.limiter import APILimiter, QuotaParked
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
 from gs_video_report.batch.parts import Part, PartStore
 from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, prompt_builtins
-from gs_video_report.batch.retry import RetryPolicy
 from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import (
     ApiError,
@@ -67,6 +66,7 @@ from gs_video_report.models import (
     Usage,
     VideoInfo,
 )
+from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.gemini.keypool import (
     KeyPool,

@@ -58,6 +58,7 @@ from gs_video_report.errors import (
     QuotaScope,
     RateLimitError,
 )
+from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini.errors import translate
 
 logger = logging.getLogger(__name__)
@@ -148,9 +149,9 @@ class KeyPool:
         self.api = api or ApiSettings.model_validate({})
         self.clock = clock
         self.on_change = on_change
-        self.max_retries = max_retries
+        # the batch's policy, with shorter waits: a script's caller is usually waiting
+        self.retry = RetryPolicy(max_retries, 1.0, 60.0, rng or random.Random())
         self._sleep = sleep
-        self._rng = rng or random.Random()
         self._by_fp = {k.fingerprint: k for k in self.keys}
         self.states: dict[str, KeyState] = {}
         for key in self.keys:
@@ -289,16 +290,14 @@ class KeyPool:
             raise exc
         self.failed(key.fingerprint, error)
         wait: float | None = None
-        if attempt <= self.max_retries:
-            if is_key_level(error):
-                if self.usable():
-                    wait = 0.0  # another key is ready now
-                elif not isinstance(error, AuthError):
-                    back = self.none_usable().available_at
-                    wait = None if back is None else max(0.0, back - self.clock())
-            elif error.retryable:
-                backoff = min(60.0, 2.0 ** (attempt - 1)) * (0.5 + 0.5 * self._rng.random())
-                wait = error.retry_after if error.retry_after is not None else backoff
+        if not is_key_level(error):
+            wait = self.retry.delay(error, attempt)
+        elif attempt <= self.retry.max_retries:
+            if self.usable():
+                wait = 0.0  # another key is ready now
+            elif not isinstance(error, AuthError):
+                back = self.none_usable().available_at
+                wait = None if back is None else max(0.0, back - self.clock())
         if wait is None:
             raise error from exc
         logger.info("attempt %d failed on %s (%s); retrying", attempt, key.fingerprint, error.kind)
