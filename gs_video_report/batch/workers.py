@@ -406,8 +406,9 @@ class WorkerPool:
             await self._reserve(task, self.prices.usd(task.model, tokens_in, tokens_out) or 0.0)
             task = await self._key_for(task)
             key = self._on_key[task.id]
-            pipeline = self._pipeline(task, self.services[key.fingerprint])
-            ref = await self._video_ref(task, video, self.services[key.fingerprint])
+            service = self.services[key.fingerprint]
+            pipeline = self._pipeline(task, service)
+            ref = await self._video_ref(task, video, service)
             await self._flush_calls(task)
             self._lookahead.move(task.id, READY)
             self.on_stage(task, "waiting to generate", None)

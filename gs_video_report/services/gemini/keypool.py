@@ -316,13 +316,14 @@ class KeyPool:
                 if inspect.isawaitable(result):
                     result = await result
             except Exception as exc:
-                await self._sleep(self._after_failure(exc, key, attempt))
-                continue
+                wait = self._after_failure(exc, key, attempt)
+            else:
+                self.succeeded(key.fingerprint)
+                return result
             finally:
                 await client.aio.aclose()
                 client.close()
-            self.succeeded(key.fingerprint)
-            return result
+            await self._sleep(wait)  # with the client closed: a backoff holds no connection
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(client, *args, **kwargs)``, synchronously, with the same policy as ``run``."""
@@ -334,12 +335,13 @@ class KeyPool:
             try:
                 result = fn(client, *args, **kwargs)
             except Exception as exc:
-                time.sleep(self._after_failure(exc, key, attempt))
-                continue
+                wait = self._after_failure(exc, key, attempt)
+            else:
+                self.succeeded(key.fingerprint)
+                return result
             finally:
                 client.close()
-            self.succeeded(key.fingerprint)
-            return result
+            time.sleep(wait)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[genai.Client]:
