@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import os
 import resource
 import shutil
@@ -37,13 +38,15 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._harness import KEY, REPO, machine, make_videos, phases
-from gs_video_report.batch.cost import Budget
+from gs_video_report.batch.cost import Budget, BudgetGate
 from gs_video_report.batch.inputs import scan_folder
+from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.pipeline import VideoPipeline
 from gs_video_report.batch.planner import build_plan
 from gs_video_report.batch.runner import record_plan
-from gs_video_report.batch.workers import PoolOptions, WorkerPool, record_call
+from gs_video_report.batch.workers import PoolOptions, WorkerPool
+from gs_video_report.clock import REAL
 from gs_video_report.config import ApiKey, PoolKey, key_fingerprint, load_settings
 from gs_video_report.models import CallRecord, Generation, UploadedFile, Usage
 from gs_video_report.retry import RetryPolicy
@@ -75,6 +78,12 @@ class InstantService:
         # cost, not the engine's.
         self._answers: dict[str, Any] = dict(answers or {})
         self.answers_made = 0  # made while timed: should stay 0
+
+    def recording(self, on_call: Callable[[CallRecord], None]) -> InstantService:
+        """As GeminiService: the same service, reporting to one task's call log."""
+        view = copy.copy(self)
+        view._on_call = on_call
+        return view
 
     def _record(self, stage: str, usage: Usage | None = None) -> None:
         model = MODEL if stage == "generate" else None
@@ -143,7 +152,13 @@ async def _orchestration(
         store = CheckpointManager(conn)
         snapshot: dict[str, object] = {"model": MODEL}
         await record_plan(
-            store, plan, batch_id="bench", source_desc="", output_dir=str(output), snapshot=snapshot
+            store,
+            plan,
+            batch_id="bench",
+            source_desc="",
+            output_dir=str(output),
+            snapshot=snapshot,
+            now=time.time(),
         )
         answers = {
             t.video.prompt: fake_answer(
@@ -151,20 +166,19 @@ async def _orchestration(
             )
             for t in plan.to_run
         }
-        service = InstantService(record_call, answers)
+        service = InstantService(lambda call: None, answers)
         pool = WorkerPool(
             batch_id="bench",
             store=store,
             services={service.key_fingerprint: cast(GeminiService, service)},
-            keys=KeyPool([PoolKey.of(ApiKey(KEY, "benchmark"))]),
+            router=KeyRouter(KeyPool([PoolKey.of(ApiKey(KEY, "benchmark"))]), store, REAL),
             settings=settings,
             registry=registry,
             limiter=APILimiter(lambda model: Limits()),
             retry=RetryPolicy(max_retries=3),
             options=PoolOptions(parallel, 2, True, None),
-            clock=time.time,
-            sleep=asyncio.sleep,
-            budget=Budget(None),
+            clock=REAL,
+            budget=BudgetGate(Budget(None)),
         )
         started = time.perf_counter()
         cpu = time.process_time()
@@ -178,7 +192,7 @@ async def _orchestration(
     # The per-video lesson work the pool also did, on its own: validate, render, write.
     videos = [t.video for t in plan.to_run]
     pipeline = VideoPipeline(
-        cast(GeminiService, service), settings, model=MODEL, retry=RetryPolicy(), simulated=True
+        cast(GeminiService, service), settings, model=MODEL, clock=REAL, simulated=True
     )
     usage = Usage(prompt_tokens=12_000, candidates_tokens=900, total_tokens=12_900)
     started = time.perf_counter()

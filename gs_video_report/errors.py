@@ -49,6 +49,9 @@ class QuotaScope(StrEnum):
 
 class GsVideoReportError(Exception):
     exit_code: ExitCode = ExitCode.PARTIAL
+    # A stable name for reports and the task table (``last_error_kind``): stored, so it
+    # never follows a class rename. Every class below names its own.
+    kind: str = "Error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -59,30 +62,34 @@ class GsVideoReportError(Exception):
 
 
 class UsageError(GsVideoReportError):
+    kind = "UsageError"
     exit_code = ExitCode.USAGE
 
 
 class ConfigError(GsVideoReportError):
+    kind = "ConfigError"
     exit_code = ExitCode.INPUT
 
 
 class TemplateError(ConfigError):
-    pass
+    kind = "TemplateError"
 
 
 class InputError(GsVideoReportError):
+    kind = "InputError"
     exit_code = ExitCode.INPUT
 
 
 class OutputError(GsVideoReportError):
-    pass
+    kind = "OutputError"
 
 
 class StorageError(GsVideoReportError):
-    pass
+    kind = "StorageError"
 
 
 class UnknownBatchError(StorageError):
+    kind = "UnknownBatchError"
     exit_code = ExitCode.INPUT
 
     def __init__(self, batch_id: str) -> None:
@@ -92,6 +99,7 @@ class UnknownBatchError(StorageError):
 class BatchBusyError(StorageError):
     """Another live process runs this batch."""
 
+    kind = "BatchBusyError"
     exit_code = ExitCode.USAGE
 
 
@@ -102,6 +110,7 @@ class ApiError(GsVideoReportError):
     (RetryInfo) in seconds when it gave one; ``status`` the HTTP code when known.
     """
 
+    kind = "ApiError"
     retryable: bool = False
 
     def __init__(
@@ -115,13 +124,9 @@ class ApiError(GsVideoReportError):
         self.status = status
         self.retry_after = retry_after
 
-    @property
-    def kind(self) -> str:
-        """A stable short name for reports and the attempts table."""
-        return type(self).__name__
-
 
 class AuthError(ApiError):
+    kind = "AuthError"
     exit_code = ExitCode.AUTH
 
 
@@ -132,19 +137,25 @@ class FileAccessError(ApiError):
     generate) can, so it is retryable *with a re-upload*.
     """
 
+    kind = "FileAccessError"
     retryable = True
 
 
 class FileProcessingError(ApiError):
     """Gemini could not process the uploaded video (state FAILED)."""
 
+    kind = "FileProcessingError"
+
 
 class TransientError(ApiError):
+    kind = "TransientError"
     retryable = True
 
 
 class ApiTimeoutError(TransientError):
     """The call did not answer within its timeout; retry with a longer one."""
+
+    kind = "ApiTimeoutError"
 
 
 class RateLimitError(TransientError):
@@ -154,6 +165,7 @@ class RateLimitError(TransientError):
     message wording. A per-day quota is not worth retrying before the reset.
     """
 
+    kind = "RateLimitError"
     exit_code = ExitCode.QUOTA
 
     def __init__(
@@ -175,7 +187,7 @@ class RateLimitError(TransientError):
 
 
 class PermanentError(ApiError):
-    pass
+    kind = "PermanentError"
 
 
 class AnswerError(ApiError):
@@ -185,6 +197,15 @@ class AnswerError(ApiError):
     block reason, ``EMPTY`` or ``INVALID_JSON``.
     """
 
+    kind = "AnswerError"
+
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class InternalError(GsVideoReportError):
+    """An exception the code did not expect, inside one task: that task fails with this
+    one line (the traceback goes to the log file), the batch goes on."""
+
+    kind = "InternalError"

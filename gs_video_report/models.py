@@ -9,6 +9,71 @@ from pathlib import Path
 from typing import Any
 
 
+def mmss(seconds: float | int) -> str:
+    """``MM:SS``, or ``H:MM:SS`` from one hour on."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class StopReason(StrEnum):
+    """Why a run stopped before every task finished (stored as the batch's status)."""
+
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, SIGHUP
+    CANCELLED = "cancelled"  # `cancel`, also from another terminal
+    QUOTA = "quota"  # every key's daily quota is used up
+    BUDGET = "budget"  # --cost-limit
+    AUTH = "auth"  # every key of the pool is disabled
+    LEASE_LOST = "lease_lost"  # another process took the batch over
+
+
+class BatchStatus(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    DONE = "done"
+    PARTIAL = "partial"  # finished, some videos failed
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    QUOTA = "quota"
+    BUDGET = "budget"
+    AUTH = "auth"
+    LEASE_LOST = "lease_lost"
+
+    @property
+    def final(self) -> bool:
+        """Nothing is left to do without the user (a resumable stop is not final)."""
+        return self in (BatchStatus.DONE, BatchStatus.PARTIAL, BatchStatus.CANCELLED)
+
+    @classmethod
+    def stopped(cls, reason: StopReason) -> BatchStatus:
+        return cls(reason.value)
+
+
+class TaskStage(StrEnum):
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    PROCESSING = "processing"
+    GENERATING = "generating"
+    WRITING = "writing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in _IN_FLIGHT
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStage.DONE, TaskStage.FAILED, TaskStage.CANCELLED)
+
+
+_IN_FLIGHT = frozenset(
+    {TaskStage.UPLOADING, TaskStage.PROCESSING, TaskStage.GENERATING, TaskStage.WRITING}
+)
+
+
 class SourceKind(StrEnum):
     FILE = "file"
     YOUTUBE = "youtube"

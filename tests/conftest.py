@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from gs_video_report.cli.common import Runtime
 from gs_video_report.simulator import Simulator
+from tests.virtual_time import SteppingClock
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "examples" / "videos"
@@ -43,7 +44,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
 
 
 class FakeSleep:
-    """Records the sleeps the code asked for and returns at once."""
+    """Records the sleeps the code asked for and returns at once (for a service alone)."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
@@ -53,8 +54,8 @@ class FakeSleep:
 
 
 @pytest.fixture
-def fake_sleep() -> FakeSleep:
-    return FakeSleep()
+def stepping() -> SteppingClock:
+    return SteppingClock()
 
 
 @pytest.fixture
@@ -64,8 +65,8 @@ def sim() -> Iterator[Simulator]:
 
 
 @pytest.fixture
-def runtime(sim: Simulator, fake_sleep: FakeSleep) -> Runtime:
-    return Runtime(sleep=fake_sleep, simulator=sim)
+def runtime(sim: Simulator, stepping: SteppingClock) -> Runtime:
+    return Runtime(clock=stepping.clock, simulator=sim)
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import pytest
 
 from gs_video_report.batch.cleanup import cleanup
 from gs_video_report.batch.cost import Budget, BudgetExceeded, Estimator, Prices
-from gs_video_report.config import ApiKey, PriceOverride
+from gs_video_report.config import ApiKey, PoolKey, PriceOverride
 from gs_video_report.errors import ExitCode
 from gs_video_report.models import Usage
-from gs_video_report.services.gemini import GeminiService
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from tests.conftest import SAMPLES, TEST_KEY, make_lectures
@@ -172,25 +171,24 @@ def test_cleanup_deletes_owned_uploads_and_drops_old_batches_but_keeps_the_ledge
             failed = next(t for t in await store.tasks("b1") if t.stage is TaskStage.FAILED)
             assert failed.upload_name and sim.stats()["files_live"] == 1
             settings = settings_for(sim, tmp_path)
-            async with GeminiService(ApiKey(TEST_KEY, "t"), settings.api) as service:
-                other = GeminiService(ApiKey("another-key", "t"), settings.api)
-                async with other:
-                    kept = await cleanup(
-                        store,
-                        older_than_days=30,
-                        now=time.time(),
-                        all_uploads=False,
-                        services={other.key_fingerprint: other},
-                    )
-                assert kept.files_kept == 1 and kept.other_keys == {failed.upload_key}
-                assert sim.stats()["files_live"] == 1
-                report = await cleanup(
-                    store,
-                    older_than_days=0,
-                    now=time.time() + 1,
-                    all_uploads=False,
-                    services={service.key_fingerprint: service},
-                )
+            kept = await cleanup(
+                store,
+                older_than_days=30,
+                now=time.time(),
+                all_uploads=False,
+                keys=[PoolKey.of(ApiKey("another-key", "t"))],
+                api=settings.api,
+            )
+            assert kept.files_kept == 1 and kept.other_keys == {failed.upload_key}
+            assert sim.stats()["files_live"] == 1
+            report = await cleanup(
+                store,
+                older_than_days=0,
+                now=time.time() + 86400,  # after the run's finish on its stepping clock
+                all_uploads=False,
+                keys=[PoolKey.of(ApiKey(TEST_KEY, "t"))],
+                api=settings.api,
+            )
             assert report.files_deleted == 1 and report.batches_dropped == ["b1"]
             assert sim.stats()["files_live"] == 0 and sim.stats()["calls"]["delete_file"] >= 3
             assert await store.batch("b1") is None and await store.tasks("b1") == []

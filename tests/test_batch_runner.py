@@ -17,20 +17,7 @@ from gs_video_report.services.writer import FileWriter
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from tests.conftest import TEST_KEY, make_lectures
-
-
-class SteppingClock:
-    """Time moves only when the code sleeps (retries and pauses pass instantly)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.virtual_time import SteppingClock
 
 
 def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
@@ -67,6 +54,7 @@ async def record(store: CheckpointManager, sim: Simulator, tmp_path: Path, batch
             source_desc="test",
             output_dir=str(out),
             snapshot={"model": settings.model},
+            now=time.time(),
         )
     return bool(plan.to_run)
 
@@ -87,8 +75,7 @@ async def resume(
         keys=keys or [PoolKey.of(ApiKey(TEST_KEY, "test"))],
         options=RunOptions(parallel=3, max_uploads=2),
         registry=TemplateRegistry.with_builtins(),
-        clock=clock,
-        sleep=clock.sleep,
+        clock=clock.clock,
     )
 
 
@@ -194,8 +181,7 @@ def test_a_per_minute_429_pauses_every_worker_once_and_burns_no_attempt(
                 keys=[PoolKey.of(ApiKey(TEST_KEY, "test"))],
                 options=RunOptions(parallel=3, max_uploads=3),
                 registry=TemplateRegistry.with_builtins(),
-                clock=clock,
-                sleep=clock.sleep,
+                clock=clock.clock,
                 on_pool=pools.append,
             )
             assert outcome.counts == {TaskStage.DONE: 3}

@@ -35,8 +35,9 @@ from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.simulator import Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from tests.conftest import SAMPLES, TEST_KEY
-from tests.test_batch_runner import SteppingClock, record
+from tests.test_batch_runner import record
 from tests.test_processes import Child, db_rows, lessons, stages, the_batch, wait_until
+from tests.virtual_time import SteppingClock
 
 RETRYABLE_KINDS = ("TransientError", "ApiTimeoutError", "RateLimitError", "FileAccessError")
 
@@ -175,8 +176,7 @@ def test_thirty_percent_mixed_faults(sim: Simulator, tmp_path: Path) -> None:
                 keys=[PoolKey.of(ApiKey(TEST_KEY, "t"))],
                 options=RunOptions(parallel=parallel, max_uploads=uploads, max_retries=max_retries),
                 registry=TemplateRegistry.with_builtins(),
-                clock=clock,
-                sleep=clock.sleep,
+                clock=clock.clock,
             )
             tasks = await store.tasks("b1")
             calls = {t.id: await store.attempts(t.id) for t in tasks}
@@ -234,8 +234,7 @@ def test_a_full_disk_fails_what_it_stops_and_a_resume_writes_it_without_paying(
             keys=[PoolKey.of(ApiKey(TEST_KEY, "t"))],
             options=RunOptions(parallel=1, max_uploads=1),
             registry=TemplateRegistry.with_builtins(),
-            clock=clock,
-            sleep=clock.sleep,
+            clock=clock.clock,
         )
 
     async def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 from gs_video_report.cli import _legacy_argv
 from gs_video_report.errors import ExitCode
 from gs_video_report.simulator import Fault, Simulator
-from tests.conftest import SAMPLES, TEST_KEY, FakeSleep
+from tests.conftest import SAMPLES, TEST_KEY
 
 TEMPLATES = ("chinese_transcript", "comprehensive_lesson", "summary_report")
 
@@ -170,16 +171,19 @@ def test_usage_error_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_retryable_errors_are_retried_with_backoff(
-    cli, sim: Simulator, sample: Path, fake_sleep: FakeSleep
+    cli, sim: Simulator, sample: Path, isolated_env: Path
 ) -> None:  # type: ignore[no-untyped-def]
     sim.add_fault(Fault("unavailable", "generate"))
     sim.add_fault(Fault("rate_limit_minute", "generate", retry_after=20))
     result = cli("main", str(sample), "--simulate", "-t", "summary_report")
     assert result.exit_code == 0, result.output
     assert sim.stats()["calls"]["generate"] == 3
-    retry_waits = [s for s in fake_sleep.calls if s >= 1.0 and s not in (1.0, 2.0, 3.0)]
-    assert any(20 <= s <= 22.5 for s in fake_sleep.calls), fake_sleep.calls  # honoured RetryInfo
-    assert retry_waits
+    with sqlite3.connect(isolated_env / "state.db") as db:
+        at = [row[0] for row in db.execute("SELECT at FROM attempts WHERE stage = 'generate'")]
+        (tries,) = db.execute("SELECT attempts FROM tasks").fetchone()
+    assert len(at) == 3 and at[1] - at[0] >= 1.0  # a backoff after the 503 (one try used)
+    assert at[2] - at[1] >= 20  # the 429's RetryInfo was honoured (no try used)
+    assert tries == 1
 
 
 def test_per_day_quota_exits_5_without_retrying(cli, sim: Simulator, sample: Path) -> None:  # type: ignore[no-untyped-def]
@@ -187,7 +191,12 @@ def test_per_day_quota_exits_5_without_retrying(cli, sim: Simulator, sample: Pat
     result = cli("main", str(sample), "--simulate")
     assert result.exit_code == ExitCode.QUOTA, result.output
     assert sim.stats()["calls"]["generate"] == 1
-    assert sim.stats()["files_live"] == 0  # the upload was still cleaned up
+    assert "run the same command again to resume" in result.stderr
+    assert sim.stats()["files_live"] == 1  # kept for the resume
+    again = cli("main", str(sample), "--simulate")  # `main` resumes where it stopped
+    assert again.exit_code == 0, again.output
+    assert sim.stats()["uploads_completed"] == 1  # the upload was reused, not sent again
+    assert sim.stats()["calls"]["generate"] == 2 and sim.stats()["files_live"] == 0
 
 
 def test_truncated_answer_fails_and_writes_nothing(
@@ -234,8 +243,10 @@ def test_the_api_key_is_never_written_anywhere(
         cli("main", str(sample), "-t", t, "-o", str(tmp_path / "o"), "-v") for t in TEMPLATES
     ]
     sim.add_fault(Fault("server_error", "generate", times=10))
-    outputs.append(cli("main", str(sample), "-o", str(tmp_path / "o"), "-v"))
-    outputs.append(cli("main", str(sample), "-k", TEST_KEY, "-o", str(tmp_path / "o"), "-v"))
+    outputs.append(cli("main", str(sample), "-o", str(tmp_path / "o"), "-v", "--force"))
+    outputs.append(
+        cli("main", str(sample), "-k", TEST_KEY, "-o", str(tmp_path / "o"), "-v", "--force")
+    )
     assert [r.exit_code for r in outputs] == [0, 0, 0, 1, 1]
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".log" for p in written) and any(p.suffix == ".md" for p in written)
@@ -280,6 +291,7 @@ def test_ctrl_c_exits_130(sim: Simulator, sample: Path) -> None:
 
     from gs_video_report.cli import app
     from gs_video_report.cli.common import Runtime
+    from gs_video_report.clock import Clock
 
     async def interrupted_sleep(seconds: float) -> None:
         raise KeyboardInterrupt
@@ -287,7 +299,7 @@ def test_ctrl_c_exits_130(sim: Simulator, sample: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["main", str(sample), "--simulate"],
-        obj=Runtime(sleep=interrupted_sleep, simulator=sim),
+        obj=Runtime(clock=Clock(sleep=interrupted_sleep), simulator=sim),
     )
     assert result.exit_code == ExitCode.INTERRUPTED
     assert result.stderr.strip() == "interrupted"

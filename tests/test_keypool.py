@@ -262,9 +262,9 @@ def test_keys_command_shows_the_pool_warns_and_enables(cli: Any, tmp_path: Path)
     assert all(secret not in result.output for secret in (KEY_A, KEY_B, KEY_C))
 
     async def disable_two() -> None:
-        from gs_video_report.cli.common import db_path
+        from gs_video_report.batch.api import state_db_path
 
-        async with open_db(db_path()) as conn:
+        async with open_db(state_db_path()) as conn:
             store = CheckpointManager(conn)
             pool = KeyPool(read_keys_file(keys))
             for key in pool.keys[:2]:

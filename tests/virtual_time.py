@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time as _time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from gs_video_report.clock import Clock
 
 T = TypeVar("T")
 
@@ -41,3 +44,36 @@ class VirtualClock:
             if not future.done():
                 future.set_result(None)
         return task.result()
+
+
+class SteppingClock:
+    """The engine's clock in tests that run it whole (CLI, runner): time moves forward
+    by exactly what the code waits for, so retries, pauses and polls pass at once. Each
+    wait still gives the event loop a millisecond, so a loop that waits (the lease
+    keeper, idle workers) never starves the rest. ``waits`` records every wait asked for.
+    Between waits time runs as the real one does (from today's date), so stored times
+    look like today's and always move forward."""
+
+    def __init__(self) -> None:
+        self._started = _time.time()
+        self._skipped = 0.0
+        self.waits: list[float] = []
+
+    @property
+    def now(self) -> float:
+        return _time.time() + self._skipped
+
+    def time(self) -> float:
+        return self.now
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self._skipped += max(0.0, seconds)
+        await asyncio.sleep(0.001 if seconds > 0 else 0)
+
+    @property
+    def clock(self) -> Clock:
+        return Clock(self.time, self.sleep)

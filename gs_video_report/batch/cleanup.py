@@ -9,11 +9,13 @@ of keys not given are reported, not touched. The skip-existing ledger survives d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gs_video_report.config import ApiSettings, PoolKey
 from gs_video_report.errors import ApiError, FileAccessError
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
@@ -51,8 +53,24 @@ async def cleanup(
     older_than_days: float,
     now: float,
     all_uploads: bool,
-    services: Mapping[str, GeminiService],
+    keys: Sequence[PoolKey],
+    api: ApiSettings,
     dry_run: bool = False,
+) -> CleanupReport:
+    async with contextlib.AsyncExitStack() as stack:
+        services = {
+            k.fingerprint: await stack.enter_async_context(GeminiService(k.key, api)) for k in keys
+        }
+        return await _cleanup(store, older_than_days, now, all_uploads, services, dry_run)
+
+
+async def _cleanup(
+    store: CheckpointManager,
+    older_than_days: float,
+    now: float,
+    all_uploads: bool,
+    services: Mapping[str, GeminiService],
+    dry_run: bool,
 ) -> CleanupReport:
     report = CleanupReport()
     simulated = await simulated_batches(store)

@@ -6,7 +6,8 @@ dated table (``catalog``) unless the config's ``prices`` section overrides a mod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -129,9 +130,52 @@ class Budget:
             )
         self._in_flight[task_id] = estimate_usd
 
+    def holds(self, task_id: int) -> bool:
+        return task_id in self._in_flight
+
     def release(self, task_id: int) -> None:
         self._in_flight.pop(task_id, None)
 
     def spend(self, usd: float | None) -> None:
         """A paid call answered (even a rejected answer is billed)."""
         self.spent_usd += usd or 0.0
+
+
+class BudgetGate:
+    """The budget as tasks meet it: each paid call reserves its estimate first and holds
+    it until it has answered. While other calls' estimates are in flight, a call that
+    does not fit waits for their real cost (often lower); it raises ``BudgetExceeded``
+    only when it would not fit even with nothing in flight."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self._freed = asyncio.Event()
+        self._closed = False
+
+    async def reserve(
+        self, task_id: int, estimate_usd: float, *, waiting: Callable[[], None]
+    ) -> bool:
+        """True once reserved; False when the gate closed (the batch is stopping)."""
+        while not self._closed:
+            try:
+                self.budget.reserve(task_id, estimate_usd)
+                return True
+            except BudgetExceeded:
+                if self.budget.in_flight_usd <= 0:
+                    raise
+            waiting()
+            self._freed.clear()
+            await self._freed.wait()
+        return False
+
+    def holds(self, task_id: int) -> bool:
+        return self.budget.holds(task_id)
+
+    def release(self, task_id: int) -> None:
+        """Safe to call for a task that holds nothing (every task's ``finally`` does)."""
+        self.budget.release(task_id)
+        self._freed.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._freed.set()

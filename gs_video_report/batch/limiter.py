@@ -31,6 +31,7 @@ _RECOVERY_EVERY = 10  # ... per this many successes
 class QuotaParked(GsVideoReportError):
     """The bucket's daily quota is used up; nothing more is scheduled on it."""
 
+    kind = "QuotaParked"
     exit_code = ExitCode.QUOTA
 
     def __init__(self, message: str, resets_at: float | None) -> None:

@@ -15,6 +15,7 @@ Times ("...second..." fields) are made absolute when a part answered relative to
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -24,7 +25,9 @@ from typing import Any
 
 from gs_video_report.batch.cost import estimate_input_tokens
 from gs_video_report.catalog import MODELS
-from gs_video_report.models import GenerationSettings, Usage
+from gs_video_report.clock import Clock
+from gs_video_report.models import Generation, GenerationSettings, Usage
+from gs_video_report.storage.checkpoint import CheckpointManager
 
 # A part must fit the model's input with room for the prompt and the answer.
 _INPUT_SHARE = 0.8
@@ -46,24 +49,48 @@ class Part:
         return self.answer is not None
 
 
-class PartStore:
-    """Where a video's parts live while it is processed: in memory for ``main``; the batch
-    stores them in the state database (so a resume asks only for the missing ones)."""
+class StoredParts:
+    """A task's parts in the state database: each part's answer is committed as it
+    arrives, so a resume asks only for the missing ones. A whole-video answer is kept as
+    the only part (``keep``) before its lesson is written."""
 
-    def __init__(self) -> None:
-        self._parts: list[Part] = []
+    def __init__(self, store: CheckpointManager, task_id: int, clock: Clock) -> None:
+        self.store, self.task_id, self.clock = store, task_id, clock
 
     async def load(self) -> list[Part]:
-        return list(self._parts)
+        return [
+            Part(
+                row["idx"],
+                row["start_s"],
+                row["end_s"],
+                json.loads(row["answer_json"]) if row["answer_json"] else None,
+                Usage(**json.loads(row["usage_json"])) if row["usage_json"] else None,
+            )
+            for row in await self.store.parts(self.task_id)
+        ]
 
     async def plan(self, bounds: Sequence[tuple[float, float]]) -> list[Part]:
-        self._parts = [Part(i, start, end) for i, (start, end) in enumerate(bounds)]
-        return list(self._parts)
+        await self.store.plan_parts(self.task_id, bounds)
+        return await self.load()
+
+    async def keep(self, generation: Generation, duration_s: float) -> None:
+        await self.store.keep_answer(
+            self.task_id,
+            duration_s,
+            json.dumps(generation.data, ensure_ascii=False),
+            json.dumps(dataclasses.asdict(generation.usage)),
+            self.clock.time(),
+        )
 
     async def finish(self, part: Part, answer: dict[str, Any], usage: Usage) -> Part:
-        done = Part(part.index, part.start_s, part.end_s, answer, usage)
-        self._parts[part.index] = done
-        return done
+        await self.store.finish_part(
+            self.task_id,
+            part.index,
+            json.dumps(answer, ensure_ascii=False),
+            json.dumps(dataclasses.asdict(usage)),
+            self.clock.time(),
+        )
+        return Part(part.index, part.start_s, part.end_s, answer, usage)
 
 
 def fits(duration_s: float, settings: GenerationSettings, input_tokens: int) -> bool:

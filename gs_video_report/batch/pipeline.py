@@ -8,52 +8,48 @@ exposes its stages separately so the batch engine can checkpoint between them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from gs_video_report.batch.adapt import Adjustments, adapt
+from gs_video_report.batch.adapt import Adjustments
+from gs_video_report.batch.decide import Adapt, Situation, decide
+from gs_video_report.batch.parts import Part as Part
 from gs_video_report.batch.parts import (
-    Part,
-    PartStore,
+    StoredParts,
     input_limit,
     merge,
     part_instruction,
     spans,
 )
+from gs_video_report.clock import Clock
 from gs_video_report.config import Settings
-from gs_video_report.errors import AnswerError, ApiError, ApiTimeoutError, FileAccessError
+from gs_video_report.errors import AnswerError, ApiError
 from gs_video_report.models import (
     CallRecord,
     Generation,
     LessonFiles,
-    LessonResult,
-    UploadedFile,
     Usage,
     VideoInfo,
     VideoSource,
+    mmss,
 )
 from gs_video_report.retry import RetryPolicy
-from gs_video_report.services.formatter import LessonFormatter, LessonMeta, mmss
+from gs_video_report.services.formatter import LessonFormatter, LessonMeta
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.probe import probe_video
-from gs_video_report.services.sources import parse_source, printable
-from gs_video_report.services.templates import LessonTemplate
+from gs_video_report.services.sources import parse_source
+from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter, write_lesson
+from gs_video_report.storage.checkpoint import TaskRow
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[None]]
-StageCallback = Callable[[str, float | None], None]  # stage name, fraction done (or None)
-Pace = Callable[[float], Awaitable[None]]  # awaited before each generate call
-
-_MAX_TIMEOUT_GROWTH = 3.0
+BeforeCall = Callable[[float], Awaitable[None]]  # awaited before each generate call
+_NO_RETRY = RetryPolicy(max_retries=0)  # an answer is adapted here, never just repeated
 
 
 @dataclass(frozen=True)
@@ -108,8 +104,30 @@ def prepare(
     return PreparedVideo(source, info, template, resolved, prompt, system, files)
 
 
+def rebuild(task: TaskRow, registry: TemplateRegistry, now: datetime) -> PreparedVideo:
+    """Everything the stages need, from the task's row alone (a new process may run it)."""
+    source = parse_source(task.source)
+    template = registry.get(task.template)
+    info = None
+    if source.path is not None:
+        info = VideoInfo(task.duration_s or 0.0, task.size_bytes or 0, task.mime_type or "")
+    builtins = prompt_builtins(source, info, now)
+    params = task.params
+    return PreparedVideo(
+        source=source,
+        info=info,
+        template=template,
+        params=params,
+        prompt=template.render_prompt(params, builtins),
+        system_instruction=template.render_system_instruction(params, builtins),
+        files=LessonFiles(Path(task.output_md), Path(task.output_json)),
+    )
+
+
 class VideoPipeline:
-    """Stages for one video over a ``GeminiService``; retries follow ``RetryPolicy``."""
+    """The generate and write stages of one video over a ``GeminiService``. It never
+    retries: a failure leaves as our error class and ``decide`` says what it means;
+    only an answer that ``decide`` can fix (``Adapt``) is asked for again here."""
 
     def __init__(
         self,
@@ -117,64 +135,14 @@ class VideoPipeline:
         settings: Settings,
         *,
         model: str,
-        retry: RetryPolicy,
+        clock: Clock,
         simulated: bool = False,
-        sleep: Sleep = asyncio.sleep,
-        on_stage: StageCallback | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self.model = model
-        self.retry = retry
+        self.clock = clock
         self.simulated = simulated
-        self._sleep = sleep
-        self._on_stage = on_stage or (lambda stage, fraction: None)
-
-    async def _with_retries(self, what: str, call: Callable[[int], Awaitable[T]]) -> T:
-        """Run ``call(attempt)`` until it succeeds or the policy gives up."""
-        attempt = 0
-        while True:
-            try:
-                return await call(attempt)
-            except ApiError as exc:
-                if isinstance(exc, FileAccessError):
-                    raise  # the same call on the same file cannot succeed: upload again
-                attempt += 1
-                delay = self.retry.delay(exc, attempt)
-                if delay is None:
-                    raise
-                logger.warning(
-                    "%s failed (%s); retry %d/%d in %.1fs",
-                    what,
-                    exc,
-                    attempt,
-                    self.retry.max_retries,
-                    delay,
-                )
-                self._on_stage(f"waiting {delay:.0f}s to retry {what}", None)
-                await self._sleep(delay)
-
-    async def upload(self, video: PreparedVideo) -> UploadedFile:
-        """Upload and wait until ACTIVE (a whole new upload on each retry)."""
-        assert video.source.path is not None and video.info is not None
-        path, info = video.source.path, video.info
-
-        async def once(attempt: int) -> UploadedFile:
-            self._on_stage("uploading", 0.0)
-            uploaded = await self.service.upload(
-                path,
-                info.mime_type,
-                display_name=printable(path.name),
-                progress=lambda done, total: self._on_stage("uploading", done / max(1, total)),
-            )
-            self._on_stage("processing", None)
-            try:
-                return await self.service.wait_until_active(uploaded, size_bytes=info.size_bytes)
-            except ApiError:
-                await self.delete_quietly(uploaded.name)
-                raise
-
-        return await self._with_retries("upload", once)
 
     async def generate(
         self,
@@ -184,16 +152,13 @@ class VideoPipeline:
         timeout_s: float | None = None,
         adjustments: Adjustments | None = None,
         on_adjust: Callable[[Adjustments], Awaitable[None]] | None = None,
-        pace: Pace | None = None,
+        before_call: BeforeCall | None = None,
         part: Part | None = None,
         parts: int = 1,
     ) -> Generation:
-        """``timeout_s`` overrides the configured request timeout for the first try. An
-        answer that fails in a fixable way is asked for again with ``adapt``'s adjustments;
-        ``on_adjust`` stores them before that call. ``pace(share)`` is awaited before every
-        call (``share``: of the video's input). ``part``: only that clip of the video."""
-        base_timeout = timeout_s or self.settings.api.request_timeout
-        timeouts = 0
+        """One answer. ``on_adjust`` stores an adaptation before the call it changes;
+        ``before_call(share)`` is awaited before every call (``share``: of the video's
+        input) to pace it and reserve its cost. ``part``: only that clip of the video."""
         current = adjustments or Adjustments()
         prompt, base = video.prompt, video.template.generation
         share = 1.0
@@ -201,15 +166,11 @@ class VideoPipeline:
             prompt = f"{prompt}\n\n{part_instruction(part.index, parts, part.start_s, part.end_s)}"
             base = replace(base, start_offset_s=part.start_s, end_offset_s=part.end_s)
             share = (part.end_s - part.start_s) / max(1.0, video.duration_s or 1.0)
-
-        async def once(attempt: int) -> Generation:
-            nonlocal timeouts
-            if pace is not None:
-                await pace(share)
-            self._on_stage("generating", None)
-            timeout = base_timeout * min(_MAX_TIMEOUT_GROWTH, 1.5**timeouts)
+        while True:
+            if before_call is not None:
+                await before_call(share)
             try:
-                return await self.service.generate(
+                generation = await self.service.generate(
                     model=self.model,
                     video=ref,
                     prompt=current.prompt(prompt),
@@ -217,21 +178,17 @@ class VideoPipeline:
                     schema=video.template.schema,
                     settings=current.settings(base),
                     validate=video.template.validate_answer,
-                    timeout_s=timeout,
+                    timeout_s=timeout_s or self.settings.api.request_timeout,
                 )
-            except ApiTimeoutError:
-                timeouts += 1  # a longer timeout next time: the video may just be long
-                raise
-
-        while True:
-            try:
-                generation = await self._with_retries("generate", once)
                 return replace(generation, notes=current.notes)
             except AnswerError as exc:
-                changed = adapt(exc, current, base)
-                if changed is None:
+                situation = Situation(
+                    self.clock.time(), 0, self.model, adjustments=current, base=base
+                )
+                outcome = decide(exc, situation, _NO_RETRY)
+                if not isinstance(outcome, Adapt):
                     raise
-                current = changed
+                current = outcome.adjustments
                 logger.warning("%s: %s", video.source.display_name, current.notes[-1])
                 if on_adjust is not None:
                     await on_adjust(current)
@@ -241,15 +198,13 @@ class VideoPipeline:
         video: PreparedVideo,
         ref: VideoRef,
         *,
-        store: PartStore | None = None,
-        note: Callable[[str], None] | None = None,
+        store: StoredParts,
+        note: Callable[[str], None],
         **options: Any,
     ) -> Generation:
         """The video's answer: in one request, or in parts when the video is too long for
         the model or its answer is cut off even with the largest output budget. Parts in
         ``store`` that are done are not asked for again."""
-        store = store or PartStore()
-        say = note or (lambda text: logger.warning("%s: %s", video.source.display_name, text))
         parts = await store.load()
         part_s = self.settings.video.part_minutes * 60
         limit = input_limit(self.model)
@@ -257,7 +212,7 @@ class VideoPipeline:
             bounds = spans(video.duration_s, part_s, video.template.generation, limit)
             if bounds:
                 parts = await store.plan(bounds)
-                say(f"too long for one request: processing in {len(parts)} parts")
+                note(f"too long for one request: processing in {len(parts)} parts")
         if not parts:
             try:
                 return await self.generate(video, ref, **options)
@@ -272,7 +227,7 @@ class VideoPipeline:
                 if exc.reason != "MAX_TOKENS" or not bounds:
                     raise
                 parts = await store.plan(bounds)
-                say(f"MAX_TOKENS with every adjustment: processing in {len(parts)} parts")
+                note(f"MAX_TOKENS with every adjustment: processing in {len(parts)} parts")
         done: list[Generation] = []
         for part in parts:
             if part.done:
@@ -309,14 +264,13 @@ class VideoPipeline:
             logger.info("could not delete %s (%s); it expires within 48 hours", name, exc)
 
     def write(self, video: PreparedVideo, generation: Generation, calls: list[CallRecord]) -> None:
-        self._on_stage("writing", None)
         formatter = LessonFormatter(video.template)
         meta = LessonMeta(
             source=video.source,
             duration_s=video.duration_s,
             template=video.template,
             model=generation.model,
-            created=datetime.now(UTC),
+            created=datetime.fromtimestamp(self.clock.time(), UTC),
             usage=generation.usage,
             simulated=self.simulated,
             parameters=video.params,
@@ -332,34 +286,6 @@ class VideoPipeline:
             "answer": generation.data,
         }
         write_lesson(video.files, markdown, document)
-
-    async def run(self, video: PreparedVideo, calls: list[CallRecord]) -> LessonResult:
-        """All stages. A 403 on the uploaded file (expired, another project's) re-uploads once."""
-        started = time.monotonic()
-        if video.source.is_youtube:
-            ref = VideoRef(uri=video.source.identity, mime_type=None)
-            generation = await self.lesson(video, ref)
-        else:
-            generation = await self._generate_from_upload(video)
-        self.write(video, generation, calls)
-        logger.info("%s done in %.1fs", video.source.display_name, time.monotonic() - started)
-        return LessonResult(video.source, video.files, generation, tuple(calls))
-
-    async def _generate_from_upload(self, video: PreparedVideo) -> Generation:
-        for reupload in (False, True):
-            uploaded = await self.upload(video)
-            try:
-                ref = VideoRef(uploaded.uri, uploaded.mime_type, uploaded.name)
-                return await self.lesson(video, ref)
-            except FileAccessError:
-                if reupload:
-                    raise
-                logger.warning(
-                    "uploaded file %s is no longer accessible; uploading again", uploaded.name
-                )
-            finally:
-                await self.delete_quietly(uploaded.name)
-        raise AssertionError("unreachable")
 
 
 def _call_json(call: CallRecord) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gs_video_report.batch.cost import EXPECTED_OUTPUT_TOKENS, Prices, estimate_input_tokens
 from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
+from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.batch.pipeline import PreparedVideo, prepare
 from gs_video_report.config import Settings
 from gs_video_report.errors import InputError, TemplateError
@@ -79,7 +81,7 @@ def build_plan(
     seen: dict[tuple[str, str, str], str] = {}
     for entry in inputs.entries:
         try:
-            planned = _plan_entry(entry, settings, registry, writer, template, params, taken)
+            planned = plan_entry(entry, settings, registry, writer, template, params, taken)
         except (InputError, TemplateError) as exc:
             plan.problems.append(InputProblem(entry.origin, str(exc)))
             continue
@@ -107,15 +109,16 @@ def build_plan(
     return plan
 
 
-def _plan_entry(
+def plan_entry(
     entry: InputEntry,
     settings: Settings,
     registry: TemplateRegistry,
     writer: FileWriter,
     template: str | None,
     params: Mapping[str, str],
-    taken: set[Path],
+    taken: set[Path] | None = None,
 ) -> PlannedTask:
+    """One entry through every local check; raises ``InputError``/``TemplateError``."""
     chosen = registry.get(entry.template or template or settings.templates.default)
     merged = {**params, **entry.params}
     source = parse_source(entry.text)
@@ -127,7 +130,7 @@ def _plan_entry(
         writer=writer,
         subdir=entry.subdir,
         output_stem=entry.output_name,
-        taken=taken,
+        taken=taken or set(),
     )
     fingerprint = (
         content_fingerprint(source.path)
@@ -136,3 +139,62 @@ def _plan_entry(
     )
     key = done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
     return PlannedTask(entry, video, fingerprint, key)
+
+
+@dataclass(frozen=True)
+class EstimateRow:
+    video: str
+    template: str
+    duration_s: float | None
+    parts: list[tuple[float, float]]  # empty: one request
+    input_tokens: int
+    output: Path
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    """What ``--dry-run`` shows: per video, and the totals."""
+
+    rows: list[EstimateRow]
+    input_tokens: int
+    calls: int
+    cost_usd: float | None  # None: no price for the model
+    model: str
+    rpm: float | None
+    tpm: float | None
+
+    @property
+    def min_minutes(self) -> float:
+        """The least time the configured rate limits allow (0: none configured)."""
+        return max(
+            self.calls / self.rpm if self.rpm else 0.0,
+            self.input_tokens / self.tpm if self.tpm else 0.0,
+        )
+
+
+def estimate_plan(plan: Plan, settings: Settings) -> PlanEstimate:
+    rows = []
+    for task in plan.to_run:
+        video = task.video
+        tokens = estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
+        bounds = spans(
+            video.duration_s,
+            settings.video.part_minutes * 60,
+            video.template.generation,
+            input_limit(settings.model),
+        )
+        rows.append(
+            EstimateRow(
+                video.source.display_name,
+                video.template.name,
+                video.duration_s,
+                list(bounds),
+                tokens,
+                video.files.markdown,
+            )
+        )
+    tokens_total = sum(r.input_tokens for r in rows)
+    calls = sum(max(1, len(r.parts)) for r in rows)
+    cost = Prices(settings.prices).usd(settings.model, tokens_total, EXPECTED_OUTPUT_TOKENS * calls)
+    limits = settings.limits_for(settings.model)
+    return PlanEstimate(rows, tokens_total, calls, cost, settings.model, limits.rpm, limits.tpm)

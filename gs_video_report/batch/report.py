@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gs_video_report.services.formatter import mmss
+from gs_video_report.models import mmss
 from gs_video_report.services.writer import atomic_write_text
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskStage
 

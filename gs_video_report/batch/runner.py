@@ -1,7 +1,8 @@
 """Running a batch: plan -> rows -> lease -> WorkerPool, and resuming one.
 
-``start_batch`` commits the whole plan as task rows before anything is spent, so an
-interruption at any later moment is resumable with ``resume_batch``.
+``record_plan`` commits the whole plan as task rows before anything is spent, so an
+interruption at any later moment is resumable with ``run_batch``. Whatever happens
+inside, a run ends with the batch in a stated status — never left ``running``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gs_video_report.batch.cost import Budget, Prices
+from gs_video_report.batch.cost import Budget, BudgetGate, Prices
+from gs_video_report.batch.events import NullReporter, Reporter
+from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
-from gs_video_report.batch.workers import PoolOptions, Sleep, StageListener, WorkerPool, record_call
+from gs_video_report.batch.workers import PoolOptions, WorkerPool
+from gs_video_report.clock import REAL, Clock
 from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import ExitCode, OutputError, UnknownBatchError, UsageError
+from gs_video_report.models import BatchStatus, StopReason
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.gemini.keypool import KeyPool, KeyState
@@ -36,6 +40,14 @@ logger = logging.getLogger(__name__)
 
 LEASE_TTL_S = 30.0
 CANCEL_POLL_S = 2.0
+_EXIT_BY_STOP = {
+    StopReason.QUOTA: ExitCode.QUOTA,
+    StopReason.BUDGET: ExitCode.QUOTA,
+    StopReason.AUTH: ExitCode.AUTH,
+    StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
+    StopReason.CANCELLED: ExitCode.INTERRUPTED,
+    StopReason.LEASE_LOST: ExitCode.INTERRUPTED,
+}
 
 
 def new_batch_id(now: datetime | None = None) -> str:
@@ -51,26 +63,29 @@ class RunOptions:
     simulated: bool = False
     timeout_s: float | None = None  # per video generate call
     cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
+    reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
 
 
 @dataclass
 class BatchOutcome:
     batch_id: str
     counts: dict[TaskStage, int] = field(default_factory=dict)
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     stop_message: str | None = None
     report_dir: Path | None = None
     spent_usd: float = 0.0
     rest_usd: float | None = None  # estimate for what is left (None: unknown)
 
     @property
+    def status(self) -> BatchStatus:
+        if self.stop_reason is not None:
+            return BatchStatus.stopped(self.stop_reason)
+        return BatchStatus.PARTIAL if self.counts.get(TaskStage.FAILED) else BatchStatus.DONE
+
+    @property
     def exit_code(self) -> ExitCode:
-        if self.stop_reason in ("quota", "budget"):
-            return ExitCode.QUOTA
-        if self.stop_reason == "auth":
-            return ExitCode.AUTH
-        if self.stop_reason in ("interrupted", "cancelled"):
-            return ExitCode.INTERRUPTED
+        if self.stop_reason is not None:
+            return _EXIT_BY_STOP[self.stop_reason]
         return ExitCode.PARTIAL if self.counts.get(TaskStage.FAILED) else ExitCode.OK
 
 
@@ -82,6 +97,7 @@ async def record_plan(
     source_desc: str,
     output_dir: str,
     snapshot: dict[str, object],
+    now: float,
 ) -> None:
     tasks = [
         NewTask(
@@ -109,8 +125,21 @@ async def record_plan(
         output_dir=output_dir,
         settings=snapshot,
         tasks=tasks,
-        now=time.time(),
+        now=now,
     )
+
+
+async def _check_prices(
+    store: CheckpointManager, batch_id: str, prices: Prices, options: RunOptions
+) -> None:
+    if options.cost_limit_usd is None:
+        return
+    unpriced = sorted({t.model for t in await store.tasks(batch_id) if not prices.on(t.model)})
+    if unpriced:
+        raise UsageError(
+            f"--cost-limit needs a price for {', '.join(unpriced)}: add it under 'prices'"
+            " in the config file"
+        )
 
 
 async def run_batch(
@@ -121,122 +150,139 @@ async def run_batch(
     keys: Sequence[PoolKey],
     options: RunOptions,
     registry: TemplateRegistry,
-    # Times stored in the task table (retry times, updated_at) must survive a reboot,
-    # so the default is wall-clock time, not a monotonic clock that restarts at boot.
-    clock: Callable[[], float] = time.time,
-    sleep: Sleep = asyncio.sleep,
-    on_stage: StageListener | None = None,
+    clock: Clock = REAL,
+    reporter: Reporter | None = None,
     on_pool: Callable[[WorkerPool], None] | None = None,
 ) -> BatchOutcome:
     """Run (or resume) ``batch_id`` until every task is done or failed, or a stop."""
     if await store.batch(batch_id) is None:
         raise UnknownBatchError(batch_id)
     prices = Prices(settings.prices)
-    if options.cost_limit_usd is not None:
-        unpriced = sorted({t.model for t in await store.tasks(batch_id) if not prices.on(t.model)})
-        if unpriced:
-            raise UsageError(
-                f"--cost-limit needs a price for {', '.join(unpriced)}: add it under 'prices'"
-                " in the config file"
-            )
+    await _check_prices(store, batch_id, prices, options)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     await store.acquire_lease(
         batch_id,
         owner=owner,
         pid=os.getpid(),
-        now=time.time(),
+        now=clock.time(),
         ttl_s=LEASE_TTL_S,
         holder_dead=_dead_on_this_host,
     )
+    status = BatchStatus.INTERRUPTED  # unless the run gets to say otherwise
     try:
-        await store.recover(batch_id, clock())
-        tasks = await store.tasks(batch_id)
-        # a writer killed mid-write (the lease says it is gone) left temp files behind
-        remove_leftovers(
-            Path(p) for t in tasks if not t.stage.finished for p in (t.output_md, t.output_json)
-        )
-        await store.set_batch_status(batch_id, "running", time.time())
-        spent = sum(prices.of_usage(m, u) or 0.0 for m, u in await store.billed_usage(batch_id))
-        budget = Budget(options.cost_limit_usd, spent)
-        limiter = APILimiter(
-            lambda model: Limits(**settings.limits_for(model).model_dump()),
-            clock=clock,
-            sleep=sleep,
-        )
-        # Health carries over between runs, except cooldowns: a resume is the user asking
-        # to try again (a quota that is still used up costs one free 429 to find out).
-        known = {
-            fp: KeyState(**{**row, "cooldown_until": None, "cooldown_reason": None})
-            for fp, row in (await store.key_health()).items()
-        }
-        pool_of_keys = KeyPool(keys, api=settings.api, states=known, clock=clock)
-        async with contextlib.AsyncExitStack() as stack:
-            services = {
-                k.fingerprint: await stack.enter_async_context(
-                    GeminiService(
-                        k.key, settings.api, sleep=sleep, clock=clock, on_call=record_call
-                    )
-                )
-                for k in keys
-            }
-            if not pool_of_keys.usable():
-                raise pool_of_keys.none_usable()
-            pool = WorkerPool(
-                batch_id=batch_id,
-                store=store,
-                services=services,
-                keys=pool_of_keys,
-                settings=settings,
-                registry=registry,
-                limiter=limiter,
-                retry=RetryPolicy(max_retries=options.max_retries),
-                options=PoolOptions(
-                    options.parallel, options.max_uploads, options.simulated, options.timeout_s
-                ),
-                clock=clock,
-                sleep=sleep,
-                budget=budget,
-                on_stage=on_stage,
-            )
-            pool.learn_from(tasks)
-            if on_pool is not None:
-                on_pool(pool)
-            keeper = asyncio.create_task(_keep_lease(store, pool, batch_id, owner))
-            try:
-                await pool.run()
-            except asyncio.CancelledError:
-                # Stopped at once (second Ctrl-C): tasks mid-stage stay as they are and
-                # the next resume puts them back in the queue (``recover``).
-                await store.set_batch_status(batch_id, "interrupted", time.time())
-                raise
-            finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
-        if pool.aborted:
-            await store.recover(batch_id, clock())  # what was in flight goes back in the queue
-        if pool.stop_reason == "cancelled":
-            await store.cancel_pending(batch_id, clock())
-        left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
-        outcome = BatchOutcome(
+        outcome = await _run_leased(
+            store,
             batch_id,
-            await store.counts(batch_id),
-            pool.stop_reason,
-            pool.stop_message,
-            spent_usd=budget.spent_usd,
-            rest_usd=pool.estimate_usd(left),
+            owner,
+            settings=settings,
+            keys=keys,
+            options=options,
+            registry=registry,
+            clock=clock,
+            reporter=reporter or NullReporter(),
+            on_pool=on_pool,
         )
-        status = outcome.stop_reason or (
-            "partial" if outcome.counts.get(TaskStage.FAILED) else "done"
-        )
-        await store.set_batch_status(batch_id, status, time.time())
-        try:
-            outcome.report_dir = await write_reports(store, batch_id)
-        except OutputError as exc:  # the batch's own state is safe; say so, do not crash
-            logger.warning("could not write the batch report: %s", exc)
+        status = outcome.status
         return outcome
     finally:
-        await store.release_lease(batch_id, owner=owner)
+        # in a finally: an error or a second Ctrl-C must not leave the batch "running"
+        with contextlib.suppress(Exception):
+            await asyncio.shield(store.set_batch_status(batch_id, status, clock.time()))
+            await asyncio.shield(store.release_lease(batch_id, owner=owner))
+
+
+async def _run_leased(
+    store: CheckpointManager,
+    batch_id: str,
+    owner: str,
+    *,
+    settings: Settings,
+    keys: Sequence[PoolKey],
+    options: RunOptions,
+    registry: TemplateRegistry,
+    clock: Clock,
+    reporter: Reporter,
+    on_pool: Callable[[WorkerPool], None] | None,
+) -> BatchOutcome:
+    await store.recover(batch_id, clock.time())
+    tasks = await store.tasks(batch_id)
+    # a writer killed mid-write (the lease says it is gone) left temp files behind
+    remove_leftovers(
+        Path(p) for t in tasks if not t.stage.finished for p in (t.output_md, t.output_json)
+    )
+    await store.set_batch_status(batch_id, BatchStatus.RUNNING, clock.time())
+    prices = Prices(settings.prices)
+    spent = sum(prices.of_usage(m, u) or 0.0 for m, u in await store.billed_usage(batch_id))
+    budget = BudgetGate(Budget(options.cost_limit_usd, spent))
+    limiter = APILimiter(
+        lambda model: Limits(**settings.limits_for(model).model_dump()),
+        clock=clock.time,
+        sleep=clock.sleep,
+    )
+    # Health carries over between runs, except cooldowns: a resume is the user asking
+    # to try again (a quota that is still used up costs one free 429 to find out).
+    known = {
+        fp: KeyState(**{**row, "cooldown_until": None, "cooldown_reason": None})
+        for fp, row in (await store.key_health()).items()
+    }
+    pool_of_keys = KeyPool(keys, api=settings.api, states=known, clock=clock.time)
+    router = KeyRouter(pool_of_keys, store, clock)
+    async with contextlib.AsyncExitStack() as stack:
+        services = {
+            k.fingerprint: await stack.enter_async_context(
+                GeminiService(k.key, settings.api, sleep=clock.sleep, clock=clock.time)
+            )
+            for k in keys
+        }
+        if not router.usable():
+            raise router.keys.none_usable()
+        pool = WorkerPool(
+            batch_id=batch_id,
+            store=store,
+            services=services,
+            router=router,
+            settings=settings,
+            registry=registry,
+            limiter=limiter,
+            retry=RetryPolicy(max_retries=options.max_retries),
+            options=PoolOptions(
+                options.parallel, options.max_uploads, options.simulated, options.timeout_s
+            ),
+            clock=clock,
+            budget=budget,
+            reporter=reporter,
+        )
+        pool.learn_from(tasks)
+        if on_pool is not None:
+            on_pool(pool)
+        keeper = asyncio.create_task(_keep_lease(store, pool, batch_id, owner, clock))
+        try:
+            await pool.run()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+    if pool.aborted:
+        await store.recover(batch_id, clock.time())  # what was in flight goes back in the queue
+    if pool.stop_reason is StopReason.CANCELLED:
+        await store.cancel_pending(batch_id, clock.time())
+    left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
+    outcome = BatchOutcome(
+        batch_id,
+        await store.counts(batch_id),
+        pool.stop_reason,
+        pool.stop_message,
+        spent_usd=budget.budget.spent_usd,
+        rest_usd=pool.estimate_usd(left),
+    )
+    await store.set_batch_status(batch_id, outcome.status, clock.time())
+    if not options.reports:
+        return outcome
+    try:
+        outcome.report_dir = await write_reports(store, batch_id)
+    except OutputError as exc:  # the batch's own state is safe; say so, do not crash
+        logger.warning("could not write the batch report: %s", exc)
+    return outcome
 
 
 def _dead_on_this_host(owner: str) -> bool:
@@ -255,32 +301,19 @@ def _dead_on_this_host(owner: str) -> bool:
     return False
 
 
-async def cancel_batch(store: CheckpointManager, batch_id: str) -> str:
-    """Stop a batch: a running one (another process) stops within seconds; an idle one at once."""
-    batch = await store.batch(batch_id)
-    if batch is None:
-        raise UnknownBatchError(batch_id)
-    await store.request_cancel(batch_id, time.time())
-    if batch["lease_until"] and batch["lease_until"] > time.time():
-        pid = batch["lease_pid"]
-        return f"cancel requested; the process running it (PID {pid}) stops within seconds"
-    await store.cancel_pending(batch_id, time.time())
-    await store.set_batch_status(batch_id, "cancelled", time.time())
-    return "cancelled"
-
-
 async def _keep_lease(
-    store: CheckpointManager, pool: WorkerPool, batch_id: str, owner: str
+    store: CheckpointManager, pool: WorkerPool, batch_id: str, owner: str, clock: Clock
 ) -> None:
-    """Notice `cancel` from another terminal within seconds, and heartbeat the lease (real
-    time: other processes read it)."""
+    """Notice `cancel` from another terminal within seconds, and heartbeat the lease."""
     ticks = 0
     while True:
-        await asyncio.sleep(CANCEL_POLL_S)
+        await clock.sleep(CANCEL_POLL_S)
         ticks += 1
         if await store.cancel_requested(batch_id):
-            pool.abort("cancelled", "cancelled from another terminal")
+            pool.abort(StopReason.CANCELLED, "cancelled from another terminal")
         if ticks % round(LEASE_TTL_S / 3 / CANCEL_POLL_S) == 0:
-            alive = await store.heartbeat(batch_id, owner=owner, now=time.time(), ttl_s=LEASE_TTL_S)
+            alive = await store.heartbeat(
+                batch_id, owner=owner, now=clock.time(), ttl_s=LEASE_TTL_S
+            )
             if not alive:
-                pool.request_stop("interrupted", "another process took over this batch")
+                pool.request_stop(StopReason.LEASE_LOST, "another process took over this batch")

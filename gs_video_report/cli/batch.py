@@ -6,9 +6,8 @@ import asyncio
 import json
 import shlex
 import signal
-import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,18 +15,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gs_video_report.batch.cost import EXPECTED_OUTPUT_TOKENS, Prices, estimate_input_tokens, usd
-from gs_video_report.batch.inputs import Inputs, read_file_list, read_url_list, scan_folder
-from gs_video_report.batch.parts import input_limit, spans
-from gs_video_report.batch.planner import Plan, build_plan
-from gs_video_report.batch.runner import (
-    BatchOutcome,
+from gs_video_report.batch.api import (
+    Engine,
+    PlannedBatch,
+    PlanRequest,
+    RunChanges,
+    RunControl,
     RunOptions,
     new_batch_id,
-    record_plan,
-    run_batch,
+    parse_params,
+    read_stored_run,
 )
-from gs_video_report.batch.workers import WorkerPool
+from gs_video_report.batch.cost import usd
+from gs_video_report.batch.planner import estimate_plan
+from gs_video_report.batch.runner import BatchOutcome
 from gs_video_report.cli.common import (
     ApiKeyOpt,
     ConfigOpt,
@@ -38,7 +39,6 @@ from gs_video_report.cli.common import (
     SimulateOpt,
     VerboseOpt,
     api_target,
-    db_path,
     fail,
     handle_errors,
     runtime,
@@ -47,76 +47,42 @@ from gs_video_report.cli.common import (
 )
 from gs_video_report.cli.progress import ProgressMonitor
 from gs_video_report.config import Settings
-from gs_video_report.errors import ExitCode, UnknownBatchError, UsageError
-from gs_video_report.services.formatter import mmss
-from gs_video_report.services.templates import TemplateRegistry, load_template, parse_params
-from gs_video_report.services.writer import FileWriter
-from gs_video_report.storage import CheckpointManager, open_db
+from gs_video_report.errors import ExitCode, UsageError
+from gs_video_report.models import StopReason, mmss
 
 Opt = typer.Option
 
 
-def _inputs(
-    input_dir: Path | None, file_list: Path | None, url_list: Path | None, output: Path
-) -> Inputs:
-    if input_dir is not None:
-        return scan_folder(input_dir, skip=output)
-    if file_list is not None:
-        return read_file_list(file_list)
-    assert url_list is not None
-    return read_url_list(url_list)
-
-
-def _print_plan(console: Console, plan: Plan, settings: Settings, dry_run: bool) -> None:
+def _print_plan(console: Console, planned: PlannedBatch, settings: Settings, dry_run: bool) -> None:
+    plan = planned.plan
     for problem in plan.problems:
         console.print(f"[yellow]skipped[/] {problem.origin}: {problem.message}", highlight=False)
     for task in plan.skipped:
         console.print(f"[dim]skip[/] {task.entry.text}: {task.skip_reason}", highlight=False)
     if not dry_run:
         return
+    estimate = estimate_plan(plan, settings)
     table = Table(title=f"Would run {len(plan.to_run)} video(s)")
     for col in ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output"):
         table.add_column(col, overflow="fold")
-    tokens_total = 0
-    calls = 0
-    for task in plan.to_run:
-        video = task.video
-        tokens = estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
-        tokens_total += tokens
-        duration = mmss(video.duration_s) if video.duration_s else "?"
-        bounds = spans(
-            video.duration_s,
-            settings.video.part_minutes * 60,
-            video.template.generation,
-            input_limit(settings.model),
-        )
-        calls += max(1, len(bounds))
-        split = ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in bounds) if bounds else "1"
+    for row in estimate.rows:
+        split = ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in row.parts) if row.parts else "1"
+        duration = mmss(row.duration_s) if row.duration_s else "?"
         table.add_row(
-            video.source.display_name,
-            video.template.name,
-            duration,
-            split,
-            f"{tokens:,}",
-            str(video.files.markdown),
+            row.video, row.template, duration, split, f"{row.input_tokens:,}", str(row.output)
         )
     console.print(table)
-    cost = Prices(settings.prices).usd(settings.model, tokens_total, EXPECTED_OUTPUT_TOKENS * calls)
+    cost = estimate.cost_usd
     cost_text = usd(cost) if cost is not None else "unknown (no price for this model)"
     console.print(
-        f"Total video {mmss(plan.total_duration_s)} · ~{tokens_total:,} input tokens · "
-        f"estimated cost {cost_text} with {settings.model}",
+        f"Total video {mmss(plan.total_duration_s)} · ~{estimate.input_tokens:,} input tokens · "
+        f"estimated cost {cost_text} with {estimate.model}",
         highlight=False,
     )
-    limits = settings.limits_for(settings.model)
-    minutes = max(
-        calls / limits.rpm if limits.rpm else 0.0,
-        tokens_total / limits.tpm if limits.tpm else 0.0,
-    )
-    if minutes:
+    if estimate.min_minutes:
         console.print(
-            f"Rate limits (rpm {limits.rpm or '-'}, tpm {limits.tpm or '-'}) allow this in no "
-            f"less than {mmss(minutes * 60)}",
+            f"Rate limits (rpm {estimate.rpm or '-'}, tpm {estimate.tpm or '-'}) allow this in no "
+            f"less than {mmss(estimate.min_minutes * 60)}",
             highlight=False,
         )
     else:
@@ -167,10 +133,10 @@ def _summary(console: Console, outcome: BatchOutcome, flags: RunFlags) -> None:
             console.print(f"Spent {usd(outcome.spent_usd)}")
         if outcome.report_dir is not None:
             console.print(f"Report: {outcome.report_dir / 'summary.md'}")
-    if resume is None:
+    if resume is None or outcome.stop_reason is None:
         return
-    console.print(f"[yellow]Stopped ({outcome.stop_reason})[/]: {outcome.stop_message or ''}")
-    if outcome.stop_reason == "budget":
+    console.print(f"[yellow]Stopped ({outcome.stop_reason.value})[/]: {outcome.stop_message or ''}")
+    if outcome.stop_reason is StopReason.BUDGET:
         rest = f"~{usd(outcome.rest_usd)}" if outcome.rest_usd is not None else "unknown"
         console.print(
             f"Spent {usd(outcome.spent_usd)}; the rest would cost {rest}. Raise the limit with: "
@@ -204,40 +170,22 @@ class RunFlags:
         """From a command's parameters (named as the fields), ignoring the others."""
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
-    def options(self, base: RunOptions) -> RunOptions:
-        given: dict[str, Any] = {
-            "parallel": self.parallel,
-            "max_uploads": self.max_uploads,
-            "max_retries": self.max_retries,
-            "timeout_s": self.timeout,
-            "cost_limit_usd": self.cost_limit,
-        }
-        return replace(
-            base,
-            simulated=base.simulated or self.simulate,
-            **{k: v for k, v in given.items() if v is not None},
+    @property
+    def changes(self) -> RunChanges:
+        return RunChanges(
+            self.parallel, self.max_uploads, self.max_retries, self.timeout, self.cost_limit
         )
-
-
-def _snapshot(options: RunOptions, flags: RunFlags, model: str, source: str) -> dict[str, Any]:
-    """What a resume needs to carry on as started (never the key)."""
-    return {
-        "model": model,
-        "source": source,
-        **asdict(options),
-        "config": str(flags.config.resolve()) if flags.config else None,
-        "progress_file": str(flags.progress_file.resolve()) if flags.progress_file else None,
-    }
 
 
 class _Interrupts:
     """Ctrl-C once: stop claiming work and let the calls in flight finish. Twice: stop at
-    once (what was in flight is redone by the next resume, nothing else). SIGTERM counts
-    as once, so a service manager gets a clean stop."""
+    once (what was in flight is redone by the next resume, nothing else). SIGTERM and
+    SIGHUP mean what Ctrl-C means, so a service manager or a closed terminal gets a clean
+    stop."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.pool: WorkerPool | None = None
+        self.control = RunControl()
         self.presses = 0
         self._main: asyncio.Task[Any] | None = None
         self._installed: list[signal.Signals] = []
@@ -245,9 +193,9 @@ class _Interrupts:
     def install(self) -> None:
         self._main = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        for sig, handler in ((signal.SIGINT, self.press), (signal.SIGTERM, self.soft)):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
-                loop.add_signal_handler(sig, handler)
+                loop.add_signal_handler(sig, self.press, sig)
                 self._installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or Windows: KeyboardInterrupt still works
@@ -258,18 +206,13 @@ class _Interrupts:
             loop.remove_signal_handler(sig)
         self._installed.clear()
 
-    def soft(self) -> None:
-        if self.pool is not None:
-            self.pool.request_stop("interrupted", "stopped by a signal; in-flight calls finished")
-        elif self._main is not None:
-            self._main.cancel()
-
-    def press(self) -> None:
+    def press(self, sig: signal.Signals = signal.SIGINT) -> None:
         self.presses += 1
-        if self.presses == 1 and self.pool is not None:
-            self.pool.request_stop("interrupted", "interrupted (Ctrl-C)")
+        name = "Ctrl-C" if sig is signal.SIGINT else sig.name
+        if self.presses == 1:
+            self.control.request_stop(StopReason.INTERRUPTED, f"interrupted ({name})")
             self.console.print(
-                "\nCtrl-C: finishing the calls in flight, then stopping "
+                f"\n{name}: finishing the calls in flight, then stopping "
                 "(press Ctrl-C again to stop at once)",
                 highlight=False,
             )
@@ -284,86 +227,45 @@ async def _ticker(monitor: ProgressMonitor) -> None:
 
 
 async def _run(
-    ctx: typer.Context,
-    settings: Settings,
+    engine: Engine,
+    planned: PlannedBatch | None,
     batch_id: str,
-    plan: Plan | None,
     options: RunOptions,
     flags: RunFlags,
-    *,
-    source_desc: str,
-    output: Path,
     interrupts: _Interrupts,
 ) -> BatchOutcome:
-    rt = runtime(ctx)
     interrupts.install()
     try:
-        registry = TemplateRegistry.with_builtins(settings.templates.dirs)
         console = Console(stderr=True, soft_wrap=True, highlight=False)
-        async with open_db(db_path()) as conn:
-            store = CheckpointManager(conn)
-            with api_target(
-                rt,
-                settings,
-                simulate=options.simulated,
-                api_key=flags.api_key,
-                keys_file=flags.keys_file,
-            ) as (target, keys):
-                if plan is not None:
-                    # templates given by path: stored, so a resume finds them by name
-                    files = sorted(
-                        {
-                            str(t.video.template.path.resolve())
-                            for t in plan.to_run
-                            if t.video.template.name not in registry.names()
-                        }
+        if planned is not None:
+            tasks, seconds = len(planned.plan.to_run), planned.plan.total_duration_s
+        else:
+            view = await engine.status(batch_id)
+            todo = [t for t in view.tasks if not t.stage.finished]
+            tasks, seconds = len(todo), sum(t.duration_s or 0.0 for t in todo)
+        with ProgressMonitor(
+            console,
+            batch_id=batch_id,
+            total_tasks=tasks,
+            total_video_s=seconds,
+            live=console.is_terminal and not flags.quiet,
+            progress_file=flags.progress_file,
+        ) as monitor:
+            ticker = asyncio.create_task(_ticker(monitor))
+            control = interrupts.control
+            try:
+                if planned is not None:
+                    outcome = await engine.start(
+                        planned, options, reporter=monitor, control=control, batch_id=batch_id
                     )
-                    await record_plan(
-                        store,
-                        plan,
-                        batch_id=batch_id,
-                        source_desc=source_desc,
-                        output_dir=str(output),
-                        snapshot={
-                            **_snapshot(options, flags, target.model, source_desc),
-                            "template_files": files,
-                        },
+                else:
+                    outcome = await engine.resume(
+                        batch_id, flags.changes, reporter=monitor, control=control
                     )
-                batch = await store.batch(batch_id)
-                stored = json.loads(batch["settings_json"]) if batch else {}
-                for file in stored.get("template_files", []):
-                    registry.add(load_template(Path(file)))
-                tasks = [t for t in await store.tasks(batch_id) if not t.stage.finished]
-                live = console.is_terminal and not flags.quiet
-                with ProgressMonitor(
-                    console,
-                    batch_id=batch_id,
-                    total_tasks=len(tasks),
-                    total_video_s=sum(t.duration_s or 0.0 for t in tasks),
-                    live=live,
-                    progress_file=flags.progress_file,
-                ) as monitor:
-                    ticker = asyncio.create_task(_ticker(monitor))
-
-                    def on_pool(pool: WorkerPool) -> None:
-                        interrupts.pool = pool
-
-                    try:
-                        outcome = await run_batch(
-                            store,
-                            batch_id,
-                            settings=target,
-                            keys=keys,
-                            options=options,
-                            registry=registry,
-                            sleep=rt.sleep,
-                            on_stage=monitor.on_stage,
-                            on_pool=on_pool,
-                        )
-                    finally:
-                        ticker.cancel()
-                    monitor.finish(outcome.stop_reason or "finished")
-                    return outcome
+            finally:
+                ticker.cancel()
+            monitor.finish(outcome.stop_reason.value if outcome.stop_reason else "finished")
+            return outcome
     finally:
         interrupts.uninstall()
 
@@ -372,37 +274,34 @@ def _execute(
     ctx: typer.Context,
     settings: Settings,
     batch_id: str,
-    plan: Plan | None,
+    planned: PlannedBatch | None,
     options: RunOptions,
     flags: RunFlags,
-    *,
-    source_desc: str = "",
-    output: Path = Path(),
 ) -> None:
     """Run or resume, report, and exit with the batch's code (resume command on any stop)."""
+    rt = runtime(ctx)
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     interrupts = _Interrupts(console)
-    try:
-        outcome = asyncio.run(
-            _run(
-                ctx,
-                settings,
-                batch_id,
-                plan,
-                options,
-                flags,
-                source_desc=source_desc,
-                output=output,
-                interrupts=interrupts,
+    with api_target(
+        rt, settings, simulate=options.simulated, api_key=flags.api_key, keys_file=flags.keys_file
+    ) as (target, keys):
+        engine = Engine(
+            target,
+            keys=keys,
+            clock=rt.clock,
+            config_file=flags.config,
+            progress_file=flags.progress_file,
+        )
+        run = _run(engine, planned, batch_id, options, flags, interrupts)
+        try:
+            outcome = asyncio.run(run)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            console.print(
+                f"Stopped at once. Resume with: {_resume_hint(batch_id, flags)}", highlight=False
             )
-        )
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print(
-            f"Stopped at once. Resume with: {_resume_hint(batch_id, flags)}", highlight=False
-        )
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     _summary(console, outcome, flags)
-    if plan is not None and plan.problems and outcome.exit_code == ExitCode.OK:
+    if planned is not None and planned.plan.problems and outcome.exit_code == ExitCode.OK:
         raise typer.Exit(int(ExitCode.PARTIAL))  # some inputs could not be used
     raise typer.Exit(int(outcome.exit_code))
 
@@ -498,27 +397,19 @@ def batch_command(
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     with handle_errors(verbose):
         settings = settings_from(config, model=model)
-        registry = TemplateRegistry.with_builtins(settings.templates.dirs)
-        inputs = _inputs(input_dir, file_list, url_list, output)
-        ledger = None
-        if skip_existing and not force and db_path().exists():
-
-            async def read_ledger() -> Any:
-                async with open_db(db_path()) as conn:
-                    return await CheckpointManager(conn).done_ledger()
-
-            ledger = asyncio.run(read_ledger())
-        plan = build_plan(
-            inputs,
-            settings=settings,
-            registry=registry,
-            writer=FileWriter(output),
+        request = PlanRequest(
+            output=output,
+            input_dir=input_dir,
+            file_list=file_list,
+            url_list=url_list,
             template=template,
             params=parse_params(param or []),
-            ledger=ledger,
             force=force,
+            skip_existing=skip_existing,
         )
-        _print_plan(console, plan, settings, dry_run)
+        planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
+        plan = planned.plan
+        _print_plan(console, planned, settings, dry_run)
         if dry_run:
             return
         if not plan.to_run:
@@ -526,7 +417,7 @@ def batch_command(
             if plan.problems and not plan.skipped:
                 raise fail("no usable video in the input", ExitCode.INPUT)
             return
-        if cost_limit is not None and Prices(settings.prices).on(settings.model) is None:
+        if cost_limit is not None and not Engine(settings).priced(settings.model):
             raise UsageError(
                 f"--cost-limit needs a price for {settings.model}: add it under 'prices' in "
                 "the config file"
@@ -534,44 +425,25 @@ def batch_command(
         batch_id = new_batch_id()
         length = mmss(plan.total_duration_s)
         console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
-        desc = (
-            f"--input-dir {input_dir}"
-            if input_dir
-            else f"--file-list {file_list}"
-            if file_list
-            else f"--url-list {url_list}"
-        )
-        options = flags.options(RunOptions())
-        _execute(ctx, settings, batch_id, plan, options, flags, source_desc=desc, output=output)
+        options = flags.changes.apply(RunOptions(simulated=simulate))
+        _execute(ctx, settings, batch_id, planned, options, flags)
 
 
 def _resume(ctx: typer.Context, batch_id: str, flags: RunFlags) -> None:
     """Carry on with what the batch was started with, unless a flag says otherwise."""
     with handle_errors(flags.verbose):
-
-        async def read() -> dict[str, Any] | None:
-            async with open_db(db_path()) as conn:
-                return await CheckpointManager(conn).batch(batch_id)
-
-        batch = asyncio.run(read()) if db_path().exists() else None
-        if batch is None:
-            raise UnknownBatchError(batch_id)
-        snapshot: dict[str, Any] = json.loads(batch["settings_json"])
-        known = {f.name for f in fields(RunOptions)}
-        base = RunOptions(**{k: v for k, v in snapshot.items() if k in known})
-        if flags.simulate and not base.simulated:
+        stored = asyncio.run(read_stored_run(batch_id))
+        if flags.simulate and not stored.options.simulated:
             raise UsageError(
                 f"batch {batch_id} ran against the real API; resume it without --simulate"
             )
-        config = flags.config
-        if config is None and snapshot.get("config"):
-            config = Path(snapshot["config"])
-        progress = flags.progress_file
-        if progress is None and snapshot.get("progress_file"):
-            progress = Path(snapshot["progress_file"])
-        flags = replace(flags, config=config, progress_file=progress)
-        settings = settings_from(config, model=flags.model)
-        _execute(ctx, settings, batch_id, None, flags.options(base), flags)
+        flags = replace(
+            flags,
+            config=flags.config or stored.config,
+            progress_file=flags.progress_file or stored.progress_file,
+        )
+        settings = settings_from(flags.config, model=flags.model)
+        _execute(ctx, settings, batch_id, None, flags.changes.apply(stored.options), flags)
 
 
 def resume_command(
@@ -624,14 +496,8 @@ def retry_failed_command(
         rt.secrets.add(api_key.strip())
     setup_logging(rt, verbose=verbose, to_file=True)
     with handle_errors(verbose):
-
-        async def requeue() -> int:
-            async with open_db(db_path()) as conn:
-                store = CheckpointManager(conn)
-                if await store.batch(batch_id) is None:
-                    raise UnknownBatchError(batch_id)
-                return await store.requeue_failed(batch_id, time.time())
-
-        typer.echo(f"{batch_id}: {asyncio.run(requeue())} failed video(s) queued again", err=True)
+        settings = settings_from(config)
+        queued = asyncio.run(Engine(settings, clock=rt.clock).requeue_failed(batch_id))
+        typer.echo(f"{batch_id}: {queued} failed video(s) queued again", err=True)
     flags = RunFlags.of(locals())
     _resume(ctx, batch_id, flags)

@@ -4,12 +4,11 @@ and choosing the API target (real Gemini or the simulator)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import logging.handlers
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gs_video_report.clock import REAL, Clock
 from gs_video_report.config import (
     ApiKey,
     PoolKey,
@@ -28,7 +28,6 @@ from gs_video_report.config import (
 )
 from gs_video_report.errors import ExitCode, GsVideoReportError
 from gs_video_report.simulator import SIMULATED_KEY, Simulator
-from gs_video_report.storage.db import DB_NAME
 
 logger = logging.getLogger("gs_video_report")
 Opt = typer.Option
@@ -49,15 +48,11 @@ JsonOpt = Annotated[bool, Opt("--json", help="Machine-readable output on stdout"
 SimulateOpt = Annotated[bool, Opt("--simulate", help="Use the built-in Gemini simulator")]
 
 
-def db_path() -> Path:
-    return home_dir() / DB_NAME
-
-
 @dataclass
 class Runtime:
-    """Things tests replace: how to sleep, and which simulator ``--simulate`` uses."""
+    """Things tests replace: the engine's clock, and which simulator ``--simulate`` uses."""
 
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Clock = REAL
     simulator: Simulator | None = None  # an already started one; else a fresh one per command
     secrets: set[str] = field(default_factory=set)
 

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gs_video_report import __version__
+from gs_video_report.batch.api import list_templates
 from gs_video_report.catalog import MODELS
 from gs_video_report.cli.common import handle_errors, settings_from
-from gs_video_report.services.templates import TemplateRegistry
 
 
 def list_templates_command(
@@ -23,12 +23,11 @@ def list_templates_command(
     """Show templates: name, version, description, parameters; broken ones with the reason."""
     with handle_errors(False):
         settings = settings_from(config)
-        registry = TemplateRegistry.with_builtins(settings.templates.dirs)
         table = Table(title="Templates", show_lines=True)
         for col in ("Name", "Version", "Description", "Parameters (default)"):
             table.add_column(col, overflow="fold")
         broken = []
-        for entry in registry.entries():
+        for entry in list_templates(settings):
             tpl = entry.template
             if tpl is None:
                 broken.append(entry)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import time
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from gs_video_report.batch.api import Engine
 from gs_video_report.cli.common import (
     ConfigOpt,
     JsonOpt,
     KeysFileOpt,
-    db_path,
     fail,
     handle_errors,
     runtime,
@@ -23,20 +23,6 @@ from gs_video_report.cli.common import (
 )
 from gs_video_report.config import resolve_keys
 from gs_video_report.errors import ExitCode
-from gs_video_report.services.gemini.keypool import KeyPool, KeyState
-from gs_video_report.storage import CheckpointManager, open_db
-
-
-async def _health() -> dict[str, dict[str, Any]]:
-    if not db_path().exists():
-        return {}
-    async with open_db(db_path()) as conn:
-        return await CheckpointManager(conn).key_health()
-
-
-async def _enable(fingerprint: str) -> bool:
-    async with open_db(db_path()) as conn:
-        return await CheckpointManager(conn).enable_key(fingerprint, time.time())
 
 
 def keys_command(
@@ -59,7 +45,8 @@ def keys_command(
         if action is not None:
             if action != "enable" or not fingerprint:
                 raise fail("usage: gs_videoreport keys enable FINGERPRINT", ExitCode.USAGE)
-            if not asyncio.run(_enable(fingerprint)):
+            engine = Engine(settings_from(config), clock=rt.clock)
+            if not asyncio.run(engine.enable_key(fingerprint)):
                 raise fail(f"no key {fingerprint} in the state database", ExitCode.INPUT)
             console.print(f"{fingerprint} is enabled again")
             return
@@ -67,26 +54,8 @@ def keys_command(
         keys = resolve_keys(settings, keys_file=keys_file)
         for key in keys:
             rt.secrets.add(key.key.reveal())
-        known = {fp: KeyState(**row) for fp, row in asyncio.run(_health()).items()}
-        pool = KeyPool(keys, states=known)
-        now = time.time()
-        rows: list[dict[str, Any]] = []
-        for key in keys:
-            state = pool.states[key.fingerprint]
-            rows.append(
-                {
-                    "fingerprint": key.fingerprint,
-                    "label": key.label,
-                    "project": key.project,
-                    "source": key.key.source,
-                    "state": state.describe(now),
-                    "usable": state.usable(now),
-                    "cooldown_until": state.cooldown_until,
-                    "successes": state.successes,
-                    "failures": state.failures,
-                    "last_error": state.last_error,
-                }
-            )
+        views = asyncio.run(Engine(settings, keys=keys, clock=rt.clock).key_pool())
+        rows: list[dict[str, Any]] = [dataclasses.asdict(v) for v in views]
         usable = sum(1 for r in rows if r["usable"])
         if as_json:
             typer.echo(json.dumps({"keys": rows, "usable": usable, "total": len(rows)}))

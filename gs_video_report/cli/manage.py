@@ -4,122 +4,98 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from gs_video_report.batch.cleanup import (
-    CleanupReport,
-    cleanup,
-    simulated_batches,
-    uploads_to_delete,
-)
-from gs_video_report.batch.runner import cancel_batch
+from gs_video_report.batch.api import CancelResult, Engine
 from gs_video_report.cli.common import (
     ApiKeyOpt,
     ConfigOpt,
     JsonOpt,
     KeysFileOpt,
     VerboseOpt,
-    db_path,
-    fail,
     handle_errors,
     runtime,
     settings_from,
     setup_logging,
 )
-from gs_video_report.config import resolve_keys
-from gs_video_report.errors import AuthError, ConfigError, ExitCode
-from gs_video_report.services.gemini import GeminiService
-from gs_video_report.storage import CheckpointManager, TaskStage, open_db
+from gs_video_report.config import PoolKey, resolve_keys
+from gs_video_report.errors import AuthError, ConfigError
+from gs_video_report.models import BatchStatus, TaskStage
 
 Opt = typer.Option
 
 
-@asynccontextmanager
-async def _store() -> AsyncIterator[CheckpointManager]:
-    async with open_db(db_path()) as conn:
-        yield CheckpointManager(conn)
+def _engine(ctx: typer.Context) -> Engine:
+    return Engine(settings_from(None), clock=runtime(ctx).clock)
 
 
 def status_command(
+    ctx: typer.Context,
     batch_id: Annotated[str, typer.Argument(help="Batch id")],
     as_json: JsonOpt = False,
 ) -> None:
     """Per video: stage, attempts, last error, tokens, cost, output."""
     with handle_errors(False):
-
-        async def read() -> tuple[dict[str, Any] | None, list[Any]]:
-            async with open_db(db_path()) as conn:
-                store = CheckpointManager(conn)
-                return await store.batch(batch_id), await store.tasks(batch_id)
-
-        batch, tasks = asyncio.run(read())
-        if batch is None:
-            raise fail(f"no batch {batch_id} (see gs_videoreport list-batches)", ExitCode.INPUT)
-        rows = [
+        view = asyncio.run(_engine(ctx).status(batch_id))
+        rows: list[dict[str, Any]] = [
             {
-                "video": t.display_name,
+                "video": t.video,
                 "stage": t.stage.value,
                 "attempts": t.attempts,
                 "last_error": t.last_error,
-                "tokens": t.total_tokens,
+                "tokens": t.tokens,
                 "cost_usd": t.cost_usd,
-                "output": t.output_md,
+                "output": t.output,
             }
-            for t in tasks
+            for t in view.tasks
         ]
         if as_json:
             typer.echo(
                 json.dumps(
-                    {"batch_id": batch_id, "status": batch["status"], "tasks": rows},
+                    {"batch_id": batch_id, "status": view.status.value, "tasks": rows},
                     ensure_ascii=False,
                 )
             )
             return
-        table = Table(title=f"{batch_id} — {batch['status']}")
+        table = Table(title=f"{batch_id} — {view.status.value}")
         for col in ("Video", "Stage", "Retries", "Tokens", "Cost", "Last error / output"):
             table.add_column(col, overflow="fold")
         for r in rows:
             cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "-"
             table.add_row(
-                r["video"],
+                escape(r["video"]),
                 r["stage"],
                 str(r["attempts"]),
                 str(r["tokens"] or "-"),
                 cost,
-                r["last_error"] or r["output"],
+                escape(r["last_error"] or r["output"]),
             )
         Console().print(table)
 
 
 def list_batches_command(
-    limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10, as_json: JsonOpt = False
+    ctx: typer.Context,
+    limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Recent batches, newest first."""
+    """Recent batches, newest first (``main`` runs are one-video batches)."""
     with handle_errors(False):
-
-        async def read() -> list[tuple[dict[str, Any], dict[TaskStage, int]]]:
-            async with open_db(db_path()) as conn:
-                store = CheckpointManager(conn)
-                return [(b, await store.counts(b["id"])) for b in await store.batches(limit)]
-
-        rows = asyncio.run(read())
+        views = asyncio.run(_engine(ctx).batches(limit))
         if as_json:
             listed = [
                 {
-                    "id": batch["id"],
-                    "status": batch["status"],
-                    "source": batch["source_desc"],
-                    "created_at": batch["created_at"],
-                    "counts": {stage.value: n for stage, n in counts.items()},
+                    "id": v.id,
+                    "status": v.status.value,
+                    "source": v.source,
+                    "created_at": v.created_at,
+                    "counts": {stage.value: n for stage, n in v.counts.items()},
                 }
-                for batch, counts in rows
+                for v in views
             ]
             typer.echo(json.dumps(listed))
             return
@@ -127,29 +103,35 @@ def list_batches_command(
         table.add_column("Batch", no_wrap=True)  # users copy it into `resume`
         for col in ("Status", "Videos", "Done", "Failed", "Source"):
             table.add_column(col, overflow="fold")
-        for batch, counts in rows:
+        for v in views:
             table.add_row(
-                batch["id"],
-                batch["status"],
-                str(sum(counts.values())),
-                str(counts.get(TaskStage.DONE, 0)),
-                str(counts.get(TaskStage.FAILED, 0)),
-                batch["source_desc"],
+                v.id,
+                v.status.value,
+                str(v.total),
+                str(v.counts.get(TaskStage.DONE, 0)),
+                str(v.counts.get(TaskStage.FAILED, 0)),
+                escape(v.source),
             )
         Console().print(table)
 
 
-def cancel_command(batch_id: Annotated[str, typer.Argument(help="Batch id")]) -> None:
+def cancel_command(
+    ctx: typer.Context, batch_id: Annotated[str, typer.Argument(help="Batch id")]
+) -> None:
     """Stop a batch, also one running in another terminal (within seconds). Resumable."""
     with handle_errors(False):
-
-        async def cancel() -> str:
-            async with open_db(db_path()) as conn:
-                return await cancel_batch(CheckpointManager(conn), batch_id)
-
-        typer.echo(
-            f"{batch_id}: {asyncio.run(cancel())} (resume with: gs_videoreport resume {batch_id})"
-        )
+        done = asyncio.run(_engine(ctx).cancel(batch_id))
+        resume = f"resume with: gs_videoreport resume {batch_id}"
+        if done.result is CancelResult.ALREADY_FINISHED:
+            typer.echo(f"{batch_id}: already finished ({done.status.value}); nothing to cancel")
+        elif done.result is CancelResult.REQUESTED:
+            typer.echo(
+                f"{batch_id}: cancel requested; the process running it (PID {done.pid}) stops"
+                f" within seconds ({resume})"
+            )
+        else:
+            assert done.status is BatchStatus.CANCELLED
+            typer.echo(f"{batch_id}: cancelled ({resume})")
 
 
 def cleanup_command(
@@ -181,36 +163,22 @@ def cleanup_command(
     console = Console(stderr=True, highlight=False)
     with handle_errors(verbose):
         settings = settings_from(config)
-        if not db_path().exists():
+        engine = Engine(settings, clock=rt.clock)
+        if not engine.db_path.exists():
             console.print("Nothing to clean up (no batches yet).")
             return
-
-        async def run() -> CleanupReport:
-            async with _store() as store, AsyncExitStack() as stack:
-                simulated = await simulated_batches(store)
-                uploads = await uploads_to_delete(store, all_uploads=all_uploads)
-                services = {}
-                if any(t.batch_id not in simulated for t in uploads):
-                    try:
-                        keys = resolve_keys(settings, flag=api_key, keys_file=keys_file)
-                    except (AuthError, ConfigError) as exc:
-                        console.print(f"[yellow]warning[/]: {exc}; uploaded files are left alone")
-                        keys = []
-                    for pool_key in keys:
-                        rt.secrets.add(pool_key.key.reveal())
-                        services[pool_key.fingerprint] = await stack.enter_async_context(
-                            GeminiService(pool_key.key, settings.api, sleep=rt.sleep)
-                        )
-                return await cleanup(
-                    store,
-                    older_than_days=days,
-                    now=time.time(),
-                    all_uploads=all_uploads,
-                    services=services,
-                    dry_run=dry_run,
-                )
-
-        report = asyncio.run(run())
+        pool: list[PoolKey] = []
+        if asyncio.run(engine.uploads_need_keys()):
+            try:
+                pool = resolve_keys(settings, flag=api_key, keys_file=keys_file)
+            except (AuthError, ConfigError) as exc:
+                console.print(f"[yellow]warning[/]: {exc}; uploaded files are left alone")
+            for pool_key in pool:
+                rt.secrets.add(pool_key.key.reveal())
+        engine = Engine(settings, keys=pool, clock=rt.clock)
+        report = asyncio.run(
+            engine.cleanup(older_than_days=days, all_uploads=all_uploads, dry_run=dry_run)
+        )
         if as_json:
             typer.echo(
                 json.dumps(

@@ -23,9 +23,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from gs_video_report.services.formatter import mmss
-from gs_video_report.services.writer import atomic_write_text
-from gs_video_report.storage.checkpoint import TaskRow
+from gs_video_report.batch import events as ev
+from gs_video_report.batch.api import atomic_write_text
+from gs_video_report.models import mmss
 
 PLAIN_STATUS_EVERY_S = 30.0
 PROGRESS_FILE_EVERY_S = 1.0
@@ -33,7 +33,7 @@ PROGRESS_FILE_EVERY_S = 1.0
 
 @dataclass
 class _InFlight:
-    task: TaskRow
+    task: ev.TaskView
     stage: str
     fraction: float | None
     since: float
@@ -155,30 +155,40 @@ class ProgressMonitor:
         )
 
     # -- events ------------------------------------------------------------------
-    def on_stage(self, task: TaskRow, stage: str, fraction: float | None) -> None:
-        self.queued.discard(task.id)
-        if stage in ("done", "failed"):
-            self._finish_task(task, stage)
-        elif stage == "waiting for quota":
-            self.waiting.add(task.id)
-            self._drop(task)
-        elif stage.startswith("retry"):
-            self.retrying.add(task.id)
-            self._drop(task)
-        elif stage.startswith("waiting to"):
-            self.queued.add(task.id)
-            self.retrying.discard(task.id)
-            self.waiting.discard(task.id)
-            self._drop(task)
-        elif stage == "pending":  # put back unstarted (a stop)
-            self.retrying.discard(task.id)
-            self.waiting.discard(task.id)
-            self._drop(task)
-        else:
-            self.retrying.discard(task.id)
-            self.waiting.discard(task.id)
-            self._show(task, stage, fraction)
+    def emit(self, event: ev.Event) -> None:
+        """The engine's events (``batch.events``); the display is refreshed after each."""
+        match event:
+            case ev.TaskDone(task=task):
+                self._finish_task(task, "done")
+            case ev.TaskFailed(task=task):
+                self._finish_task(task, "failed")
+            case ev.TaskRequeued(task=task, until=until):
+                self._settle(task)
+                if until is not None:  # a quota pause
+                    self.waiting.add(task.id)
+            case ev.RetryScheduled(task=task):
+                self._settle(task)
+                self.retrying.add(task.id)
+            case ev.TaskActivity(task=task, activity=activity, fraction=fraction):
+                self._settle(task, drop=activity.queued)
+                if activity.queued:
+                    self.queued.add(task.id)
+                else:
+                    self._show(task, activity.value, fraction)
+            case ev.BatchStopping(message=message) if self.live:
+                self.state = f"stopping: {message}"
+            case _:
+                return  # calls, buckets, budget: not shown line by line
         self._refresh()
+
+    def _settle(self, task: ev.TaskView, *, drop: bool = True) -> None:
+        """The task moved on: it is no longer queued, retrying or waiting (until told);
+        ``drop``: nor shown as a line."""
+        self.queued.discard(task.id)
+        self.retrying.discard(task.id)
+        self.waiting.discard(task.id)
+        if drop:
+            self._drop(task)
 
     def tick(self) -> None:
         """Called on a timer: elapsed times and the steady status line move on their own."""
@@ -188,7 +198,7 @@ class ProgressMonitor:
         self.state = state
         self._refresh(force_file=True)
 
-    def _show(self, task: TaskRow, stage: str, fraction: float | None) -> None:
+    def _show(self, task: ev.TaskView, stage: str, fraction: float | None) -> None:
         entry = self.in_flight.get(task.id)
         if entry is None:
             entry = self.in_flight[task.id] = _InFlight(task, stage, fraction, self.clock())
@@ -203,15 +213,13 @@ class ProgressMonitor:
         else:
             self._progress.update(entry.line, detail=text)
 
-    def _drop(self, task: TaskRow) -> None:
+    def _drop(self, task: ev.TaskView) -> None:
         entry = self.in_flight.pop(task.id, None)
         if entry is not None and entry.line is not None:
             self._progress.remove_task(entry.line)
 
-    def _finish_task(self, task: TaskRow, stage: str) -> None:
-        self._drop(task)
-        self.retrying.discard(task.id)
-        self.waiting.discard(task.id)
+    def _finish_task(self, task: ev.TaskView, stage: str) -> None:
+        self._settle(task)
         if stage == "done":
             self.done += 1
         else:

@@ -10,18 +10,39 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from gs_video_report.batch.single import prepare_single, run_single
+from gs_video_report.batch.api import Engine, RunOptions, parse_params
+from gs_video_report.batch.events import Event, TaskActivity, TaskFailed
 from gs_video_report.cli.common import (
     api_target,
+    fail,
     handle_errors,
     runtime,
     settings_from,
     setup_logging,
 )
-from gs_video_report.services.templates import parse_params
+from gs_video_report.errors import ExitCode
+from gs_video_report.models import StopReason
 
 TEMPLATE_HELP = "Template name (see list-templates) or path to a template .yaml file"
+
+
+class _Spinner:
+    """The one video's stage on a terminal spinner (a reporter of the engine's events)."""
+
+    def __init__(self, status: object | None) -> None:
+        self.status = status
+
+    def emit(self, event: Event) -> None:
+        if self.status is None or not isinstance(event, TaskActivity | TaskFailed):
+            return
+        if isinstance(event, TaskFailed):
+            text = f"failed: {event.reason}"
+        else:
+            pct = f" {event.fraction:.0%}" if event.fraction is not None else ""
+            text = f"{event.activity.value}{pct}"
+        self.status.update(escape(f"{event.task.display_name}: {text}"))  # type: ignore[attr-defined]
 
 
 def main_command(
@@ -37,6 +58,9 @@ def main_command(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Template parameter key=value (repeatable)")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Generate again even if this video is done")
+    ] = False,
     simulate: Annotated[
         bool,
         typer.Option("--simulate", help="Use the built-in Gemini simulator (no key, no network)"),
@@ -45,42 +69,54 @@ def main_command(
         bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks")
     ] = False,
 ) -> None:
-    """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer)."""
+    """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer).
+    It runs as a one-video batch: interrupted, it resumes when run again."""
     rt = runtime(ctx)
     if api_key:
         rt.secrets.add(api_key.strip())
     setup_logging(rt, verbose=verbose, to_file=True)
     with handle_errors(verbose):
         settings = settings_from(config, model=model, **{"output.dir": output})
-        prepared = prepare_single(
-            video, settings=settings, template=template, params=parse_params(param or [])
-        )
+        params = parse_params(param or [])
+        # every local check before the simulator or a key is touched
+        Engine(settings).registry().get(template or settings.templates.default)
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
+            engine = Engine(target, keys=keys[:1], clock=rt.clock)  # one video, one key
             console = Console(stderr=True)
             show = console.is_terminal and not verbose
             with console.status("starting", spinner="dots") if show else nullcontext() as status:
-
-                def on_stage(stage: str, fraction: float | None) -> None:
-                    if status is not None:
-                        pct = f" {fraction:.0%}" if fraction is not None else ""
-                        status.update(f"{prepared.source.display_name}: {stage}{pct}")
-
                 result = asyncio.run(
-                    run_single(
-                        prepared,
-                        settings=target,
-                        key=keys[0].key,  # one video, one key: the pool's first
-                        simulated=simulate,
-                        on_stage=on_stage,
-                        sleep=rt.sleep,
+                    engine.run_one(
+                        video,
+                        template=template,
+                        params=params,
+                        options=RunOptions(
+                            parallel=1,
+                            max_uploads=1,
+                            max_retries=target.api.max_retries,
+                            simulated=simulate,
+                        ),
+                        force=force,
+                        reporter=_Spinner(status),
                     )
                 )
-        gen = result.generation
-        typer.echo(f"Lesson: {result.files.markdown}")
-        typer.echo(f"Answer: {result.files.answer_json}")
+        if result.skipped_reason is not None:
+            typer.echo(f"{result.skipped_reason} (--force to generate it again)", err=True)
+            typer.echo(f"Lesson: {result.markdown}")
+            return
+        outcome, task = result.outcome, result.task
+        assert outcome is not None and task is not None
+        if not result.done:
+            resume = " (run the same command again to resume)" if outcome.stop_reason else ""
+            why = outcome.stop_message if outcome.stop_reason else task.last_error
+            code = outcome.exit_code
+            if outcome.stop_reason is StopReason.INTERRUPTED:
+                code = ExitCode.INTERRUPTED
+            raise fail(f"{why or 'the video was not finished'}{resume}", code)
+        typer.echo(f"Lesson: {result.markdown}")
+        typer.echo(f"Answer: {result.answer_json}")
         note = " · simulated" if simulate else ""
+        cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
         typer.echo(
-            f"Model {gen.model} · {gen.usage.total_tokens:,} tokens "
-            f"(prompt {gen.usage.prompt_tokens:,}, output {gen.usage.candidates_tokens:,}){note}",
-            file=sys.stdout,
+            f"Model {result.model} · {task.tokens or 0:,} tokens{cost}{note}", file=sys.stdout
         )

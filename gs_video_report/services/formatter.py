@@ -17,17 +17,9 @@ from urllib.parse import quote
 
 import yaml
 
-from gs_video_report.models import Usage, VideoSource
+from gs_video_report.models import Usage, VideoSource, mmss
 from gs_video_report.services.sources import printable
 from gs_video_report.services.templates import LessonTemplate
-
-
-def mmss(seconds: float | int) -> str:
-    """``MM:SS``, or ``H:MM:SS`` from one hour on."""
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 @dataclass(frozen=True)

@@ -16,37 +16,14 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from enum import StrEnum
 from typing import Any
 
 import aiosqlite
 
-from gs_video_report.errors import BatchBusyError, StorageError, UnknownBatchError
-from gs_video_report.models import CallRecord, Usage
+from gs_video_report.errors import BatchBusyError, OutputError, StorageError, UnknownBatchError
+from gs_video_report.models import BatchStatus, CallRecord, TaskStage, Usage
 
-
-class TaskStage(StrEnum):
-    PENDING = "pending"
-    UPLOADING = "uploading"
-    PROCESSING = "processing"
-    GENERATING = "generating"
-    WRITING = "writing"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def in_flight(self) -> bool:
-        return self in _IN_FLIGHT
-
-    @property
-    def finished(self) -> bool:
-        return self in (TaskStage.DONE, TaskStage.FAILED, TaskStage.CANCELLED)
-
-
-_IN_FLIGHT = frozenset(
-    {TaskStage.UPLOADING, TaskStage.PROCESSING, TaskStage.GENERATING, TaskStage.WRITING}
-)
+__all__ = ["CheckpointManager", "LeaseHeldError", "LedgerEntry", "NewTask", "TaskRow", "TaskStage"]
 
 
 class LeaseHeldError(BatchBusyError):
@@ -225,11 +202,11 @@ class CheckpointManager:
                 ],
             )
 
-    async def set_batch_status(self, batch_id: str, status: str, now: float) -> None:
-        finished = now if status in ("done", "partial", "cancelled", "failed") else None
+    async def set_batch_status(self, batch_id: str, status: BatchStatus, now: float) -> None:
+        finished = now if status.final else None
         await self._write(
             "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-            (status, now, finished, batch_id),
+            (status.value, now, finished, batch_id),
         )
 
     async def batch(self, batch_id: str) -> dict[str, Any] | None:
@@ -330,8 +307,8 @@ class CheckpointManager:
             cur = await tx.execute(
                 "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
                 " AND (stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')"
-                " OR (stage = 'failed' AND last_error_kind = 'OutputError'))",
-                (now, batch_id),
+                " OR (stage = 'failed' AND last_error_kind = ?))",
+                (now, batch_id, OutputError.kind),
             )
             return cur.rowcount
 
@@ -348,6 +325,18 @@ class CheckpointManager:
                 (now, now, batch_id, now),
             )
         return next((TaskRow.from_row(row) for row in rows), None)
+
+    async def unfinished_single(self, done_key: str) -> str | None:
+        """The newest one-video (``main``) batch for this work that has not finished."""
+        rows = await self._rows(
+            "SELECT b.id FROM batches b JOIN tasks t ON t.batch_id = b.id"
+            " WHERE t.done_key = ? AND t.stage != 'done'"
+            " AND json_extract(b.settings_json, '$.single') = 1"
+            " AND b.status NOT IN ('done', 'partial', 'cancelled')"
+            " ORDER BY b.created_at DESC LIMIT 1",
+            (done_key,),
+        )
+        return rows[0][0] if rows else None
 
     async def next_retry_at(self, batch_id: str) -> float | None:
         rows = await self._rows(

@@ -82,6 +82,8 @@ class NoUsableKey(GsVideoReportError):
     """Every key is disabled or cooling down. ``available_at`` is when one comes back
     (None: none will without the user)."""
 
+    kind = "NoUsableKey"
+
     def __init__(self, message: str, available_at: float | None, *, auth: bool) -> None:
         super().__init__(message)
         self.available_at = available_at

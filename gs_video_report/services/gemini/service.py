@@ -17,6 +17,7 @@ Two SDK surprises handled here:
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
 import io
 import json
@@ -164,6 +165,13 @@ class GeminiService:
         if importlib.util.find_spec("aiohttp") is not None:
             options["async_client_args"] = {"transport": httpx2.AsyncHTTPTransport(retries=0)}
         self._client = genai.Client(api_key=self._secret, http_options=types.HttpOptions(**options))
+
+    def recording(self, on_call: Callable[[CallRecord], None]) -> GeminiService:
+        """The same client, reporting its calls to ``on_call`` (one task's log) instead.
+        The copy shares the connection pool; only the original is closed."""
+        view = copy.copy(self)
+        view._on_call = on_call
+        return view
 
     async def __aenter__(self) -> GeminiService:
         return self

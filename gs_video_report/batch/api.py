@@ -1,0 +1,510 @@
+"""The engine's one door: every front-end (the CLI, scripts, next the dashboard) plans,
+runs, resumes, inspects and cleans up batches through ``Engine`` — and runs one video
+(the legacy ``main``) as a one-task batch through the same lifecycle.
+
+Async at the core; ``engine.sync.NAME(...)`` runs any of the coroutine methods to
+completion for callers without an event loop. Results are typed values (``views``),
+progress arrives as typed events (``events``), time comes from one injected ``Clock``.
+See docs/python-api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gs_video_report.batch.cleanup import CleanupReport, cleanup, simulated_batches
+from gs_video_report.batch.cost import Prices
+from gs_video_report.batch.events import Reporter
+from gs_video_report.batch.inputs import (
+    InputEntry,
+    Inputs,
+    read_file_list,
+    read_url_list,
+    scan_folder,
+)
+from gs_video_report.batch.planner import Plan, build_plan, plan_entry
+from gs_video_report.batch.runner import (
+    BatchOutcome,
+    RunOptions,
+    new_batch_id,
+    record_plan,
+    run_batch,
+)
+from gs_video_report.batch.views import (
+    BatchView,
+    Cancelled,
+    CancelResult,
+    KeyView,
+    OneResult,
+    StoredRun,
+    TaskStatus,
+)
+from gs_video_report.batch.workers import WorkerPool
+from gs_video_report.clock import REAL, Clock
+from gs_video_report.config import PoolKey, Settings, home_dir
+from gs_video_report.errors import UnknownBatchError, UsageError
+from gs_video_report.models import BatchStatus, StopReason
+from gs_video_report.services.gemini.keypool import KeyPool, KeyState
+from gs_video_report.services.templates import (
+    TemplateEntry,
+    TemplateRegistry,
+    load_template,
+    parse_params,
+)
+from gs_video_report.services.writer import FileWriter, atomic_write_text
+from gs_video_report.storage import CheckpointManager, open_db
+from gs_video_report.storage.db import DB_NAME
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BatchOutcome",
+    "BatchView",
+    "CancelResult",
+    "Cancelled",
+    "Engine",
+    "KeyView",
+    "OneResult",
+    "PlanRequest",
+    "PlannedBatch",
+    "RunChanges",
+    "RunControl",
+    "RunOptions",
+    "atomic_write_text",
+    "list_templates",
+    "new_batch_id",
+    "parse_params",
+    "read_stored_run",
+    "state_db_path",
+]
+
+
+def state_db_path(home: Path | None = None) -> Path:
+    return (home or home_dir()) / DB_NAME
+
+
+def list_templates(settings: Settings) -> list[TemplateEntry]:
+    """Every template the settings can see, broken ones with the reason."""
+    return TemplateRegistry.with_builtins(settings.templates.dirs).entries()
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to run: exactly one of ``input_dir``, ``file_list``, ``url_list``."""
+
+    output: Path
+    input_dir: Path | None = None
+    file_list: Path | None = None
+    url_list: Path | None = None
+    template: str | None = None
+    params: Mapping[str, str] | None = None
+    force: bool = False
+    skip_existing: bool = True
+
+    @property
+    def source_desc(self) -> str:
+        for flag, value in (
+            ("--input-dir", self.input_dir),
+            ("--file-list", self.file_list),
+            ("--url-list", self.url_list),
+        ):
+            if value is not None:
+                return f"{flag} {value}"
+        return ""
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    request: PlanRequest
+    output: Path  # absolute: skip and resume never depend on the working directory
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """Options given to ``resume``/``retry_failed``; ``None`` keeps the batch's own."""
+
+    parallel: int | None = None
+    max_uploads: int | None = None
+    max_retries: int | None = None
+    timeout_s: float | None = None
+    cost_limit_usd: float | None = None
+
+    def apply(self, base: RunOptions) -> RunOptions:
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
+class RunControl:
+    """A running batch's remote control (signal handlers, a dashboard button). A stop
+    asked for before the pool exists is applied when it starts."""
+
+    def __init__(self) -> None:
+        self._pool: WorkerPool | None = None
+        self._pending: tuple[StopReason, str] | None = None
+
+    def attach(self, pool: WorkerPool) -> None:
+        self._pool = pool
+        if self._pending is not None:
+            pool.request_stop(*self._pending)
+
+    @property
+    def running(self) -> bool:
+        return self._pool is not None
+
+    def request_stop(self, reason: StopReason, message: str) -> None:
+        """No new work; the calls in flight finish and are saved."""
+        if self._pool is not None:
+            self._pool.request_stop(reason, message)
+        else:
+            self._pending = self._pending or (reason, message)
+
+
+async def read_stored_run(batch_id: str, home: Path | None = None) -> StoredRun:
+    """What ``batch_id`` was started with (its options, config file, progress file)."""
+    path = state_db_path(home)
+    batch = None
+    if path.exists():
+        async with open_db(path) as conn:
+            batch = await CheckpointManager(conn).batch(batch_id)
+    if batch is None:
+        raise UnknownBatchError(batch_id)
+    snapshot: dict[str, Any] = json.loads(batch["settings_json"])
+    known = {f.name for f in fields(RunOptions)}
+    return StoredRun(
+        RunOptions(**{k: v for k, v in snapshot.items() if k in known}),
+        Path(snapshot["config"]) if snapshot.get("config") else None,
+        Path(snapshot["progress_file"]) if snapshot.get("progress_file") else None,
+        str(snapshot.get("model", "")),
+        tuple(Path(p) for p in snapshot.get("template_files", [])),
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        keys: Sequence[PoolKey] = (),
+        home: Path | None = None,
+        clock: Clock = REAL,
+        config_file: Path | None = None,
+        progress_file: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = list(keys)
+        self.db_path = state_db_path(home)
+        self.clock = clock
+        self.config_file = config_file  # stored with a batch, so a resume reads it again
+        self.progress_file = progress_file
+        self.sync = _Sync(self)
+
+    def registry(self, extra: Sequence[Path] = ()) -> TemplateRegistry:
+        registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
+        for file in extra:
+            registry.add(load_template(file))
+        return registry
+
+    @asynccontextmanager
+    async def _store(self) -> AsyncIterator[CheckpointManager]:
+        async with open_db(self.db_path) as conn:
+            yield CheckpointManager(conn)
+
+    # -- planning -------------------------------------------------------------------
+    async def plan(self, request: PlanRequest) -> PlannedBatch:
+        """Every local check for every input, with nothing spent."""
+        output = request.output.expanduser().resolve()
+        ledger = None
+        if request.skip_existing and not request.force and self.db_path.exists():
+            async with self._store() as store:
+                ledger = await store.done_ledger()
+        plan = build_plan(
+            _inputs(request, output),
+            settings=self.settings,
+            registry=self.registry(),
+            writer=FileWriter(output),
+            template=request.template,
+            params=dict(request.params or {}),
+            ledger=ledger,
+            force=request.force,
+        )
+        return PlannedBatch(request, output, plan)
+
+    # -- running --------------------------------------------------------------------
+    async def start(
+        self,
+        planned: PlannedBatch,
+        options: RunOptions,
+        *,
+        reporter: Reporter | None = None,
+        control: RunControl | None = None,
+        batch_id: str | None = None,
+    ) -> BatchOutcome:
+        """Commit the plan as a new batch, then run it."""
+        batch_id = batch_id or new_batch_id()
+        async with self._store() as store:
+            await self._record(store, planned.plan, batch_id, planned, options)
+            return await self._run(store, batch_id, options, reporter, control)
+
+    async def resume(
+        self,
+        batch_id: str,
+        changes: RunChanges | None = None,
+        *,
+        reporter: Reporter | None = None,
+        control: RunControl | None = None,
+    ) -> BatchOutcome:
+        """Carry on where ``batch_id`` stopped, with its own settings unless changed."""
+        stored = await read_stored_run(batch_id, self.db_path.parent)
+        options = (changes or RunChanges()).apply(stored.options)
+        async with self._store() as store:
+            return await self._run(store, batch_id, options, reporter, control)
+
+    async def requeue_failed(self, batch_id: str) -> int:
+        """Put the batch's failed videos back in the queue (``resume`` then runs them)."""
+        await self.status(batch_id)  # UnknownBatchError
+        async with self._store() as store:
+            return await store.requeue_failed(batch_id, self.clock.time())
+
+    async def retry_failed(
+        self,
+        batch_id: str,
+        changes: RunChanges | None = None,
+        *,
+        reporter: Reporter | None = None,
+        control: RunControl | None = None,
+    ) -> tuple[int, BatchOutcome]:
+        """Put the batch's failed videos back in the queue and run them."""
+        queued = await self.requeue_failed(batch_id)
+        return queued, await self.resume(batch_id, changes, reporter=reporter, control=control)
+
+    def priced(self, model: str) -> bool:
+        """Whether the price table (or the config) knows ``model``'s price."""
+        return Prices(self.settings.prices).on(model) is not None
+
+    async def run_one(
+        self,
+        video: str,
+        *,
+        template: str | None = None,
+        params: Mapping[str, str] | None = None,
+        output: Path | None = None,
+        options: RunOptions | None = None,
+        force: bool = False,
+        reporter: Reporter | None = None,
+        control: RunControl | None = None,
+    ) -> OneResult:
+        """One video to one lesson (the legacy ``main``), as a one-task batch: a rerun
+        after an interruption resumes it (an answer already paid for is not paid again),
+        and a video already done with the same settings is not generated again unless
+        ``force``."""
+        settings = self.settings
+        folder = (output or settings.output.dir).expanduser().resolve()
+        writer = FileWriter(folder, template_subfolders=settings.output.template_subfolders)
+        entry = InputEntry(text=video, origin=video)
+        planned = plan_entry(entry, settings, self.registry(), writer, template, params or {})
+        files = planned.video.files
+        result = OneResult(None, None, files.markdown, files.answer_json, settings.model)
+        options = replace(options or RunOptions(parallel=1, max_uploads=1), reports=False)
+        async with self._store() as store:
+            previous = (await store.done_ledger()).get(planned.done_key)
+            same = previous is not None and Path(previous.output_md) == files.markdown
+            if same and not force and files.markdown.is_file():
+                return replace(result, skipped_reason=f"already done: {files.markdown}")
+            batch_id = await store.unfinished_single(planned.done_key)
+            if batch_id is None:
+                batch_id = new_batch_id()
+                request = PlanRequest(output=folder)
+                one = PlannedBatch(request, folder, Plan(tasks=[planned]))
+                await self._record(store, one.plan, batch_id, one, options, single=video)
+            outcome = await self._run(store, batch_id, options, reporter, control)
+            task = (await store.tasks(batch_id))[0]
+        return replace(result, outcome=outcome, task=TaskStatus.of(task))
+
+    async def _record(
+        self,
+        store: CheckpointManager,
+        plan: Plan,
+        batch_id: str,
+        planned: PlannedBatch,
+        options: RunOptions,
+        single: str | None = None,
+    ) -> None:
+        names = set(self.registry().names())
+        # templates given by path: stored, so a resume finds them by name
+        files = sorted(
+            {
+                str(t.video.template.path.resolve())
+                for t in plan.to_run
+                if t.video.template.name not in names
+            }
+        )
+        snapshot: dict[str, object] = {
+            "model": self.settings.model,
+            "source": f"main {single}" if single else planned.request.source_desc,
+            **{f.name: getattr(options, f.name) for f in fields(RunOptions)},
+            "config": str(self.config_file.resolve()) if self.config_file else None,
+            "progress_file": str(self.progress_file.resolve()) if self.progress_file else None,
+            "template_files": files,
+            "single": single is not None,
+        }
+        await record_plan(
+            store,
+            plan,
+            batch_id=batch_id,
+            source_desc=str(snapshot["source"]),
+            output_dir=str(planned.output),
+            snapshot=snapshot,
+            now=self.clock.time(),
+        )
+
+    async def _run(
+        self,
+        store: CheckpointManager,
+        batch_id: str,
+        options: RunOptions,
+        reporter: Reporter | None,
+        control: RunControl | None,
+    ) -> BatchOutcome:
+        stored = await read_stored_run(batch_id, self.db_path.parent)
+        return await run_batch(
+            store,
+            batch_id,
+            settings=self.settings,
+            keys=self.keys,
+            options=options,
+            registry=self.registry(stored.template_files),
+            clock=self.clock,
+            reporter=reporter,
+            on_pool=control.attach if control is not None else None,
+        )
+
+    # -- looking after batches ------------------------------------------------------
+    async def status(self, batch_id: str) -> BatchView:
+        if not self.db_path.exists():
+            raise UnknownBatchError(batch_id)
+        async with self._store() as store:
+            row = await store.batch(batch_id)
+            if row is None:
+                raise UnknownBatchError(batch_id)
+            tasks = await store.tasks(batch_id)
+            counts = await store.counts(batch_id)
+        return BatchView.of(row, counts, self.clock.time(), tasks)
+
+    async def batches(self, limit: int | None = 10) -> list[BatchView]:
+        """Newest first."""
+        if not self.db_path.exists():
+            return []
+        async with self._store() as store:
+            now = self.clock.time()
+            return [
+                BatchView.of(row, await store.counts(row["id"]), now)
+                for row in await store.batches(limit)
+            ]
+
+    async def cancel(self, batch_id: str) -> Cancelled:
+        """Stop a batch: a running one (another process) stops within seconds, an idle one
+        at once (resumable); a finished one is left as it is."""
+        view = await self.status(batch_id)
+        if view.status.final:
+            return Cancelled(CancelResult.ALREADY_FINISHED, view.status)
+        now = self.clock.time()
+        async with self._store() as store:
+            await store.request_cancel(batch_id, now)
+            if view.running_pid is not None:
+                return Cancelled(CancelResult.REQUESTED, view.status, view.running_pid)
+            await store.cancel_pending(batch_id, now)
+            await store.set_batch_status(batch_id, BatchStatus.CANCELLED, now)
+        return Cancelled(CancelResult.CANCELLED, BatchStatus.CANCELLED)
+
+    async def uploads_need_keys(self) -> bool:
+        """Whether ``cleanup`` has uploads of real (not simulated) batches to delete."""
+        if not self.db_path.exists():
+            return False
+        async with self._store() as store:
+            simulated = await simulated_batches(store)
+            return any(t.batch_id not in simulated for t in await store.owned_uploads())
+
+    async def cleanup(
+        self, *, older_than_days: float, all_uploads: bool, dry_run: bool
+    ) -> CleanupReport:
+        if not self.db_path.exists():
+            return CleanupReport()
+        async with self._store() as store:
+            return await cleanup(
+                store,
+                older_than_days=older_than_days,
+                now=self.clock.time(),
+                all_uploads=all_uploads,
+                keys=self.keys,
+                api=self.settings.api,
+                dry_run=dry_run,
+            )
+
+    async def key_health(self) -> dict[str, dict[str, Any]]:
+        if not self.db_path.exists():
+            return {}
+        async with self._store() as store:
+            return await store.key_health()
+
+    async def key_pool(self) -> list[KeyView]:
+        """The engine's keys as the batches see them: health from the state database."""
+        known = {fp: KeyState(**row) for fp, row in (await self.key_health()).items()}
+        pool = KeyPool(self.keys, states=known, clock=self.clock.time)
+        now = self.clock.time()
+        views = []
+        for key in self.keys:
+            state = pool.states[key.fingerprint]
+            views.append(
+                KeyView(
+                    key.fingerprint,
+                    key.label,
+                    key.project,
+                    key.key.source,
+                    state.describe(now),
+                    state.usable(now),
+                    state.cooldown_until,
+                    state.successes,
+                    dict(state.failures),
+                    state.last_error,
+                )
+            )
+        return views
+
+    async def enable_key(self, fingerprint: str) -> bool:
+        async with self._store() as store:
+            return await store.enable_key(fingerprint, self.clock.time())
+
+
+def _inputs(request: PlanRequest, output: Path) -> Inputs:
+    given = [p for p in (request.input_dir, request.file_list, request.url_list) if p]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --input-dir, --file-list, --url-list")
+    if request.input_dir is not None:
+        return scan_folder(request.input_dir, skip=output)
+    if request.file_list is not None:
+        return read_file_list(request.file_list)
+    assert request.url_list is not None
+    return read_url_list(request.url_list)
+
+
+class _Sync:
+    """``engine.sync.status(batch_id)``: the coroutine method, run to completion."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._engine, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(method(*args, **kwargs))
+
+        return run

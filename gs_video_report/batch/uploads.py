@@ -1,0 +1,104 @@
+"""Getting a task's video onto the server: reuse an upload that is still there, or upload
+(at most ``max_uploads`` at a time: parallel uploads choke a teacher's link) and wait
+until it is ACTIVE. The file's name is committed the moment the server named it, so a
+process killed while the video is processed reuses the upload on resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from gs_video_report.batch.events import Activity, Reporter, TaskActivity, TaskView
+from gs_video_report.batch.pipeline import PreparedVideo
+from gs_video_report.clock import Clock
+from gs_video_report.errors import FileAccessError
+from gs_video_report.services.gemini import GeminiService, VideoRef
+from gs_video_report.services.sources import printable
+from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
+
+logger = logging.getLogger(__name__)
+
+REUSE_MARGIN_S = 3600.0  # reuse an upload only if it lives at least this much longer
+
+
+class Uploader:
+    def __init__(
+        self,
+        store: CheckpointManager,
+        clock: Clock,
+        reporter: Reporter,
+        *,
+        max_uploads: int,
+        prepared: Callable[[float], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.reporter = reporter
+        self._slots = asyncio.Semaphore(max_uploads)
+        self._prepared = prepared  # seconds from upload start to ACTIVE (the lookahead)
+
+    def _show(self, view: TaskView, activity: Activity, fraction: float | None = None) -> None:
+        self.reporter.emit(TaskActivity(view, activity, fraction))
+
+    async def video_ref(
+        self, task: TaskRow, view: TaskView, video: PreparedVideo, service: GeminiService
+    ) -> VideoRef:
+        """What the generate call points at: the YouTube URL, the task's upload when it
+        is still usable with this key, else a new upload."""
+        if video.source.path is None:
+            return VideoRef(uri=video.source.identity, mime_type=None)
+        reused = await self._reuse(task, view, service)
+        if reused is not None:
+            return reused
+        assert video.info is not None
+        path, info = video.source.path, video.info
+        self._show(view, Activity.WAITING_FOR_UPLOAD)
+        async with self._slots:  # (the claim marked the task "uploading")
+            started = self.clock.time()
+            self._show(view, Activity.UPLOADING, 0.0)
+            file = await service.upload(
+                path,
+                info.mime_type,
+                display_name=printable(path.name),
+                progress=lambda done, total: self._show(
+                    view, Activity.UPLOADING, done / max(1, total)
+                ),
+            )
+        await self.store.record_upload(
+            task.id,
+            name=file.name,
+            uri=file.uri,
+            mime_type=file.mime_type,
+            expires_at=file.expires_at.timestamp() if file.expires_at else None,
+            key_fingerprint=service.key_fingerprint,
+            now=self.clock.time(),
+        )
+        self._show(view, Activity.PROCESSING)
+        file = await service.wait_until_active(file, size_bytes=info.size_bytes)
+        self._prepared(self.clock.time() - started)
+        return VideoRef(file.uri, file.mime_type, file.name)
+
+    async def _reuse(
+        self, task: TaskRow, view: TaskView, service: GeminiService
+    ) -> VideoRef | None:
+        if not (
+            task.upload_name
+            and task.upload_key == service.key_fingerprint
+            and (task.upload_expires_at or 0) > self.clock.time() + REUSE_MARGIN_S
+        ):
+            if task.upload_name:
+                await self.store.clear_upload(task.id, self.clock.time())
+            return None
+        try:
+            file = await service.get_file(task.upload_name)
+            if file.state != "FAILED":
+                self._show(view, Activity.PROCESSING)
+                file = await service.wait_until_active(file, size_bytes=task.size_bytes or 0)
+                logger.info("%s: reusing upload %s", task.display_name, file.name)
+                return VideoRef(file.uri, file.mime_type, file.name)
+        except FileAccessError:
+            pass  # expired or deleted on the server: upload again
+        await self.store.clear_upload(task.id, self.clock.time())
+        return None

@@ -1,0 +1,150 @@
+"""Typed results of the engine's API (``batch.api``): what a front-end shows, with
+nothing of the storage rows or the services behind them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gs_video_report.batch.runner import BatchOutcome, RunOptions
+from gs_video_report.models import BatchStatus
+from gs_video_report.storage.checkpoint import TaskRow, TaskStage
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    id: int
+    video: str
+    source: str
+    template: str
+    stage: TaskStage
+    attempts: int
+    last_error_kind: str | None
+    last_error: str | None
+    tokens: int | None
+    cost_usd: float | None
+    output: str
+    duration_s: float | None
+
+    @classmethod
+    def of(cls, row: TaskRow) -> TaskStatus:
+        return cls(
+            row.id,
+            row.display_name,
+            row.source,
+            row.template,
+            row.stage,
+            row.attempts,
+            row.last_error_kind,
+            row.last_error,
+            row.total_tokens,
+            row.cost_usd,
+            row.output_md,
+            row.duration_s,
+        )
+
+
+@dataclass(frozen=True)
+class BatchView:
+    id: str
+    status: BatchStatus
+    source: str
+    output_dir: str
+    created_at: float
+    finished_at: float | None
+    counts: dict[TaskStage, int]
+    running_pid: int | None  # the live process holding the batch, if any
+    settings: dict[str, Any] = field(default_factory=dict)
+    tasks: list[TaskStatus] = field(default_factory=list)  # filled by ``status`` only
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def is_single(self) -> bool:
+        """A ``main VIDEO`` run (one video, resumable like any batch)."""
+        return bool(self.settings.get("single"))
+
+    @classmethod
+    def of(
+        cls,
+        row: dict[str, Any],
+        counts: dict[TaskStage, int],
+        now: float,
+        tasks: list[TaskRow] | None = None,
+    ) -> BatchView:
+        live = row["lease_until"] is not None and row["lease_until"] > now
+        return cls(
+            row["id"],
+            BatchStatus(row["status"]),
+            row["source_desc"],
+            row["output_dir"],
+            row["created_at"],
+            row["finished_at"],
+            counts,
+            row["lease_pid"] if live else None,
+            json.loads(row["settings_json"]),
+            [TaskStatus.of(t) for t in tasks or []],
+        )
+
+
+class CancelResult(StrEnum):
+    CANCELLED = "cancelled"  # it was idle: its pending videos are cancelled (resumable)
+    REQUESTED = "requested"  # another process runs it and stops within seconds
+    ALREADY_FINISHED = "already finished"  # nothing changed
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    result: CancelResult
+    status: BatchStatus
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """What a batch was started with, for ``resume`` (never a key)."""
+
+    options: RunOptions
+    config: Path | None
+    progress_file: Path | None
+    model: str
+    template_files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class OneResult:
+    """``run_one``: one video's lesson (or why there is none)."""
+
+    outcome: BatchOutcome | None  # None: skipped, already done
+    task: TaskStatus | None
+    markdown: Path
+    answer_json: Path
+    model: str
+    skipped_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.skipped_reason is not None or (
+            self.task is not None and self.task.stage is TaskStage.DONE
+        )
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """A key of the pool, by fingerprint (never the key)."""
+
+    fingerprint: str
+    label: str
+    project: str
+    source: str
+    state: str
+    usable: bool
+    cooldown_until: float | None
+    successes: int
+    failures: dict[str, int]
+    last_error: str | None
