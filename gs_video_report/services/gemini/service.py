@@ -10,14 +10,13 @@ Two SDK surprises handled here:
   client has a ``base_url``; a *per-call* ``base_url`` rewrites its host, so uploads
   pass it explicitly and really reach the configured endpoint;
 - with aiohttp installed the SDK's async path re-sends a request once, 1-10 s after a
-  connection error, which can bill a generation twice; we pin the httpx2 transport
-  whenever aiohttp is importable.
+  connection error, which can bill a generation twice; the client is built by
+  ``client.build_client``, which pins the httpx2 transport (no hidden re-send).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import logging
@@ -29,8 +28,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx2
-from google import genai
 from google.genai import types
 
 from gs_video_report.config import ApiKey, ApiSettings
@@ -47,6 +44,7 @@ from gs_video_report.models import (
     UploadedFile,
     Usage,
 )
+from gs_video_report.services.gemini.client import build_client, ms
 from gs_video_report.services.gemini.errors import translate
 
 logger = logging.getLogger(__name__)
@@ -62,10 +60,6 @@ _RESOLUTIONS = {
     "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
     "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
 }
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
 
 
 @dataclass(frozen=True)
@@ -155,15 +149,7 @@ class GeminiService:
         self._sleep = sleep
         self._clock = clock
         self._on_call = on_call
-        options: dict[str, Any] = {
-            "api_version": api.api_version,
-            "timeout": _ms(api.request_timeout),
-        }
-        if api.base_url:
-            options["base_url"] = api.base_url
-        if importlib.util.find_spec("aiohttp") is not None:
-            options["async_client_args"] = {"transport": httpx2.AsyncHTTPTransport(retries=0)}
-        self._client = genai.Client(api_key=self._secret, http_options=types.HttpOptions(**options))
+        self._client = build_client(key, api)
 
     async def __aenter__(self) -> GeminiService:
         return self
@@ -184,7 +170,7 @@ class GeminiService:
     def _call_options(self, timeout_s: float) -> types.HttpOptions:
         """Per-call options. The base_url is repeated here because only a per-call
         base_url rewrites the host of the upload URL the server hands back."""
-        return types.HttpOptions(timeout=_ms(timeout_s), base_url=self._api.base_url or None)
+        return types.HttpOptions(timeout=ms(timeout_s), base_url=self._api.base_url or None)
 
     @asynccontextmanager
     async def _call(
