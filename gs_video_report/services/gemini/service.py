@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,15 +41,14 @@ from gs_video_report.models import (
     Generation,
     GenerationSettings,
     UploadedFile,
-    Usage,
 )
+from gs_video_report.services.gemini.answer import Validator, enum_name, read_answer, usage_of
 from gs_video_report.services.gemini.client import build_client, ms
 from gs_video_report.services.gemini.errors import translate
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
-Validator = Callable[[Any], list[str]]
 Sleep = Callable[[float], Awaitable[None]]
 
 _SHORT_CALL_TIMEOUT_S = 60.0  # polls, deletes, lists: capped by api.request_timeout too
@@ -113,22 +111,6 @@ def _uploaded(file: types.File) -> UploadedFile:
         expires_at=file.expiration_time,
         error=error,
     )
-
-
-def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
-    if meta is None:
-        return Usage()
-    return Usage(
-        prompt_tokens=meta.prompt_token_count or 0,
-        candidates_tokens=meta.candidates_token_count or 0,
-        thoughts_tokens=meta.thoughts_token_count or 0,
-        cached_tokens=meta.cached_content_token_count or 0,
-        total_tokens=meta.total_token_count or 0,
-    )
-
-
-def _enum_name(value: Any) -> str:
-    return str(getattr(value, "name", value))
 
 
 class GeminiService:
@@ -288,20 +270,15 @@ class GeminiService:
             files = [_uploaded(f) async for f in pager]
         return files
 
-    async def generate(
+    def _request(
         self,
-        *,
-        model: str,
         video: VideoRef,
-        prompt: str,
-        schema: dict[str, Any],
         settings: GenerationSettings,
-        system_instruction: str | None = None,
-        validate: Validator | None = None,
-        timeout_s: float | None = None,
-    ) -> Generation:
-        """One generateContent call in JSON mode; anything short of a complete, valid
-        answer is an ``AnswerError`` (never half a lesson)."""
+        schema: dict[str, Any],
+        system_instruction: str | None,
+        timeout: float,
+    ) -> tuple[types.Part, types.GenerateContentConfig]:
+        """The video part (with its clip, if any) and the JSON-mode config of a generate."""
         part = types.Part(file_data=types.FileData(file_uri=video.uri, mime_type=video.mime_type))
         clip: dict[str, Any] = {}
         if settings.fps is not None:
@@ -326,8 +303,26 @@ class GeminiService:
                 if settings.thinking_level
                 else None
             ),
-            http_options=self._call_options(timeout_s or self._api.request_timeout),
+            http_options=self._call_options(timeout),
         )
+        return part, config
+
+    async def generate(
+        self,
+        *,
+        model: str,
+        video: VideoRef,
+        prompt: str,
+        schema: dict[str, Any],
+        settings: GenerationSettings,
+        system_instruction: str | None = None,
+        validate: Validator | None = None,
+        timeout_s: float | None = None,
+    ) -> Generation:
+        """One generateContent call in JSON mode; anything short of a complete, valid
+        answer is an ``AnswerError`` (never half a lesson)."""
+        timeout = timeout_s or self._api.request_timeout
+        part, config = self._request(video, settings, schema, system_instruction, timeout)
         contents = [types.Content(role="user", parts=[part, types.Part(text=prompt)])]
         started = self._clock()
         touches_file = video.file_name is not None
@@ -338,15 +333,13 @@ class GeminiService:
                 model=model, contents=contents, config=config
             )
         latency = self._clock() - started
-        usage = _usage(response.usage_metadata)
+        usage = usage_of(response.usage_metadata)
         candidate = response.candidates[0] if response.candidates else None
         finish = (
-            _enum_name(candidate.finish_reason) if candidate and candidate.finish_reason else None
+            enum_name(candidate.finish_reason) if candidate and candidate.finish_reason else None
         )
         try:
-            generation = self._read_answer(
-                response, model=model, latency=latency, validate=validate
-            )
+            generation = read_answer(response, model=model, latency=latency, validate=validate)
         except AnswerError as exc:
             self._record(
                 CallRecord("generate", model, latency, False, usage, finish, exc.kind, exc.message)
@@ -354,61 +347,6 @@ class GeminiService:
             raise
         self._record(CallRecord("generate", model, latency, True, usage, finish))
         return generation
-
-    def _read_answer(
-        self,
-        response: types.GenerateContentResponse,
-        *,
-        model: str,
-        latency: float,
-        validate: Validator | None,
-    ) -> Generation:
-        usage = _usage(response.usage_metadata)
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason is not None:
-            reason = _enum_name(feedback.block_reason)
-            raise AnswerError(
-                f"the prompt was blocked by Gemini ({reason})", reason=f"BLOCKED_{reason}"
-            )
-        if not response.candidates:
-            raise AnswerError("Gemini returned no answer (no candidates)", reason="EMPTY")
-        candidate = response.candidates[0]
-        finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else "UNSPECIFIED"
-        if finish != "STOP":
-            hints = {
-                "MAX_TOKENS": "the answer hit max_output_tokens and was cut off",
-                "SAFETY": "the answer was stopped by safety filters",
-                "RECITATION": "the answer was stopped for reciting copyrighted text",
-            }
-            hint = hints.get(finish, "the answer did not finish normally")
-            raise AnswerError(f"incomplete answer: finish_reason={finish} ({hint})", reason=finish)
-        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-        text = "".join(p.text for p in parts if p.text and not p.thought)
-        if not text.strip():
-            raise AnswerError("Gemini returned an empty answer", reason="EMPTY")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AnswerError(
-                f"the answer is not valid JSON ({exc.msg})", reason="INVALID_JSON"
-            ) from exc
-        if not isinstance(data, dict):
-            raise AnswerError("the answer is JSON but not an object", reason="INVALID_JSON")
-        problems = validate(data) if validate else []
-        if problems:
-            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise AnswerError(
-                f"the answer does not match the template's schema: {problems[0]}{more}",
-                reason="SCHEMA_MISMATCH",
-            )
-        return Generation(
-            data=data,
-            usage=usage,
-            finish_reason=finish,
-            model=model,
-            model_version=response.model_version,
-            latency_s=latency,
-        )
 
 
 __all__ = ["ApiError", "GeminiService", "VideoRef"]
