@@ -20,7 +20,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _SHORT_CALL_TIMEOUT_S = 60.0  # polls, deletes, lists: capped by api.request_timeout too
 _POLL_DELAYS_S = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
+_CHUNK_BYTES = 8 * 1024 * 1024  # the SDK uploads in chunks of this size
 _RESOLUTIONS = {
     "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
     "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
@@ -159,16 +160,25 @@ class GeminiService:
         self,
         stage: str,
         *,
+        timeout_s: float,
         model: str | None = None,
         touches_file: bool = False,
         record_success: bool = True,
-    ) -> Any:
-        """Time the call, translate its failure, and report it to ``on_call``."""
+    ) -> AsyncIterator[None]:
+        """Time the call, hold it to ``timeout_s`` overall, translate its failure, and
+        report it to ``on_call``. The SDK's timeout is httpx's, which is per read: a server
+        that trickles its answer would hold the call forever without this deadline."""
         started = self._clock()
+        deadline = asyncio.timeout(timeout_s)
         try:
-            yield
+            async with deadline:
+                yield
         except BaseException as exc:
-            mapped = translate(exc, stage=stage, touches_file=touches_file, secret=self._secret)
+            mapped: ApiError | None
+            if deadline.expired() and isinstance(exc, TimeoutError):
+                mapped = ApiTimeoutError(f"{stage}: no complete answer within {timeout_s:g}s")
+            else:
+                mapped = translate(exc, stage=stage, touches_file=touches_file, secret=self._secret)
             if mapped is None:
                 raise
             self._record(
@@ -214,7 +224,9 @@ class GeminiService:
             mime_type=mime_type,
             http_options=self._call_options(self._api.upload_timeout),
         )
-        async with self._call("upload"):
+        # upload_timeout is per request: the start, then each 8 MiB chunk
+        requests = 1 + max(1, -(-size // _CHUNK_BYTES))
+        async with self._call("upload", timeout_s=self._api.upload_timeout * requests):
             # The SDK reads an IOBase synchronously in 8 MiB chunks anyway; opening is instant.
             with open(path, "rb") as raw:  # noqa: ASYNC230
                 source: io.IOBase = raw
@@ -224,10 +236,10 @@ class GeminiService:
         return _uploaded(file)
 
     async def get_file(self, name: str) -> UploadedFile:
-        async with self._call("poll", touches_file=True):
+        timeout = self._short_timeout
+        async with self._call("poll", timeout_s=timeout, touches_file=True):
             file = await self._client.aio.files.get(
-                name=name,
-                config=types.GetFileConfig(http_options=self._call_options(self._short_timeout)),
+                name=name, config=types.GetFileConfig(http_options=self._call_options(timeout))
             )
         return _uploaded(file)
 
@@ -254,17 +266,19 @@ class GeminiService:
             file = await self.get_file(file.name)
 
     async def delete_file(self, name: str) -> None:
-        async with self._call("delete", touches_file=True):
+        timeout = self._short_timeout
+        async with self._call("delete", timeout_s=timeout, touches_file=True):
             await self._client.aio.files.delete(
-                name=name,
-                config=types.DeleteFileConfig(http_options=self._call_options(self._short_timeout)),
+                name=name, config=types.DeleteFileConfig(http_options=self._call_options(timeout))
             )
 
     async def list_files(self) -> list[UploadedFile]:
-        async with self._call("list"):
+        timeout = self._short_timeout
+        # one deadline for every page: listings are short (files live 48 h)
+        async with self._call("list", timeout_s=timeout):
             pager = await self._client.aio.files.list(
                 config=types.ListFilesConfig(
-                    page_size=100, http_options=self._call_options(self._short_timeout)
+                    page_size=100, http_options=self._call_options(timeout)
                 )
             )
             files = [_uploaded(f) async for f in pager]
@@ -327,7 +341,11 @@ class GeminiService:
         started = self._clock()
         touches_file = video.file_name is not None
         async with self._call(
-            "generate", model=model, touches_file=touches_file, record_success=False
+            "generate",
+            timeout_s=timeout,
+            model=model,
+            touches_file=touches_file,
+            record_success=False,
         ):
             response = await self._client.aio.models.generate_content(
                 model=model, contents=contents, config=config
