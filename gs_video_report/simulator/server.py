@@ -260,6 +260,8 @@ class Handler(BaseHTTPRequestHandler):
                 "PERMISSION_DENIED",
                 "You do not have permission to access the File or it may not exist.",
             )
+        elif kind == "echo_key":
+            self._echo_key()
         elif kind == "hang":
             self._hold(fault.delay)
             self._reset()
@@ -278,6 +280,29 @@ class Handler(BaseHTTPRequestHandler):
         else:
             return
         raise _Abort
+
+    def _echo_key(self) -> None:
+        """A 400 that repeats the credential, as an error quoting the request URL in its
+        ``?key=`` form does: the client must keep it out of everything it shows or stores."""
+        key = self.headers.get("x-goog-api-key") or ""
+        url = f"https://generativelanguage.googleapis.com{urlparse(self.path).path}?key={key}"
+        self._error(
+            400,
+            "INVALID_ARGUMENT",
+            f"Request contains an invalid argument. Request URL: {url} (API key {key})",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": "key", "description": f"Invalid key {key}"}],
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "BAD_REQUEST",
+                    "domain": "googleapis.com",
+                    "metadata": {"key": key, "url": url},
+                },
+            ],
+        )
 
     def _rate_limited(self, quota_id: str, model: str | None, retry_after: float | None) -> None:
         details: list[Any] = [

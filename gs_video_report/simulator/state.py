@@ -30,6 +30,7 @@ FAULT_KINDS = {
     "truncated": "any",  # 200 with a JSON body cut in half
     "trickle": "any",  # headers at once, then the body a few bytes per `interval`, over `delay` s
     "permission_denied": "any",  # 403 as for a foreign or expired file
+    "echo_key": "any",  # 400 whose message and details repeat the caller's API key
     "processing_failed": "upload",  # the uploaded file ends FAILED
     "max_tokens": "generate",  # finishReason MAX_TOKENS with cut JSON
     "safety": "generate",  # finishReason SAFETY, no text
