@@ -112,7 +112,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
         if getattr(handler, "_gs_videoreport", False):
             root.removeHandler(handler)
             handler.close()
-    redact = RedactingFilter(rt.secrets)
+    redacting = RedactingFilter(rt.secrets)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -130,7 +130,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
         except OSError as exc:
             print(f"warning: cannot write logs to {log_dir}: {exc}", file=sys.stderr)
     for handler in handlers:
-        handler.addFilter(redact)
+        handler.addFilter(redacting)
         handler._gs_videoreport = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
