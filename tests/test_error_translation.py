@@ -156,6 +156,16 @@ def test_messages_never_contain_the_key() -> None:
     assert err is not None and secret not in err.message and "[key]" in err.message
 
 
+def test_the_key_is_scrubbed_from_every_part_of_the_message() -> None:
+    secret = "AIzaSECRET123-abcdef"
+    exc = api_error(400, f"BAD {secret}", f"see ?key={secret} " + "x" * 290)
+    err = translate(exc, stage="generate", secret=secret)
+    assert err is not None and err.message.startswith("400 BAD [key]: see ?key=[key] x")
+    assert secret not in str(err) and secret not in repr(err.args)
+    chunked = translate(httpx2.ReadError(f"reset {secret}"), stage="upload", secret=secret)
+    assert chunked is not None and secret not in chunked.message
+
+
 def test_parse_duration_forms() -> None:
     assert parse_duration("53s") == 53.0
     assert parse_duration("0.5s") == 0.5

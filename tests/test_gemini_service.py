@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -204,6 +205,50 @@ def test_hang_past_the_request_timeout(sim: Simulator) -> None:
     sim.add_fault(Fault("hang", "generate", delay=30))
     with pytest.raises(ApiTimeoutError):
         run(sim, lesson, request_timeout=0.3)
+
+
+def test_a_trickled_answer_cannot_hold_a_generate_past_its_timeout(sim: Simulator) -> None:
+    # every read gets a few bytes well within the 1 s read timeout; all of it would take 30 s
+    sim.add_fault(Fault("trickle", "generate", delay=30, interval=0.2))
+    youtube = VideoRef("https://youtu.be/dQw4w9WgXcQ", None)
+    calls: list[CallRecord] = []
+
+    async def generate(service: GeminiService) -> Any:
+        return await service.generate(
+            model="gemini-3.8-flash",
+            video=youtube,
+            prompt="p",
+            schema=TEMPLATE.schema,
+            settings=TEMPLATE.generation,
+            timeout_s=1.0,
+        )
+
+    started = time.monotonic()
+    with pytest.raises(ApiTimeoutError, match=r"generate: no complete answer within 1s"):
+        run(sim, generate, calls=calls)
+    assert 0.9 < time.monotonic() - started < 2.0
+    assert [(c.stage, c.error_kind) for c in calls] == [("generate", "ApiTimeoutError")]
+    # the simulator noticed the client leave and stopped sending
+    assert sim.wait_until(lambda stats: stats["trickles_cut"] == 1, timeout=1.0)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "stage", "api"),
+    [
+        # one chunk: the start and the chunk, 0.5 s each
+        ("upload_chunk", "upload", {"upload_timeout": 0.5}),
+        ("get_file", "poll", {"request_timeout": 1.0}),
+    ],
+)
+def test_upload_and_poll_have_an_overall_deadline_too(
+    sim: Simulator, endpoint: str, stage: str, api: dict[str, float]
+) -> None:
+    sim.add_fault(Fault("trickle", endpoint, delay=30, interval=0.2))
+    started = time.monotonic()
+    with pytest.raises(ApiTimeoutError, match=rf"{stage}: no complete answer within 1s"):
+        run(sim, upload_active, **api)
+    assert time.monotonic() - started < 2.0
+    assert sim.wait_until(lambda stats: stats["trickles_cut"] == 1, timeout=1.0)
 
 
 def test_invalid_key_and_unknown_model(sim: Simulator) -> None:

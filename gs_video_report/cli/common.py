@@ -64,19 +64,40 @@ def runtime(ctx: typer.Context) -> Runtime:
 
 
 class RedactingFilter(logging.Filter):
-    """Last line of defence: no registered secret reaches a log handler."""
+    """Last line of defence: no registered secret reaches a log handler, also not in a
+    record's traceback (an SDK error's text can quote the key)."""
 
     def __init__(self, secrets: set[str]) -> None:
         super().__init__()
-        self.secrets = secrets
+        self.secrets = secrets  # the command's own set: keys registered later count too
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret and secret in text:
+                text = text.replace(secret, "[key]")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for secret in self.secrets:
-            if secret and secret in message:
-                message = message.replace(secret, "[key]")
-        record.msg, record.args = message, ()
+        record.msg, record.args = self.redact(record.getMessage()), ()
+        if record.exc_info and not record.exc_text:
+            # the formatter reuses exc_text when it is set, so this is what gets written
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
+
+
+def redact(text: str) -> str:
+    """``text`` without any secret the running command registered (``Runtime.secrets``),
+    found through the filter ``setup_logging`` put on our handlers."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_gs_videoreport", False):
+            for found in handler.filters:
+                if isinstance(found, RedactingFilter):
+                    text = found.redact(text)
+    return text
 
 
 def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
@@ -86,7 +107,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
         if getattr(handler, "_gs_videoreport", False):
             root.removeHandler(handler)
             handler.close()
-    redact = RedactingFilter(rt.secrets)
+    redacting = RedactingFilter(rt.secrets)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -104,7 +125,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
         except OSError as exc:
             print(f"warning: cannot write logs to {log_dir}: {exc}", file=sys.stderr)
     for handler in handlers:
-        handler.addFilter(redact)
+        handler.addFilter(redacting)
         handler._gs_videoreport = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -121,16 +142,22 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
+def _print_traceback() -> None:
+    # with every chained exception: an SDK error's text may quote the key
+    typer.echo(redact(traceback.format_exc()), err=True, nl=False)
+
+
 @contextmanager
 def handle_errors(verbose: bool) -> Iterator[None]:
-    """One line on stderr and a documented exit code; a traceback only with -v."""
+    """One line on stderr and a documented exit code; a traceback only with -v. Nothing
+    printed here carries a registered secret."""
     try:
         yield
     except GsVideoReportError as exc:
         if verbose:
-            traceback.print_exc(file=sys.stderr)
+            _print_traceback()
         logger.info("failed: %s", exc)
-        raise fail(str(exc), exc.exit_code) from None
+        raise fail(redact(str(exc)), exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -138,10 +165,10 @@ def handle_errors(verbose: bool) -> Iterator[None]:
         raise
     except Exception as exc:
         if verbose:
-            traceback.print_exc(file=sys.stderr)
+            _print_traceback()
         logger.exception("internal error")
         raise fail(
-            f"internal error: {type(exc).__name__}: {exc} (run again with -v for details)",
+            redact(f"internal error: {type(exc).__name__}: {exc} (run again with -v for details)"),
             ExitCode.PARTIAL,
         ) from None
 
@@ -160,7 +187,8 @@ def api_target(
     keys_file: Path | None = None,
 ) -> Iterator[tuple[Settings, list[PoolKey]]]:
     """Real Gemini with the user's keys, or the built-in simulator on a loopback port (with
-    the keys file's keys when one is given, so a pool can be tried out)."""
+    the keys file's keys or the ``--api-key`` when given, so a pool or a key's handling
+    can be tried out; the simulator accepts any key)."""
     if not simulate:
         keys = resolve_keys(settings, flag=api_key, keys_file=keys_file)
         for key in keys:
@@ -169,11 +197,11 @@ def api_target(
         logger.info("using %d key(s): %s", len(keys), named)
         yield settings, keys
         return
-    keys = (
-        read_keys_file(keys_file)
-        if keys_file is not None
-        else [PoolKey.of(ApiKey(SIMULATED_KEY, "simulator"))]
-    )
+    if keys_file is not None:
+        keys = read_keys_file(keys_file)
+    else:
+        given = ApiKey(api_key, "--api-key") if api_key and api_key.strip() else None
+        keys = [PoolKey.of(given or ApiKey(SIMULATED_KEY, "simulator"))]
     for key in keys:
         rt.secrets.add(key.key.reveal())
     own = rt.simulator is None

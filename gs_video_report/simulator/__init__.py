@@ -133,6 +133,13 @@ class Simulator:
     def stats(self) -> dict[str, Any]:
         return self.state.snapshot()
 
+    def wait_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
+        """Block until ``predicate(stats())`` holds (re-checked as each request ends) or
+        ``timeout`` seconds pass; whether it held. For what a handler finishes after the
+        client has its answer, or has gone."""
+        with self.state.handled:
+            return self.state.handled.wait_for(lambda: predicate(self.state.snapshot()), timeout)
+
     def api_calls(self) -> int:
         """Calls to the Gemini API surface (not counting control requests)."""
         calls = self.state.snapshot()["calls"]

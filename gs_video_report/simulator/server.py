@@ -114,6 +114,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     _land: Callable[[], None] = staticmethod(lambda: None)  # ends the request's flight
+    _trickle: Fault | None = None  # this request's answer is to be trickled
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self._land()
@@ -127,9 +128,30 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
         with self.state.lock:
             self.state.statuses[code] += 1
+        if self._trickle is not None:
+            self._drip(body, self._trickle)
+        else:
+            self.wfile.write(body)
+
+    def _drip(self, body: bytes, fault: Fault) -> None:
+        """Send ``body`` a few bytes per ``fault.interval`` so that all of it takes
+        ``fault.delay`` seconds: every read succeeds, so only a deadline on the whole call
+        ends it. Stops as soon as the client has gone."""
+        step = max(1, -(-len(body) // max(1, int(fault.delay / fault.interval))))
+        for start in range(0, len(body), step):
+            try:
+                gone = bool(start) and not self._hold(fault.interval)
+                if not gone:
+                    self.wfile.write(body[start : start + step])
+            except OSError:
+                gone = True
+            if gone:
+                with self.state.lock:
+                    self.state.trickles_cut += 1
+                self.close_connection = True
+                raise _Abort
 
     def _error(
         self, code: int, status: str, message: str, details: list[Any] | None = None
@@ -149,23 +171,25 @@ class Handler(BaseHTTPRequestHandler):
             pass
         raise _Abort
 
-    def _hold(self, seconds: float) -> None:
+    def _hold(self, seconds: float) -> bool:
         """Hold the call for ``seconds``, or until the client gives up (closes the
-        connection): a request nobody waits for is no longer in flight."""
+        connection): a request nobody waits for is no longer in flight. False when the
+        client went away (or the simulator stops) first."""
         deadline = time.monotonic() + seconds
         while not self.state.stop_event.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return True
             readable, _, _ = select.select([self.connection], [], [], min(0.05, left))
             if readable:
                 try:
                     # drain what the client still sends (an unread body); nothing means
                     # it closed the connection
                     if not self.connection.recv(65536):
-                        return
+                        return False
                 except OSError:
-                    return
+                    return False
+        return False
 
     def _owner(self) -> str:
         key = self.headers.get("x-goog-api-key")
@@ -236,11 +260,16 @@ class Handler(BaseHTTPRequestHandler):
                 "PERMISSION_DENIED",
                 "You do not have permission to access the File or it may not exist.",
             )
+        elif kind == "echo_key":
+            self._echo_key()
         elif kind == "hang":
             self._hold(fault.delay)
             self._reset()
         elif kind == "reset":
             self._reset()
+        elif kind == "trickle":
+            self._trickle = fault  # the real answer, slowly (see _drip)
+            return
         elif kind == "truncated":
             body = b'{"candidates": [{"content": {"parts": [{"text": "{\\"tit'
             self.send_response(200)
@@ -251,6 +280,29 @@ class Handler(BaseHTTPRequestHandler):
         else:
             return
         raise _Abort
+
+    def _echo_key(self) -> None:
+        """A 400 that repeats the credential, as an error quoting the request URL in its
+        ``?key=`` form does: the client must keep it out of everything it shows or stores."""
+        key = self.headers.get("x-goog-api-key") or ""
+        url = f"https://generativelanguage.googleapis.com{urlparse(self.path).path}?key={key}"
+        self._error(
+            400,
+            "INVALID_ARGUMENT",
+            f"Request contains an invalid argument. Request URL: {url} (API key {key})",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": "key", "description": f"Invalid key {key}"}],
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "BAD_REQUEST",
+                    "domain": "googleapis.com",
+                    "metadata": {"key": key, "url": url},
+                },
+            ],
+        )
 
     def _rate_limited(self, quota_id: str, model: str | None, retry_after: float | None) -> None:
         details: list[Any] = [
@@ -288,6 +340,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- dispatch --------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
+        self._trickle = None  # a handler serves every request of its connection
         parsed = urlparse(self.path)
         if parsed.path.startswith("/_sim/"):
             self._control(method, parsed.path, self._body())
@@ -317,6 +370,9 @@ class Handler(BaseHTTPRequestHandler):
             self._dispatch(method)
         except _Abort:
             pass
+        finally:
+            with self.state.handled:
+                self.state.handled.notify_all()
 
     def do_GET(self) -> None:
         self._handle("GET")

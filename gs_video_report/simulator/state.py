@@ -28,7 +28,9 @@ FAULT_KINDS = {
     "hang": "any",  # answer only after `delay` seconds (past the client's timeout)
     "reset": "any",  # close the connection without an answer (RST)
     "truncated": "any",  # 200 with a JSON body cut in half
+    "trickle": "any",  # headers at once, then the body a few bytes per `interval`, over `delay` s
     "permission_denied": "any",  # 403 as for a foreign or expired file
+    "echo_key": "any",  # 400 whose message and details repeat the caller's API key
     "processing_failed": "upload",  # the uploaded file ends FAILED
     "max_tokens": "generate",  # finishReason MAX_TOKENS with cut JSON
     "safety": "generate",  # finishReason SAFETY, no text
@@ -55,7 +57,8 @@ class Fault:
     times: int = 1
     match: str | None = None
     retry_after: float = 10.0  # for rate_limit_minute
-    delay: float = 30.0  # for hang
+    delay: float = 30.0  # for hang; for trickle, how long the whole body takes
+    interval: float = 0.2  # for trickle: seconds between writes (each under any read timeout)
     after: int = 0  # let this many matching calls through first
 
     def __post_init__(self) -> None:
@@ -124,6 +127,7 @@ class SimState:
         self.daily_exhausted: set[str] = set()  # projects whose per-day quota is used up
         self.upload_host: str | None = None  # hand out upload URLs on another host
         self.stop_event = threading.Event()
+        self.handled = threading.Condition(self.lock)  # notified as each request ends
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self.in_flight = 0
         self.reset_stats()
@@ -140,6 +144,7 @@ class SimState:
             self.uploads_completed = 0
             self.bytes_received = 0
             self.files_deleted = 0
+            self.trickles_cut = 0  # trickled answers the client left before their end
             self.max_in_flight = 0
             # by family (an upload's start and chunks are one "upload")
             self.max_in_flight_by: Counter[str] = Counter()
@@ -296,6 +301,7 @@ class SimState:
                 "bytes_received": self.bytes_received,
                 "files_live": len(live),
                 "files_deleted": self.files_deleted,
+                "trickles_cut": self.trickles_cut,
                 "max_in_flight": self.max_in_flight,
                 "max_in_flight_by": dict(self.max_in_flight_by),
                 "generate_requests": list(self.generate_requests),

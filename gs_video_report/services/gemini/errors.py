@@ -106,7 +106,7 @@ def translate_api_error(
     exc: genai_errors.APIError, *, touches_file: bool = False, secret: str | None = None
 ) -> ApiError:
     code = int(exc.code or 0)
-    status = str(exc.status or "")
+    status = _one_line(str(exc.status or ""), secret)
     message = _one_line(exc.message if isinstance(exc.message, str) else None, secret)
     details = _detail_list(exc.details)
     text = (
@@ -145,7 +145,19 @@ def translate(
     exc: BaseException, *, stage: str, touches_file: bool = False, secret: str | None = None
 ) -> ApiError | None:
     """Classify what the SDK or its transport raised during a call at ``stage``
-    (upload, poll, generate, delete, list). ``None``: not an API problem; re-raise it."""
+    (upload, poll, generate, delete, list). ``None``: not an API problem; re-raise it.
+    ``secret`` (the key) is scrubbed from every message, before any shortening."""
+    error = _classify(exc, stage=stage, touches_file=touches_file, secret=secret)
+    if error is not None and secret and secret in error.message:
+        # a safety net: each message is built from scrubbed parts already
+        error.message = error.message.replace(secret, "[key]")
+        error.args = (error.message,)
+    return error
+
+
+def _classify(
+    exc: BaseException, *, stage: str, touches_file: bool, secret: str | None
+) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, genai_errors.APIError):

@@ -41,7 +41,6 @@ from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from google import genai
-from google.genai import types
 
 from gs_video_report.config import (
     ApiSettings,
@@ -59,6 +58,7 @@ from gs_video_report.errors import (
     RateLimitError,
 )
 from gs_video_report.retry import RetryPolicy
+from gs_video_report.services.gemini.client import build_client
 from gs_video_report.services.gemini.errors import translate
 
 logger = logging.getLogger(__name__)
@@ -274,12 +274,8 @@ class KeyPool:
 
     # -- the public API: run a function with a client, moving keys on key-level errors --
     def make_client(self, key: PoolKey, **http: Any) -> genai.Client:
-        options: dict[str, Any] = {"api_version": self.api.api_version}
-        options["timeout"] = max(1, int(self.api.request_timeout * 1000))
-        if self.api.base_url:
-            options["base_url"] = self.api.base_url
-        options.update(http)
-        return genai.Client(api_key=key.key.reveal(), http_options=types.HttpOptions(**options))
+        """A client as the service builds it; ``http`` overrides HttpOptions fields."""
+        return build_client(key.key, self.api, **http)
 
     def _translate(self, exc: BaseException, key: PoolKey) -> ApiError | None:
         return translate(exc, stage="call", touches_file=False, secret=key.key.reveal())

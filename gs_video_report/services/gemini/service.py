@@ -10,28 +10,24 @@ Two SDK surprises handled here:
   client has a ``base_url``; a *per-call* ``base_url`` rewrites its host, so uploads
   pass it explicitly and really reach the configured endpoint;
 - with aiohttp installed the SDK's async path re-sends a request once, 1-10 s after a
-  connection error, which can bill a generation twice; we pin the httpx2 transport
-  whenever aiohttp is importable.
+  connection error, which can bill a generation twice; the client is built by
+  ``client.build_client``, which pins the httpx2 transport (no hidden re-send).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import importlib.util
 import io
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx2
-from google import genai
 from google.genai import types
 
 from gs_video_report.config import ApiKey, ApiSettings
@@ -46,27 +42,24 @@ from gs_video_report.models import (
     Generation,
     GenerationSettings,
     UploadedFile,
-    Usage,
 )
+from gs_video_report.services.gemini.answer import Validator, enum_name, read_answer, usage_of
+from gs_video_report.services.gemini.client import build_client, ms
 from gs_video_report.services.gemini.errors import translate
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
-Validator = Callable[[Any], list[str]]
 Sleep = Callable[[float], Awaitable[None]]
 
 _SHORT_CALL_TIMEOUT_S = 60.0  # polls, deletes, lists: capped by api.request_timeout too
 _POLL_DELAYS_S = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
+_CHUNK_BYTES = 8 * 1024 * 1024  # the SDK uploads in chunks of this size
 _RESOLUTIONS = {
     "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
     "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
     "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
 }
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
 
 
 @dataclass(frozen=True)
@@ -122,22 +115,6 @@ def _uploaded(file: types.File) -> UploadedFile:
     )
 
 
-def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
-    if meta is None:
-        return Usage()
-    return Usage(
-        prompt_tokens=meta.prompt_token_count or 0,
-        candidates_tokens=meta.candidates_token_count or 0,
-        thoughts_tokens=meta.thoughts_token_count or 0,
-        cached_tokens=meta.cached_content_token_count or 0,
-        total_tokens=meta.total_token_count or 0,
-    )
-
-
-def _enum_name(value: Any) -> str:
-    return str(getattr(value, "name", value))
-
-
 class GeminiService:
     """One client for the service's lifetime (a dropped ``genai.Client`` closes itself)."""
 
@@ -156,15 +133,7 @@ class GeminiService:
         self._sleep = sleep
         self._clock = clock
         self._on_call = on_call
-        options: dict[str, Any] = {
-            "api_version": api.api_version,
-            "timeout": _ms(api.request_timeout),
-        }
-        if api.base_url:
-            options["base_url"] = api.base_url
-        if importlib.util.find_spec("aiohttp") is not None:
-            options["async_client_args"] = {"transport": httpx2.AsyncHTTPTransport(retries=0)}
-        self._client = genai.Client(api_key=self._secret, http_options=types.HttpOptions(**options))
+        self._client = build_client(key, api)
 
     def recording(self, on_call: Callable[[CallRecord], None]) -> GeminiService:
         """The same client, reporting its calls to ``on_call`` (one task's log) instead.
@@ -192,23 +161,32 @@ class GeminiService:
     def _call_options(self, timeout_s: float) -> types.HttpOptions:
         """Per-call options. The base_url is repeated here because only a per-call
         base_url rewrites the host of the upload URL the server hands back."""
-        return types.HttpOptions(timeout=_ms(timeout_s), base_url=self._api.base_url or None)
+        return types.HttpOptions(timeout=ms(timeout_s), base_url=self._api.base_url or None)
 
     @asynccontextmanager
     async def _call(
         self,
         stage: str,
         *,
+        timeout_s: float,
         model: str | None = None,
         touches_file: bool = False,
         record_success: bool = True,
-    ) -> Any:
-        """Time the call, translate its failure, and report it to ``on_call``."""
+    ) -> AsyncIterator[None]:
+        """Time the call, hold it to ``timeout_s`` overall, translate its failure, and
+        report it to ``on_call``. The SDK's timeout is httpx's, which is per read: a server
+        that trickles its answer would hold the call forever without this deadline."""
         started = self._clock()
+        deadline = asyncio.timeout(timeout_s)
         try:
-            yield
+            async with deadline:
+                yield
         except BaseException as exc:
-            mapped = translate(exc, stage=stage, touches_file=touches_file, secret=self._secret)
+            mapped: ApiError | None
+            if deadline.expired() and isinstance(exc, TimeoutError):
+                mapped = ApiTimeoutError(f"{stage}: no complete answer within {timeout_s:g}s")
+            else:
+                mapped = translate(exc, stage=stage, touches_file=touches_file, secret=self._secret)
             if mapped is None:
                 raise
             self._record(
@@ -254,7 +232,9 @@ class GeminiService:
             mime_type=mime_type,
             http_options=self._call_options(self._api.upload_timeout),
         )
-        async with self._call("upload"):
+        # upload_timeout is per request: the start, then each 8 MiB chunk
+        requests = 1 + max(1, -(-size // _CHUNK_BYTES))
+        async with self._call("upload", timeout_s=self._api.upload_timeout * requests):
             # The SDK reads an IOBase synchronously in 8 MiB chunks anyway; opening is instant.
             with open(path, "rb") as raw:  # noqa: ASYNC230
                 source: io.IOBase = raw
@@ -264,10 +244,10 @@ class GeminiService:
         return _uploaded(file)
 
     async def get_file(self, name: str) -> UploadedFile:
-        async with self._call("poll", touches_file=True):
+        timeout = self._short_timeout
+        async with self._call("poll", timeout_s=timeout, touches_file=True):
             file = await self._client.aio.files.get(
-                name=name,
-                config=types.GetFileConfig(http_options=self._call_options(self._short_timeout)),
+                name=name, config=types.GetFileConfig(http_options=self._call_options(timeout))
             )
         return _uploaded(file)
 
@@ -294,36 +274,33 @@ class GeminiService:
             file = await self.get_file(file.name)
 
     async def delete_file(self, name: str) -> None:
-        async with self._call("delete", touches_file=True):
+        timeout = self._short_timeout
+        async with self._call("delete", timeout_s=timeout, touches_file=True):
             await self._client.aio.files.delete(
-                name=name,
-                config=types.DeleteFileConfig(http_options=self._call_options(self._short_timeout)),
+                name=name, config=types.DeleteFileConfig(http_options=self._call_options(timeout))
             )
 
     async def list_files(self) -> list[UploadedFile]:
-        async with self._call("list"):
+        timeout = self._short_timeout
+        # one deadline for every page: listings are short (files live 48 h)
+        async with self._call("list", timeout_s=timeout):
             pager = await self._client.aio.files.list(
                 config=types.ListFilesConfig(
-                    page_size=100, http_options=self._call_options(self._short_timeout)
+                    page_size=100, http_options=self._call_options(timeout)
                 )
             )
             files = [_uploaded(f) async for f in pager]
         return files
 
-    async def generate(
+    def _request(
         self,
-        *,
-        model: str,
         video: VideoRef,
-        prompt: str,
-        schema: dict[str, Any],
         settings: GenerationSettings,
-        system_instruction: str | None = None,
-        validate: Validator | None = None,
-        timeout_s: float | None = None,
-    ) -> Generation:
-        """One generateContent call in JSON mode; anything short of a complete, valid
-        answer is an ``AnswerError`` (never half a lesson)."""
+        schema: dict[str, Any],
+        system_instruction: str | None,
+        timeout: float,
+    ) -> tuple[types.Part, types.GenerateContentConfig]:
+        """The video part (with its clip, if any) and the JSON-mode config of a generate."""
         part = types.Part(file_data=types.FileData(file_uri=video.uri, mime_type=video.mime_type))
         clip: dict[str, Any] = {}
         if settings.fps is not None:
@@ -348,27 +325,47 @@ class GeminiService:
                 if settings.thinking_level
                 else None
             ),
-            http_options=self._call_options(timeout_s or self._api.request_timeout),
+            http_options=self._call_options(timeout),
         )
+        return part, config
+
+    async def generate(
+        self,
+        *,
+        model: str,
+        video: VideoRef,
+        prompt: str,
+        schema: dict[str, Any],
+        settings: GenerationSettings,
+        system_instruction: str | None = None,
+        validate: Validator | None = None,
+        timeout_s: float | None = None,
+    ) -> Generation:
+        """One generateContent call in JSON mode; anything short of a complete, valid
+        answer is an ``AnswerError`` (never half a lesson)."""
+        timeout = timeout_s or self._api.request_timeout
+        part, config = self._request(video, settings, schema, system_instruction, timeout)
         contents = [types.Content(role="user", parts=[part, types.Part(text=prompt)])]
         started = self._clock()
         touches_file = video.file_name is not None
         async with self._call(
-            "generate", model=model, touches_file=touches_file, record_success=False
+            "generate",
+            timeout_s=timeout,
+            model=model,
+            touches_file=touches_file,
+            record_success=False,
         ):
             response = await self._client.aio.models.generate_content(
                 model=model, contents=contents, config=config
             )
         latency = self._clock() - started
-        usage = _usage(response.usage_metadata)
+        usage = usage_of(response.usage_metadata)
         candidate = response.candidates[0] if response.candidates else None
         finish = (
-            _enum_name(candidate.finish_reason) if candidate and candidate.finish_reason else None
+            enum_name(candidate.finish_reason) if candidate and candidate.finish_reason else None
         )
         try:
-            generation = self._read_answer(
-                response, model=model, latency=latency, validate=validate
-            )
+            generation = read_answer(response, model=model, latency=latency, validate=validate)
         except AnswerError as exc:
             self._record(
                 CallRecord("generate", model, latency, False, usage, finish, exc.kind, exc.message)
@@ -376,61 +373,6 @@ class GeminiService:
             raise
         self._record(CallRecord("generate", model, latency, True, usage, finish))
         return generation
-
-    def _read_answer(
-        self,
-        response: types.GenerateContentResponse,
-        *,
-        model: str,
-        latency: float,
-        validate: Validator | None,
-    ) -> Generation:
-        usage = _usage(response.usage_metadata)
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason is not None:
-            reason = _enum_name(feedback.block_reason)
-            raise AnswerError(
-                f"the prompt was blocked by Gemini ({reason})", reason=f"BLOCKED_{reason}"
-            )
-        if not response.candidates:
-            raise AnswerError("Gemini returned no answer (no candidates)", reason="EMPTY")
-        candidate = response.candidates[0]
-        finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else "UNSPECIFIED"
-        if finish != "STOP":
-            hints = {
-                "MAX_TOKENS": "the answer hit max_output_tokens and was cut off",
-                "SAFETY": "the answer was stopped by safety filters",
-                "RECITATION": "the answer was stopped for reciting copyrighted text",
-            }
-            hint = hints.get(finish, "the answer did not finish normally")
-            raise AnswerError(f"incomplete answer: finish_reason={finish} ({hint})", reason=finish)
-        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-        text = "".join(p.text for p in parts if p.text and not p.thought)
-        if not text.strip():
-            raise AnswerError("Gemini returned an empty answer", reason="EMPTY")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AnswerError(
-                f"the answer is not valid JSON ({exc.msg})", reason="INVALID_JSON"
-            ) from exc
-        if not isinstance(data, dict):
-            raise AnswerError("the answer is JSON but not an object", reason="INVALID_JSON")
-        problems = validate(data) if validate else []
-        if problems:
-            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise AnswerError(
-                f"the answer does not match the template's schema: {problems[0]}{more}",
-                reason="SCHEMA_MISMATCH",
-            )
-        return Generation(
-            data=data,
-            usage=usage,
-            finish_reason=finish,
-            model=model,
-            model_version=response.model_version,
-            latency_s=latency,
-        )
 
 
 __all__ = ["ApiError", "GeminiService", "VideoRef"]
