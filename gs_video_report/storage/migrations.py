@@ -196,33 +196,52 @@ def statements(sql: str) -> list[str]:
     return out
 
 
+async def _tables(conn: aiosqlite.Connection) -> set[str]:
+    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row[0] for row in rows}
+
+
 async def applied(conn: aiosqlite.Connection) -> list[str]:
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    async with conn.execute("SELECT name FROM _migrations ORDER BY rowid") as cursor:
-        return [row[0] async for row in cursor]
+    """Names recorded in ``_migrations``, oldest first; none for a new database."""
+    if "_migrations" not in await _tables(conn):
+        return []
+    rows = await conn.execute_fetchall("SELECT name FROM _migrations ORDER BY rowid")
+    return [row[0] for row in rows]
+
+
+async def _pending(conn: aiosqlite.Connection) -> list[tuple[str, str]]:
+    done = set(await applied(conn))
+    return [(name, sql) for name, sql in MIGRATIONS if name not in done]
 
 
 async def migrate(conn: aiosqlite.Connection) -> list[str]:
-    """Apply pending migrations in order; return the names applied now."""
-    done = set(await applied(conn))
-    await conn.commit()
-    ran = []
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
+    """Apply pending migrations in order; return the names applied now.
+
+    Several processes may open a new database at once (three commands started together),
+    so each migration is decided and applied under the write lock: BEGIN IMMEDIATE, then
+    read what is applied (another process may have done it while we waited), then apply
+    the next one with its record in the same transaction. Without pending work no lock is
+    taken, so opening a migrated database never waits for a running batch's writes."""
+    ran: list[str] = []
+    while await _pending(conn):
         # executescript would COMMIT first; run statement by statement inside one transaction.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in statements(sql):
-                await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
-            )
+            pending = await _pending(conn)
+            if pending:
+                name, sql = pending[0]
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations"
+                    " (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+                )
+                for statement in statements(sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
+                )
+                ran.append(name)
             await conn.commit()
         except BaseException:
             await conn.rollback()
             raise
-        ran.append(name)
     return ran
