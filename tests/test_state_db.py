@@ -1,5 +1,5 @@
 """The state database when it is not ours alone: several processes opening a new one at
-the same moment.
+the same moment, one written by a newer gs_videoreport, one another process keeps locked.
 
 The concurrent opens run in real processes (SQLite's locks are between processes); they
 are started first and then released together by a barrier: every child blocks reading a
@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from gs_video_report.errors import ExitCode
+from gs_video_report.storage import db as storage_db
 from gs_video_report.storage.migrations import MIGRATIONS
 from tests.conftest import REPO
-from tests.test_storage import with_store
+from tests.test_storage import make_batch, with_store
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 
@@ -136,3 +138,98 @@ def test_switching_to_wal_waits_for_another_writer(
     assert released.fired
     names, mode, _ = schema(tmp_path / "s.db")
     assert (names, mode) == ([name for name, _ in MIGRATIONS], "wal")
+
+
+# -- a database from a newer version -------------------------------------------------
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in stderr
+    return lines[0]
+
+
+def make_state(home: Path) -> Path:
+    """A migrated state database with one batch and task, closed (no WAL left)."""
+    path = home / "state.db"
+    with_store(path, lambda store: make_batch(store, n=1))
+    return path
+
+
+def snapshot(path: Path) -> tuple[bytes, set[str]]:
+    """The database file's bytes, and its companions (-wal, -shm, -journal) present."""
+    return path.read_bytes(), {p.name for p in path.parent.glob(f"{path.name}*")}
+
+
+@pytest.mark.parametrize(
+    ("newer", "found"),
+    [
+        (
+            "INSERT INTO _migrations (name, applied_at) VALUES ('m999_from_the_future', 0)",
+            "migration m999_from_the_future",
+        ),
+        ("UPDATE tasks SET stage = 'verifying'", "task stage 'verifying'"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [["list-batches"], ["status", "b1"], ["cancel", "b1"], ["resume", "b1", "--simulate"]],
+)
+def test_a_database_from_a_newer_version_is_refused_untouched(
+    cli, isolated_env: Path, newer: str, found: str, command: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    path = make_state(isolated_env)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(newer)
+    # out of WAL, so that switching to it (a write) would show in the file's bytes
+    assert conn.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    conn.close()
+    before = snapshot(path)
+
+    result = cli(*command)
+
+    assert result.exit_code == ExitCode.INPUT, result.output
+    line = one_error_line(result.stderr)
+    assert "written by a newer gs_videoreport" in line and found in line and "upgrade" in line
+    assert snapshot(path) == before
+
+
+# -- a database another process keeps locked ------------------------------------------
+
+
+def test_a_database_locked_beyond_the_busy_timeout_is_one_line(
+    cli, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    path = make_state(isolated_env)
+    # Another process takes the database for itself (exclusive locking mode keeps even
+    # readers out) and holds it until we close its stdin.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('PRAGMA locking_mode = EXCLUSIVE')\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "c.execute('UPDATE batches SET status = status')\n"
+            "c.execute('COMMIT')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        monkeypatch.setattr(storage_db, "BUSY_TIMEOUT_MS", 200)  # the wait under test, kept short
+        for command in (["list-batches"], ["cancel", "b1"], ["status", "b1"]):
+            result = cli(*command)
+            assert result.exit_code == ExitCode.PARTIAL, result.output
+            line = one_error_line(result.stderr)
+            assert "is locked by another process" in line and str(path) in line
+    finally:
+        holder.communicate("", timeout=30)
+    assert cli("cancel", "b1").exit_code == ExitCode.OK  # and usable once released

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiosqlite
 
 from gs_video_report.errors import StorageError
-from gs_video_report.storage.migrations import migrate
+from gs_video_report.storage.migrations import migrate, refuse_newer
 
 BUSY_TIMEOUT_MS = 10_000
 DB_NAME = "state.db"
@@ -29,6 +29,15 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     if code is not None:
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
+    if _is_busy(exc):
+        return StorageError(
+            f"the state database {path} is locked by another process (waited up to "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s); try again once it is done"
+        )
+    return StorageError(f"state database {path}: {exc}")
 
 
 async def _use_wal(conn: aiosqlite.Connection) -> None:
@@ -65,14 +74,17 @@ async def open_db(path: Path) -> AsyncIterator[aiosqlite.Connection]:
     try:
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Before anything that could write (WAL switch, migrations): a database from a
+        # newer version is refused untouched.
+        await refuse_newer(conn, path)
         await _use_wal(conn)
         # WAL + NORMAL survives a killed process (our crash model); only an OS crash or power
         # loss can roll back the last commits, which repeats a stage, never corrupts.
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
-        await migrate(conn)
+        await migrate(conn, path)
         yield conn
     except sqlite3.Error as exc:
-        raise StorageError(f"state database {path}: {exc}") from exc
+        raise _storage_error(path, exc) from exc
     finally:
         await conn.close()

@@ -11,6 +11,9 @@ from collections.abc import Callable
 
 import aiosqlite
 
+from gs_video_report.errors import NewerDatabaseError
+from gs_video_report.storage.checkpoint import TaskStage
+
 MIGRATIONS: list[tuple[str, str]] = []
 
 
@@ -202,19 +205,42 @@ async def _tables(conn: aiosqlite.Connection) -> set[str]:
 
 
 async def applied(conn: aiosqlite.Connection) -> list[str]:
-    """Names recorded in ``_migrations``, oldest first; none for a new database."""
+    """Names recorded in ``_migrations``, oldest first; none for a new database. Reads
+    only: a database we may have to refuse (``refuse_newer``) is never written."""
     if "_migrations" not in await _tables(conn):
         return []
     rows = await conn.execute_fetchall("SELECT name FROM _migrations ORDER BY rowid")
     return [row[0] for row in rows]
 
 
-async def _pending(conn: aiosqlite.Connection) -> list[tuple[str, str]]:
-    done = set(await applied(conn))
+async def refuse_newer(conn: aiosqlite.Connection, path: object) -> list[str]:
+    """The applied migrations, unless a newer gs_videoreport wrote the database: then
+    ``NewerDatabaseError``. Newer means a migration or a task stage we do not know; our
+    code would misread either (or undo it), so we touch nothing."""
+    names = await applied(conn)
+    known = {name for name, _ in MIGRATIONS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise NewerDatabaseError(path, f"migration {unknown[-1]}")
+    if "tasks" in await _tables(conn):
+        stages = [stage.value for stage in TaskStage]
+        marks = ", ".join("?" * len(stages))
+        rows = list(
+            await conn.execute_fetchall(
+                f"SELECT stage FROM tasks WHERE stage NOT IN ({marks}) LIMIT 1", stages
+            )
+        )
+        if rows:
+            raise NewerDatabaseError(path, f"task stage '{rows[0][0]}'")
+    return names
+
+
+async def _pending(conn: aiosqlite.Connection, path: object) -> list[tuple[str, str]]:
+    done = set(await refuse_newer(conn, path))
     return [(name, sql) for name, sql in MIGRATIONS if name not in done]
 
 
-async def migrate(conn: aiosqlite.Connection) -> list[str]:
+async def migrate(conn: aiosqlite.Connection, path: object) -> list[str]:
     """Apply pending migrations in order; return the names applied now.
 
     Several processes may open a new database at once (three commands started together),
@@ -223,11 +249,11 @@ async def migrate(conn: aiosqlite.Connection) -> list[str]:
     the next one with its record in the same transaction. Without pending work no lock is
     taken, so opening a migrated database never waits for a running batch's writes."""
     ran: list[str] = []
-    while await _pending(conn):
+    while await _pending(conn, path):
         # executescript would COMMIT first; run statement by statement inside one transaction.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            pending = await _pending(conn)
+            pending = await _pending(conn, path)
             if pending:
                 name, sql = pending[0]
                 await conn.execute(
