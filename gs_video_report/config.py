@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gs_video_report.errors import AuthError, ConfigError
 
@@ -38,9 +39,55 @@ DEFAULT_MODEL = "gemini-3.8-flash"
 DEFAULT_TEMPLATE = "chinese_transcript"
 STANDARD_KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
+# Upper bounds far beyond any real use, so a typo (1e308, a few zeros too many) is caught
+# up front instead of becoming a wait of centuries, or an overflow once a timeout is grown
+# (x3) and turned into milliseconds for the HTTP client.
+MAX_SECONDS = 7 * 24 * 3600.0
+MAX_FILE_MB = 100 * 1024  # the Files API takes 2 GB per file
+MAX_PART_MINUTES = 24 * 60.0
+MAX_RPM = 1e6
+MAX_TPM = 1e10
+MAX_USD_PER_M_TOKENS = 1e4
+
+# A model id goes into the request path (models/{id}:generateContent): nothing that can
+# change the path or point elsewhere (``/``, ``..``, ``:``, a URL).
+_MODEL_ID = re.compile(r"(models/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_API_VERSION = re.compile(r"v[0-9]+[a-z0-9]*")
+
+
+def _number(value: Any) -> Any:
+    # YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+def _model_id(value: str) -> str:
+    if not _MODEL_ID.fullmatch(value):
+        raise ValueError(
+            f"'{value}' is not a model id (letters, digits, '-', '.', '_', optionally after "
+            "'models/'; no paths or URLs)"
+        )
+    return value
+
+
+def _api_version(value: str) -> str:
+    if not _API_VERSION.fullmatch(value):
+        raise ValueError(f"'{value}' is not an API version (like v1beta or v1)")
+    return value
+
+
+ModelId = Annotated[str, AfterValidator(_model_id)]
+_Int = Annotated[int, BeforeValidator(_number)]
+_Float = Annotated[float, BeforeValidator(_number)]
+Seconds = Annotated[_Float, Field(gt=0, le=MAX_SECONDS)]
+ExtraSeconds = Annotated[_Float, Field(ge=0, le=MAX_SECONDS)]
+Usd = Annotated[_Float, Field(ge=0, le=MAX_USD_PER_M_TOKENS)]
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite numbers only: inf and nan pass a "> 0" check, then wait forever or compare false.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class KeySource(_Section):
@@ -67,20 +114,18 @@ class ApiSettings(_Section):
     base_url: str | None = Field(
         None, description="Send every Gemini call, uploads included, to this endpoint"
     )
-    api_version: str = Field(
+    api_version: Annotated[str, AfterValidator(_api_version)] = Field(
         "v1beta", description="Gemini API version (the Files API needs v1beta)"
     )
-    request_timeout: float = Field(600.0, gt=0, description="Seconds a generate call may take")
-    upload_timeout: float = Field(
-        300.0, gt=0, description="Seconds one 8 MiB upload chunk may take"
+    request_timeout: Seconds = Field(600.0, description="Seconds a generate call may take")
+    upload_timeout: Seconds = Field(300.0, description="Seconds one 8 MiB upload chunk may take")
+    processing_timeout: Seconds = Field(
+        600.0, description="Seconds to wait for an uploaded file to become ACTIVE (base)"
     )
-    processing_timeout: float = Field(
-        600.0, gt=0, description="Seconds to wait for an uploaded file to become ACTIVE (base)"
+    processing_timeout_per_gb: ExtraSeconds = Field(
+        900.0, description="Extra processing wait per GB of video"
     )
-    processing_timeout_per_gb: float = Field(
-        900.0, ge=0, description="Extra processing wait per GB of video"
-    )
-    max_retries: int = Field(3, ge=0, le=20, description="Retries of a retryable error per call")
+    max_retries: _Int = Field(3, ge=0, le=20, description="Retries of a retryable error per call")
 
 
 class TemplateSettings(_Section):
@@ -99,12 +144,16 @@ class OutputSettings(_Section):
 
 
 class VideoSettings(_Section):
-    max_file_size_mb: int = Field(
-        2048, gt=0, description="Largest local video accepted (Files API limit: 2 GB per file)"
+    max_file_size_mb: _Int = Field(
+        2048,
+        gt=0,
+        le=MAX_FILE_MB,
+        description="Largest local video accepted (Files API limit: 2 GB per file)",
     )
-    part_minutes: float = Field(
+    part_minutes: _Float = Field(
         20.0,
         ge=1,
+        le=MAX_PART_MINUTES,
         description="Longest part when a video is processed in parts (too long for one"
         " request, or its answer cut off at the largest output budget)",
     )
@@ -114,30 +163,30 @@ class ModelLimits(_Section):
     """Rate limits of one model for your project (AI Studio shows them; Google no longer
     publishes a table). Unset = not paced up front, only slowed down by 429s."""
 
-    rpm: float | None = Field(None, gt=0, description="Requests per minute")
-    tpm: float | None = Field(None, gt=0, description="Input tokens per minute")
+    rpm: _Float | None = Field(None, gt=0, le=MAX_RPM, description="Requests per minute")
+    tpm: _Float | None = Field(None, gt=0, le=MAX_TPM, description="Input tokens per minute")
 
 
 class PriceOverride(_Section):
     """USD per 1M tokens, replacing the shipped price table for one model on every date."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0, description="Output, thinking included")
-    batch_input: float | None = Field(None, ge=0)
-    batch_output: float | None = Field(None, ge=0)
+    input: Usd
+    output: Usd = Field(description="Output, thinking included")
+    batch_input: Usd | None = None
+    batch_output: Usd | None = None
 
 
 class Settings(_Section):
-    model: str = Field(DEFAULT_MODEL, description="Gemini model name")
+    model: ModelId = Field(DEFAULT_MODEL, description="Gemini model name")
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     templates: TemplateSettings = Field(default_factory=TemplateSettings)  # type: ignore[arg-type]
     output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
     video: VideoSettings = Field(default_factory=VideoSettings)  # type: ignore[arg-type]
-    limits: dict[str, ModelLimits] = Field(
+    limits: dict[ModelId, ModelLimits] = Field(
         default_factory=dict,
         description="Per model (or 'default'): rpm and tpm the batch paces itself to",
     )
-    prices: dict[str, PriceOverride] = Field(
+    prices: dict[ModelId, PriceOverride] = Field(
         default_factory=dict, description="Per model: prices replacing the shipped table"
     )
 
@@ -239,17 +288,29 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, 
     return layer, origin
 
 
+def _origin(loc: tuple[str, ...], origin: Mapping[tuple[str, ...], str], source: str) -> str:
+    """Who set ``loc``: the variable or flag that set it, or a section holding it
+    (GS_VIDEOREPORT_API='{request_timeout: 0}'), or a key inside it (a bad model name in
+    GS_VIDEOREPORT_LIMITS__A/B__RPM); else the layer's source."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in origin:
+            return origin[loc[:end]]
+    inside = [name for path, name in origin.items() if loc and path[: len(loc)] == loc]
+    return inside[0] if inside else source
+
+
 def _validate(data: dict[str, Any], source: str, origin: Mapping[tuple[str, ...], str]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(str(p) for p in err["loc"])
+        loc = tuple(str(p) for p in err["loc"] if p != "[key]")
         key = ".".join(loc) or "(top level)"
-        where = origin.get(loc, source)
+        where = _origin(loc, origin, source)
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"{where}: unknown setting '{key}'") from exc
-        raise ConfigError(f"{where}: setting '{key}': {err['msg']}") from exc
+        message = err["msg"].removeprefix("Value error, ")  # our validators' own words
+        raise ConfigError(f"{where}: setting '{key}': {message}") from exc
 
 
 def load_settings(

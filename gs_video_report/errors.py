@@ -9,7 +9,8 @@ retry decision as data, so callers never parse messages)::
     │   └── TemplateError           exit 3   unknown/broken template, missing parameter
     ├── InputError                  exit 3   a video or URL we refuse before any API call
     ├── OutputError                 exit 1   the lesson could not be written
-    ├── StorageError                exit 1   the state database failed
+    ├── StorageError                exit 1   the state database failed (or stayed locked)
+    │   ├── NewerDatabaseError      exit 3   written by a newer gs_videoreport: upgrade
     └── ApiError                    exit 1   anything Gemini (or the way to it) answered
         ├── AuthError               exit 4   invalid key, permission denied, no key
         ├── FileAccessError         exit 1   403 on an uploaded file: upload again
@@ -86,6 +87,21 @@ class OutputError(GsVideoReportError):
 
 class StorageError(GsVideoReportError):
     kind = "StorageError"
+
+
+class NewerDatabaseError(StorageError):
+    """The state database has a migration or a task stage this version does not know.
+    Exit 3 like a bad configuration: nothing is wrong with the videos, and running again
+    cannot help until the user upgrades (or points GS_VIDEOREPORT_HOME elsewhere)."""
+
+    exit_code = ExitCode.INPUT
+
+    def __init__(self, path: object, found: str) -> None:
+        super().__init__(
+            f"the state database {path} was written by a newer gs_videoreport ({found}); "
+            "upgrade gs_videoreport (pip install -U gs-videoreport) to use it, or set "
+            "GS_VIDEOREPORT_HOME to another folder"
+        )
 
 
 class UnknownBatchError(StorageError):

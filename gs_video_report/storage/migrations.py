@@ -11,6 +11,9 @@ from collections.abc import Callable
 
 import aiosqlite
 
+from gs_video_report.errors import NewerDatabaseError
+from gs_video_report.storage.checkpoint import TaskStage
+
 MIGRATIONS: list[tuple[str, str]] = []
 
 
@@ -196,33 +199,81 @@ def statements(sql: str) -> list[str]:
     return out
 
 
+async def _tables(conn: aiosqlite.Connection) -> set[str]:
+    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row[0] for row in rows}
+
+
 async def applied(conn: aiosqlite.Connection) -> list[str]:
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    async with conn.execute("SELECT name FROM _migrations ORDER BY rowid") as cursor:
-        return [row[0] async for row in cursor]
+    """Names recorded in ``_migrations``, oldest first; none for a new database. Reads
+    only: a database we may have to refuse (``refuse_newer``) is never written."""
+    if "_migrations" not in await _tables(conn):
+        return []
+    rows = await conn.execute_fetchall("SELECT name FROM _migrations ORDER BY rowid")
+    return [row[0] for row in rows]
 
 
-async def migrate(conn: aiosqlite.Connection) -> list[str]:
-    """Apply pending migrations in order; return the names applied now."""
-    done = set(await applied(conn))
-    await conn.commit()
-    ran = []
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
+async def refuse_newer(
+    conn: aiosqlite.Connection, path: object, *, stages: bool = True
+) -> list[str]:
+    """The applied migrations, unless a newer gs_videoreport wrote the database: then
+    ``NewerDatabaseError``. Newer means a migration or (``stages``: a scan of the tasks,
+    ~13 ms per 50,000) a task stage we do not know; our code would misread either (or
+    undo it), so we touch nothing."""
+    names = await applied(conn)
+    known = {name for name, _ in MIGRATIONS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise NewerDatabaseError(path, f"migration {unknown[-1]}")
+    if stages and "tasks" in await _tables(conn):
+        known_stages = [stage.value for stage in TaskStage]
+        marks = ", ".join("?" * len(known_stages))
+        rows = list(
+            await conn.execute_fetchall(
+                f"SELECT stage FROM tasks WHERE stage NOT IN ({marks}) LIMIT 1", known_stages
+            )
+        )
+        if rows:
+            raise NewerDatabaseError(path, f"task stage '{rows[0][0]}'")
+    return names
+
+
+async def _pending(
+    conn: aiosqlite.Connection, path: object, *, stages: bool
+) -> list[tuple[str, str]]:
+    done = set(await refuse_newer(conn, path, stages=stages))
+    return [(name, sql) for name, sql in MIGRATIONS if name not in done]
+
+
+async def migrate(conn: aiosqlite.Connection, path: object) -> list[str]:
+    """Apply pending migrations in order; return the names applied now.
+
+    Several processes may open a new database at once (three commands started together),
+    so each migration is decided and applied under the write lock: BEGIN IMMEDIATE, then
+    read what is applied (another process may have done it while we waited), then apply
+    the next one with its record in the same transaction. Without pending work no lock is
+    taken, so opening a migrated database never waits for a running batch's writes."""
+    ran: list[str] = []
+    # open_db has checked the stages already; outside the lock, only look for work.
+    while await _pending(conn, path, stages=False):
         # executescript would COMMIT first; run statement by statement inside one transaction.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in statements(sql):
-                await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
-            )
+            pending = await _pending(conn, path, stages=True)
+            if pending:
+                name, sql = pending[0]
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations"
+                    " (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+                )
+                for statement in statements(sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
+                )
+                ran.append(name)
             await conn.commit()
         except BaseException:
             await conn.rollback()
             raise
-        ran.append(name)
     return ran
