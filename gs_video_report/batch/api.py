@@ -10,26 +10,27 @@ See docs/python-api.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from gs_video_report.batch.cleanup import CleanupReport, cleanup, simulated_batches
 from gs_video_report.batch.cost import Prices
 from gs_video_report.batch.events import Reporter
-from gs_video_report.batch.inputs import (
-    InputEntry,
-    Inputs,
-    read_file_list,
-    read_url_list,
-    scan_folder,
-)
+from gs_video_report.batch.inputs import InputEntry
 from gs_video_report.batch.planner import Plan, build_plan, plan_entry
+from gs_video_report.batch.requests import (
+    PlannedBatch,
+    PlanRequest,
+    RunChanges,
+    RunControl,
+    SyncEngine,
+    read_inputs,
+)
 from gs_video_report.batch.runner import (
     BatchOutcome,
     RunOptions,
@@ -46,11 +47,10 @@ from gs_video_report.batch.views import (
     StoredRun,
     TaskStatus,
 )
-from gs_video_report.batch.workers import WorkerPool
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.config import PoolKey, Settings, home_dir
-from gs_video_report.errors import UnknownBatchError, UsageError
-from gs_video_report.models import BatchStatus, StopReason
+from gs_video_report.errors import UnknownBatchError
+from gs_video_report.models import BatchStatus
 from gs_video_report.services.gemini.keypool import KeyPool, KeyState
 from gs_video_report.services.templates import (
     TemplateEntry,
@@ -95,78 +95,6 @@ def list_templates(settings: Settings) -> list[TemplateEntry]:
     return TemplateRegistry.with_builtins(settings.templates.dirs).entries()
 
 
-@dataclass(frozen=True)
-class PlanRequest:
-    """What to run: exactly one of ``input_dir``, ``file_list``, ``url_list``."""
-
-    output: Path
-    input_dir: Path | None = None
-    file_list: Path | None = None
-    url_list: Path | None = None
-    template: str | None = None
-    params: Mapping[str, str] | None = None
-    force: bool = False
-    skip_existing: bool = True
-
-    @property
-    def source_desc(self) -> str:
-        for flag, value in (
-            ("--input-dir", self.input_dir),
-            ("--file-list", self.file_list),
-            ("--url-list", self.url_list),
-        ):
-            if value is not None:
-                return f"{flag} {value}"
-        return ""
-
-
-@dataclass(frozen=True)
-class PlannedBatch:
-    request: PlanRequest
-    output: Path  # absolute: skip and resume never depend on the working directory
-    plan: Plan
-
-
-@dataclass(frozen=True)
-class RunChanges:
-    """Options given to ``resume``/``retry_failed``; ``None`` keeps the batch's own."""
-
-    parallel: int | None = None
-    max_uploads: int | None = None
-    max_retries: int | None = None
-    timeout_s: float | None = None
-    cost_limit_usd: float | None = None
-
-    def apply(self, base: RunOptions) -> RunOptions:
-        given = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(base, **{k: v for k, v in given.items() if v is not None})
-
-
-class RunControl:
-    """A running batch's remote control (signal handlers, a dashboard button). A stop
-    asked for before the pool exists is applied when it starts."""
-
-    def __init__(self) -> None:
-        self._pool: WorkerPool | None = None
-        self._pending: tuple[StopReason, str] | None = None
-
-    def attach(self, pool: WorkerPool) -> None:
-        self._pool = pool
-        if self._pending is not None:
-            pool.request_stop(*self._pending)
-
-    @property
-    def running(self) -> bool:
-        return self._pool is not None
-
-    def request_stop(self, reason: StopReason, message: str) -> None:
-        """No new work; the calls in flight finish and are saved."""
-        if self._pool is not None:
-            self._pool.request_stop(reason, message)
-        else:
-            self._pending = self._pending or (reason, message)
-
-
 async def read_stored_run(batch_id: str, home: Path | None = None) -> StoredRun:
     """What ``batch_id`` was started with (its options, config file, progress file)."""
     path = state_db_path(home)
@@ -204,7 +132,7 @@ class Engine:
         self.clock = clock
         self.config_file = config_file  # stored with a batch, so a resume reads it again
         self.progress_file = progress_file
-        self.sync = _Sync(self)
+        self.sync = SyncEngine(self)
 
     def registry(self, extra: Sequence[Path] = ()) -> TemplateRegistry:
         registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
@@ -226,7 +154,7 @@ class Engine:
             async with self._store() as store:
                 ledger = await store.done_ledger()
         plan = build_plan(
-            _inputs(request, output),
+            read_inputs(request, output),
             settings=self.settings,
             registry=self.registry(),
             writer=FileWriter(output),
@@ -481,30 +409,3 @@ class Engine:
     async def enable_key(self, fingerprint: str) -> bool:
         async with self._store() as store:
             return await store.enable_key(fingerprint, self.clock.time())
-
-
-def _inputs(request: PlanRequest, output: Path) -> Inputs:
-    given = [p for p in (request.input_dir, request.file_list, request.url_list) if p]
-    if len(given) != 1:
-        raise UsageError("give exactly one of --input-dir, --file-list, --url-list")
-    if request.input_dir is not None:
-        return scan_folder(request.input_dir, skip=output)
-    if request.file_list is not None:
-        return read_file_list(request.file_list)
-    assert request.url_list is not None
-    return read_url_list(request.url_list)
-
-
-class _Sync:
-    """``engine.sync.status(batch_id)``: the coroutine method, run to completion."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._engine, name)
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run(method(*args, **kwargs))
-
-        return run

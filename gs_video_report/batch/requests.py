@@ -1,0 +1,116 @@
+"""What callers hand the engine: what to plan (``PlanRequest``), what to change on a
+resume (``RunChanges``), and a running batch's remote control (``RunControl``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gs_video_report.batch.inputs import Inputs, read_file_list, read_url_list, scan_folder
+from gs_video_report.batch.planner import Plan
+from gs_video_report.batch.runner import RunOptions
+from gs_video_report.batch.workers import WorkerPool
+from gs_video_report.errors import UsageError
+from gs_video_report.models import StopReason
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to run: exactly one of ``input_dir``, ``file_list``, ``url_list``."""
+
+    output: Path
+    input_dir: Path | None = None
+    file_list: Path | None = None
+    url_list: Path | None = None
+    template: str | None = None
+    params: Mapping[str, str] | None = None
+    force: bool = False
+    skip_existing: bool = True
+
+    @property
+    def source_desc(self) -> str:
+        for flag, value in (
+            ("--input-dir", self.input_dir),
+            ("--file-list", self.file_list),
+            ("--url-list", self.url_list),
+        ):
+            if value is not None:
+                return f"{flag} {value}"
+        return ""
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    request: PlanRequest
+    output: Path  # absolute: skip and resume never depend on the working directory
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """Options given to ``resume``/``retry_failed``; ``None`` keeps the batch's own."""
+
+    parallel: int | None = None
+    max_uploads: int | None = None
+    max_retries: int | None = None
+    timeout_s: float | None = None
+    cost_limit_usd: float | None = None
+
+    def apply(self, base: RunOptions) -> RunOptions:
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
+class RunControl:
+    """A running batch's remote control (signal handlers, a dashboard button). A stop
+    asked for before the pool exists is applied when it starts."""
+
+    def __init__(self) -> None:
+        self._pool: WorkerPool | None = None
+        self._pending: tuple[StopReason, str] | None = None
+
+    def attach(self, pool: WorkerPool) -> None:
+        self._pool = pool
+        if self._pending is not None:
+            pool.request_stop(*self._pending)
+
+    @property
+    def running(self) -> bool:
+        return self._pool is not None
+
+    def request_stop(self, reason: StopReason, message: str) -> None:
+        """No new work; the calls in flight finish and are saved."""
+        if self._pool is not None:
+            self._pool.request_stop(reason, message)
+        else:
+            self._pending = self._pending or (reason, message)
+
+
+def read_inputs(request: PlanRequest, output: Path) -> Inputs:
+    given = [p for p in (request.input_dir, request.file_list, request.url_list) if p]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --input-dir, --file-list, --url-list")
+    if request.input_dir is not None:
+        return scan_folder(request.input_dir, skip=output)
+    if request.file_list is not None:
+        return read_file_list(request.file_list)
+    assert request.url_list is not None
+    return read_url_list(request.url_list)
+
+
+class SyncEngine:
+    """``engine.sync.status(batch_id)``: the coroutine method, run to completion."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._engine, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(method(*args, **kwargs))
+
+        return run
