@@ -42,7 +42,7 @@ from gs_video_report.batch.cost import Budget, BudgetGate
 from gs_video_report.batch.inputs import scan_folder
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Limits
-from gs_video_report.batch.pipeline import VideoPipeline
+from gs_video_report.batch.pipeline import LessonWriter
 from gs_video_report.batch.planner import build_plan
 from gs_video_report.batch.runner import record_plan
 from gs_video_report.batch.workers import PoolOptions, WorkerPool
@@ -167,6 +167,9 @@ async def _orchestration(
             for t in plan.to_run
         }
         service = InstantService(lambda call: None, answers)
+        await store.acquire_lease(
+            "bench", owner="benchmark", pid=os.getpid(), now=time.time(), ttl_s=3600
+        )
         pool = WorkerPool(
             batch_id="bench",
             store=store,
@@ -179,6 +182,7 @@ async def _orchestration(
             options=PoolOptions(parallel, 2, True, None),
             clock=REAL,
             budget=BudgetGate(Budget(None)),
+            owner="benchmark",
         )
         started = time.perf_counter()
         cpu = time.process_time()
@@ -191,16 +195,16 @@ async def _orchestration(
 
     # The per-video lesson work the pool also did, on its own: validate, render, write.
     videos = [t.video for t in plan.to_run]
-    pipeline = VideoPipeline(
-        cast(GeminiService, service), settings, model=MODEL, clock=REAL, simulated=True
-    )
+    writer = LessonWriter(REAL, simulated=True)
     usage = Usage(prompt_tokens=12_000, candidates_tokens=900, total_tokens=12_900)
     started = time.perf_counter()
     cpu = time.process_time()
     for video in videos:
         data = answers[video.prompt]
         video.template.validate_answer(data)
-        pipeline.write(video, Generation(data, usage, "STOP", MODEL, None, 0.0), [])
+        generation = Generation(data, usage, "STOP", MODEL, None, 0.0)
+        writer.answer(video, generation, [], "key")
+        writer.lesson(video, generation)
     work_s = time.perf_counter() - started
     work_cpu = time.process_time() - cpu
     return {

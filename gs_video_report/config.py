@@ -159,6 +159,14 @@ class VideoSettings(_Section):
     )
 
 
+class RunSettings(_Section):
+    lease_ttl: Annotated[_Float, Field(ge=1, le=3600)] = Field(
+        30.0,
+        description="Seconds a running batch's lease lasts without a heartbeat (every third"
+        " of it); after that another process may take the batch over",
+    )
+
+
 class ModelLimits(_Section):
     """Rate limits of one model for your project (AI Studio shows them; Google no longer
     publishes a table). Unset = not paced up front, only slowed down by 429s."""
@@ -182,6 +190,7 @@ class Settings(_Section):
     templates: TemplateSettings = Field(default_factory=TemplateSettings)  # type: ignore[arg-type]
     output: OutputSettings = Field(default_factory=OutputSettings)  # type: ignore[arg-type]
     video: VideoSettings = Field(default_factory=VideoSettings)  # type: ignore[arg-type]
+    run: RunSettings = Field(default_factory=RunSettings)  # type: ignore[arg-type]
     limits: dict[ModelId, ModelLimits] = Field(
         default_factory=dict,
         description="Per model (or 'default'): rpm and tpm the batch paces itself to",

@@ -90,10 +90,20 @@ def sample(tmp_path: Path) -> Path:
     return target
 
 
+def copy_lecture(source: Path, target: Path) -> Path:
+    """A copy of a sample that is a different lecture: the same video with a trailer of
+    its own (the engine generates byte-identical copies once)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+    with open(target, "ab") as handle:
+        handle.write(b"\0lecture:" + str(target).encode())
+    return target
+
+
 def make_lectures(root: Path) -> Path:
     """Two ``intro.mp4`` in different folders and one other video: a small course."""
     for rel in ("week1/intro.mp4", "week2/intro.mp4", "week2/photosynthesis_basics.mp4"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         src = "photosynthesis_basics.mp4" if "photo" in rel else "intro_to_fractions.mp4"
-        shutil.copy(SAMPLES / src, root / rel)
+        copy_lecture(SAMPLES / src, root / rel)
     return root

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 from gs_video_report.batch.adapt import PARAPHRASE, Adjustments, adapt
@@ -13,7 +12,7 @@ from gs_video_report.errors import AnswerError, ExitCode
 from gs_video_report.models import GenerationSettings
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, copy_lecture
 from tests.test_batch_runner import record, resume
 
 
@@ -56,7 +55,7 @@ def test_a_batch_adapts_records_and_reports(sim: Simulator, tmp_path: Path) -> N
     lectures = tmp_path / "lectures"
     lectures.mkdir()
     for name in ("cut.mp4", "recite.mp4", "broken.mp4", "unsafe.mp4"):
-        shutil.copy(SAMPLES / "intro_to_fractions.mp4", lectures / name)
+        copy_lecture(SAMPLES / "intro_to_fractions.mp4", lectures / name)
     sim.add_fault(Fault("max_tokens", match="cut.mp4"))
     sim.add_fault(Fault("recitation", match="recite.mp4"))
     sim.add_fault(Fault("invalid_answer", match="broken.mp4"))

@@ -17,7 +17,6 @@ import asyncio
 import errno
 import json
 import random
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from gs_video_report.services import writer
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.simulator import Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
-from tests.conftest import SAMPLES, TEST_KEY
+from tests.conftest import SAMPLES, TEST_KEY, copy_lecture
 from tests.test_batch_runner import record
 from tests.test_processes import Child, db_rows, lessons, stages, the_batch, wait_until
 from tests.virtual_time import SteppingClock
@@ -47,7 +46,7 @@ def course(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     samples = sorted(SAMPLES.glob("*.mp4"))
     for i in range(count):
-        shutil.copy(samples[i % len(samples)], folder / f"lecture_{i:02d}.mp4")
+        copy_lecture(samples[i % len(samples)], folder / f"lecture_{i:02d}.mp4")
     return folder
 
 
@@ -280,7 +279,7 @@ def test_the_api_key_appears_nowhere(
     outputs.append(cli("resume", batch_id, "-v"))
     outputs.append(cli("status", batch_id, "--json"))
     sim.invalidate_key(key)
-    outputs.append(cli("main", str(videos / "lecture_00.mp4"), "-o", str(out), "-v"))
+    outputs.append(cli("main", str(videos / "lecture_00.mp4"), "-o", str(out), "-v", "--force"))
     assert outputs[-1].exit_code == ExitCode.AUTH
     texts = [r.output for r in outputs]
     files = [p for root in (isolated_env, out) for p in root.rglob("*") if p.is_file()]

@@ -95,7 +95,7 @@ def test_a_failed_migration_leaves_the_previous_version(
 def test_stage_transitions_are_committed_and_visible_to_another_connection(tmp_path: Path) -> None:
     async def body(store: CheckpointManager) -> None:
         await make_batch(store)
-        task = await store.claim_next("b1", now=101.0)
+        task = await store.claim_next("b1", now=101.0, owner="test-owner")
         assert task is not None and task.seq == 0 and task.stage is TaskStage.UPLOADING
         await store.record_upload(
             task.id,
@@ -133,16 +133,16 @@ def test_stage_transitions_are_committed_and_visible_to_another_connection(tmp_p
 def test_retry_waits_until_its_time_and_recover_requeues_in_flight(tmp_path: Path) -> None:
     async def body(store: CheckpointManager) -> None:
         await make_batch(store, n=2)
-        first = await store.claim_next("b1", now=100.0)
+        first = await store.claim_next("b1", now=100.0, owner="test-owner")
         assert first is not None
         await store.schedule_retry(
             first.id, at=160.0, kind="TransientError", message="503", now=100.0
         )
-        second = await store.claim_next("b1", now=101.0)
+        second = await store.claim_next("b1", now=101.0, owner="test-owner")
         assert second is not None and second.seq == 1  # the retry is not due yet
-        assert await store.claim_next("b1", now=102.0) is None
+        assert await store.claim_next("b1", now=102.0, owner="test-owner") is None
         assert await store.next_retry_at("b1") == 160.0
-        again = await store.claim_next("b1", now=160.0)
+        again = await store.claim_next("b1", now=160.0, owner="test-owner")
         assert again is not None and again.id == first.id and again.attempts == 1
         # a killed process leaves `second` uploading: recover puts it back, upload info kept
         await store.record_upload(
@@ -182,7 +182,7 @@ def test_lease_blocks_a_second_owner_until_it_expires(tmp_path: Path) -> None:
 def test_done_ledger_spans_batches_and_cancel_flag(tmp_path: Path) -> None:
     async def body(store: CheckpointManager) -> None:
         await make_batch(store, n=1, batch_id="b1")
-        task = await store.claim_next("b1", now=100.0)
+        task = await store.claim_next("b1", now=100.0, owner="test-owner")
         assert task is not None
         assert task.done_key not in await store.done_ledger()
         await store.complete(task.id, Usage(), None, now=101.0)

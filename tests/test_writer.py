@@ -14,7 +14,8 @@ from gs_video_report.services.writer import (
     atomic_write_text,
     remove_leftovers,
     safe_stem,
-    write_lesson,
+    write_answer,
+    write_markdown,
 )
 
 
@@ -22,7 +23,8 @@ def claim(writer: FileWriter, path: Path, template: str = "summary_report") -> L
     """Plan and write a lesson for ``path`` so later plans see it on disk."""
     source = parse_source(str(path))
     files = writer.plan(source, template)
-    write_lesson(files, "# lesson\n", {"source": source.identity, "answer": {}})
+    write_answer(files, {"source": source.identity, "answer": {}})
+    write_markdown(files, "# lesson\n")
     return files
 
 

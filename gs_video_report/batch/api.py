@@ -240,7 +240,9 @@ class Engine:
         planned = plan_entry(entry, settings, self.registry(), writer, template, params or {})
         files = planned.video.files
         result = OneResult(None, None, files.markdown, files.answer_json, settings.model)
-        options = replace(options or RunOptions(parallel=1, max_uploads=1), reports=False)
+        options = replace(
+            options or RunOptions(parallel=1, max_uploads=1), reports=False, reuse=not force
+        )
         async with self._store() as store:
             previous = (await store.done_ledger()).get(planned.done_key)
             same = previous is not None and Path(previous.output_md) == files.markdown

@@ -8,6 +8,7 @@ exposes its stages separately so the batch engine can checkpoint between them.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.probe import probe_video
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
-from gs_video_report.services.writer import FileWriter, write_lesson
+from gs_video_report.services.writer import FileWriter, write_answer, write_markdown
 from gs_video_report.storage.checkpoint import TaskRow
 
 logger = logging.getLogger(__name__)
@@ -263,9 +264,18 @@ class VideoPipeline:
         except ApiError as exc:
             logger.info("could not delete %s (%s); it expires within 48 hours", name, exc)
 
-    def write(self, video: PreparedVideo, generation: Generation, calls: list[CallRecord]) -> None:
-        formatter = LessonFormatter(video.template)
-        meta = LessonMeta(
+
+@dataclass(frozen=True)
+class LessonWriter:
+    """Writes a video's lesson: the answer (the JSON sidecar) first, then the Markdown.
+    The sidecar carries the work's done key, so a lesson on disk is recognised as done
+    even by a run that lost its state database (``read_sidecar``)."""
+
+    clock: Clock
+    simulated: bool = False
+
+    def _meta(self, video: PreparedVideo, generation: Generation) -> LessonMeta:
+        return LessonMeta(
             source=video.source,
             duration_s=video.duration_s,
             template=video.template,
@@ -275,17 +285,40 @@ class VideoPipeline:
             simulated=self.simulated,
             parameters=video.params,
         )
-        markdown = formatter.render(generation.data, meta, video.files.markdown)
+
+    def answer(
+        self, video: PreparedVideo, generation: Generation, calls: list[CallRecord], done_key: str
+    ) -> None:
+        """The paid answer on disk, before anything else is recorded about it."""
+        formatter = LessonFormatter(video.template)
         document = {
             "source": video.source.identity,
-            "meta": formatter.front_matter(generation.data, meta),
+            "done_key": done_key,
+            "meta": formatter.front_matter(generation.data, self._meta(video, generation)),
             "finish_reason": generation.finish_reason,
             "model_version": generation.model_version,
             "prompt_evolution": list(generation.notes),
             "calls": [_call_json(c) for c in calls],
             "answer": generation.data,
         }
-        write_lesson(video.files, markdown, document)
+        write_answer(video.files, document)
+
+    def lesson(self, video: PreparedVideo, generation: Generation) -> None:
+        formatter = LessonFormatter(video.template)
+        meta = self._meta(video, generation)
+        markdown = formatter.render(generation.data, meta, video.files.markdown)
+        write_markdown(video.files, markdown)
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A lesson's JSON sidecar, or None when there is none (or it is unreadable)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("answer"), dict):
+        return None
+    return document
 
 
 def _call_json(call: CallRecord) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from gs_video_report.batch.cost import EXPECTED_OUTPUT_TOKENS, Prices, estimate_input_tokens
 from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
 from gs_video_report.batch.parts import input_limit, spans
-from gs_video_report.batch.pipeline import PreparedVideo, prepare
+from gs_video_report.batch.pipeline import PreparedVideo, prepare, read_sidecar
 from gs_video_report.config import Settings
 from gs_video_report.errors import InputError, TemplateError
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
@@ -98,15 +98,29 @@ def build_plan(
             continue
         seen[identity] = entry.origin
         taken.add(video.files.markdown)
-        if ledger is not None and not force:
-            previous = ledger.get(planned.done_key)
-            if previous is not None and Path(previous.output_md).is_file():
-                reason = f"already done in {previous.batch_id}: {previous.output_md}"
+        if not force:
+            reason = _done_already(planned, ledger)
+            if reason is not None:
                 planned = PlannedTask(
                     entry, video, planned.content_fingerprint, planned.done_key, reason
                 )
         plan.tasks.append(planned)
     return plan
+
+
+def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
+    """Why the task need not run: the ledger says it was done and its lesson is there,
+    or its own lesson is on disk with this work's done key in its sidecar (a state
+    database lost or replaced since)."""
+    previous = ledger.get(planned.done_key) if ledger is not None else None
+    if previous is not None and Path(previous.output_md).is_file():
+        return f"already done in {previous.batch_id}: {previous.output_md}"
+    files = planned.video.files
+    if files.answer_json.is_file() and files.markdown.is_file():
+        sidecar = read_sidecar(files.answer_json)
+        if sidecar is not None and sidecar.get("done_key") == planned.done_key:
+            return f"already on disk: {files.markdown}"
+    return None
 
 
 def plan_entry(

@@ -27,6 +27,8 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
                 "template": task.template,
                 "status": task.stage.value,
                 "output": task.output_md if task.stage is TaskStage.DONE else None,
+                # the lesson came from an answer already paid for (no call): which one
+                "same_content_as": task.same_as,
                 "attempts": task.attempts,
                 "api_calls": len(calls),
                 # what was changed between attempts and why (keys moved, budgets, prompts)
@@ -86,6 +88,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         length = mmss(v["duration_s"]) if v["duration_s"] else "?"
         cost_v = f"${v['cost_usd']:.4f}" if v["cost_usd"] is not None else "-"
         detail = v["output"] or (v["error"]["message"] if v["error"] else "")
+        if v["same_content_as"]:
+            detail = f"{detail} (same content as {v['same_content_as']}: no call)"
         detail = str(detail).replace("|", "\\|")
         tokens = v["tokens"]["total"] or 0
         lines.append(

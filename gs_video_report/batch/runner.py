@@ -38,7 +38,6 @@ from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskS
 
 logger = logging.getLogger(__name__)
 
-LEASE_TTL_S = 30.0
 CANCEL_POLL_S = 2.0
 _EXIT_BY_STOP = {
     StopReason.QUOTA: ExitCode.QUOTA,
@@ -64,6 +63,7 @@ class RunOptions:
     timeout_s: float | None = None  # per video generate call
     cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
     reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
+    reuse: bool = True  # reuse lessons already paid for (False: --force)
 
 
 @dataclass
@@ -159,13 +159,13 @@ async def run_batch(
         raise UnknownBatchError(batch_id)
     prices = Prices(settings.prices)
     await _check_prices(store, batch_id, prices, options)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    owner = lease_owner()
     await store.acquire_lease(
         batch_id,
         owner=owner,
         pid=os.getpid(),
         now=clock.time(),
-        ttl_s=LEASE_TTL_S,
+        ttl_s=settings.run.lease_ttl,
         holder_dead=_dead_on_this_host,
     )
     status = BatchStatus.INTERRUPTED  # unless the run gets to say otherwise
@@ -185,10 +185,12 @@ async def run_batch(
         status = outcome.status
         return outcome
     finally:
-        # in a finally: an error or a second Ctrl-C must not leave the batch "running"
+        # in a finally: an error or a second Ctrl-C must not leave the batch "running" —
+        # unless another process has taken it over (then it is that process's to say)
         with contextlib.suppress(Exception):
-            await asyncio.shield(store.set_batch_status(batch_id, status, clock.time()))
-            await asyncio.shield(store.release_lease(batch_id, owner=owner))
+            if await store.holds_lease(batch_id, owner, clock.time(), settings.run.lease_ttl):
+                await asyncio.shield(store.set_batch_status(batch_id, status, clock.time()))
+                await asyncio.shield(store.release_lease(batch_id, owner=owner))
 
 
 async def _run_leased(
@@ -246,22 +248,33 @@ async def _run_leased(
             limiter=limiter,
             retry=RetryPolicy(max_retries=options.max_retries),
             options=PoolOptions(
-                options.parallel, options.max_uploads, options.simulated, options.timeout_s
+                options.parallel,
+                options.max_uploads,
+                options.simulated,
+                options.timeout_s,
+                reuse=options.reuse,
+                lease_ttl_s=settings.run.lease_ttl,
             ),
             clock=clock,
             budget=budget,
+            owner=owner,
             reporter=reporter,
         )
-        pool.learn_from(tasks)
+        pool.estimates.learn_from(tasks)
         if on_pool is not None:
             on_pool(pool)
-        keeper = asyncio.create_task(_keep_lease(store, pool, batch_id, owner, clock))
+        keeper = asyncio.create_task(
+            _keep_lease(store, pool, batch_id, owner, clock, settings.run.lease_ttl)
+        )
         try:
             await pool.run()
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+    if pool.lease_lost:  # the batch is another process's now: write nothing of it
+        counts = await store.counts(batch_id)
+        return BatchOutcome(batch_id, counts, pool.stop_reason, pool.stop_message)
     if pool.aborted:
         await store.recover(batch_id, clock.time())  # what was in flight goes back in the queue
     if pool.stop_reason is StopReason.CANCELLED:
@@ -273,7 +286,7 @@ async def _run_leased(
         pool.stop_reason,
         pool.stop_message,
         spent_usd=budget.budget.spent_usd,
-        rest_usd=pool.estimate_usd(left),
+        rest_usd=pool.estimates.usd(left),
     )
     await store.set_batch_status(batch_id, outcome.status, clock.time())
     if not options.reports:
@@ -285,35 +298,69 @@ async def _run_leased(
     return outcome
 
 
+def _identity(pid: int) -> str:
+    """What tells this process from any other with the same PID: the boot, the PID
+    namespace (containers reuse PIDs) and the process's start time."""
+    parts = []
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+    except OSError:
+        parts.append("-")
+    try:
+        parts.append(str(Path(f"/proc/{pid}/ns/pid").readlink()).strip("pid:[]"))
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        parts.append(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time
+    except (OSError, IndexError):
+        parts += ["-", "-"]
+    return ".".join(parts)
+
+
+def lease_owner() -> str:
+    """``host:pid:token:identity`` — the token makes each run's lease its own."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}:{_identity(pid)}"
+
+
 def _dead_on_this_host(owner: str) -> bool:
     """A lease holder on this machine whose process is gone (killed, crashed): no need to
-    wait for its lease to expire. Holders on other hosts are trusted until expiry."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    wait for its lease to expire. Only when the holder is provably gone — same host, same
+    boot and PID namespace, and no process with its PID and start time; anything else (an
+    older owner format, another container) is trusted until its lease expires."""
+    fields = owner.split(":")
+    if len(fields) != 4 or fields[0] != socket.gethostname() or not fields[1].isdigit():
         return False
+    pid, identity = int(fields[1]), fields[3]
+    mine = _identity(os.getpid()).split(".")
+    theirs = identity.split(".")
+    if len(theirs) != 3 or "-" in mine[:2] or theirs[:2] != mine[:2]:
+        return False  # another boot or PID namespace: its PIDs say nothing here
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except OSError:
         return False  # exists, but not ours to signal
-    return False
+    return _identity(pid).split(".")[2] != theirs[2]  # the PID was reused by another process
 
 
 async def _keep_lease(
-    store: CheckpointManager, pool: WorkerPool, batch_id: str, owner: str, clock: Clock
+    store: CheckpointManager,
+    pool: WorkerPool,
+    batch_id: str,
+    owner: str,
+    clock: Clock,
+    ttl_s: float,
 ) -> None:
-    """Notice `cancel` from another terminal within seconds, and heartbeat the lease."""
+    """Notice `cancel` from another terminal within seconds, and heartbeat the lease
+    (every third of its time to live)."""
+    beat_every = max(1, round(ttl_s / 3 / CANCEL_POLL_S))
     ticks = 0
     while True:
-        await clock.sleep(CANCEL_POLL_S)
+        await clock.sleep(min(CANCEL_POLL_S, ttl_s / 3))
         ticks += 1
         if await store.cancel_requested(batch_id):
             pool.abort(StopReason.CANCELLED, "cancelled from another terminal")
-        if ticks % round(LEASE_TTL_S / 3 / CANCEL_POLL_S) == 0:
-            alive = await store.heartbeat(
-                batch_id, owner=owner, now=clock.time(), ttl_s=LEASE_TTL_S
-            )
+        if ticks % beat_every == 0:
+            alive = await store.heartbeat(batch_id, owner=owner, now=clock.time(), ttl_s=ttl_s)
             if not alive:
-                pool.request_stop(StopReason.LEASE_LOST, "another process took over this batch")
+                pool.lose_lease()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gs_video_report.batch.events import Activity, Reporter, TaskActivity, TaskView
 from gs_video_report.batch.pipeline import PreparedVideo
@@ -32,12 +32,14 @@ class Uploader:
         *,
         max_uploads: int,
         prepared: Callable[[float], None],
+        before_upload: Callable[[], Awaitable[None]],
     ) -> None:
         self.store = store
         self.clock = clock
         self.reporter = reporter
         self._slots = asyncio.Semaphore(max_uploads)
         self._prepared = prepared  # seconds from upload start to ACTIVE (the lookahead)
+        self._before_upload = before_upload  # raises when the batch is no longer ours
 
     def _show(self, view: TaskView, activity: Activity, fraction: float | None = None) -> None:
         self.reporter.emit(TaskActivity(view, activity, fraction))
@@ -56,6 +58,7 @@ class Uploader:
         path, info = video.source.path, video.info
         self._show(view, Activity.WAITING_FOR_UPLOAD)
         async with self._slots:  # (the claim marked the task "uploading")
+            await self._before_upload()
             started = self.clock.time()
             self._show(view, Activity.UPLOADING, 0.0)
             file = await service.upload(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import Adjustments
 from gs_video_report.batch.calls import CallLog
-from gs_video_report.batch.cost import BudgetGate, Estimator, Prices, estimate_input_tokens
+from gs_video_report.batch.cost import BudgetGate, Prices
 from gs_video_report.batch.decide import (
     Fail,
     ParkBucket,
@@ -36,16 +37,18 @@ from gs_video_report.batch.decide import (
     call_timeout,
     decide,
 )
+from gs_video_report.batch.estimates import Estimates
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Bucket
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
 from gs_video_report.batch.parts import StoredParts
-from gs_video_report.batch.pipeline import PreparedVideo, VideoPipeline, rebuild
+from gs_video_report.batch.pipeline import LessonWriter, PreparedVideo, VideoPipeline, rebuild
+from gs_video_report.batch.reuse import find_done
 from gs_video_report.batch.uploads import Uploader
 from gs_video_report.clock import Clock
 from gs_video_report.config import PoolKey, Settings
-from gs_video_report.errors import GsVideoReportError
-from gs_video_report.models import Generation, GenerationSettings, StopReason, Usage
+from gs_video_report.errors import GsVideoReportError, OutputError, StorageError
+from gs_video_report.models import Generation, StopReason, Usage
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.templates import TemplateRegistry
@@ -60,6 +63,10 @@ class _Stopping(Exception):
     """The pool is stopping: put the task back before its next paid call."""
 
 
+class _LeaseLost(Exception):
+    """Another process took the batch over: touch nothing of it any more."""
+
+
 def view_of(task: TaskRow) -> ev.TaskView:
     return ev.TaskView(task.id, task.seq, task.display_name, task.duration_s)
 
@@ -70,6 +77,8 @@ class PoolOptions:
     max_uploads: int = 2
     simulated: bool = False
     timeout_s: float | None = None  # per video generate call; None = api.request_timeout
+    reuse: bool = True  # a lesson already paid for (by any task) is reused; False: --force
+    lease_ttl_s: float = 30.0
 
 
 class WorkerPool:
@@ -87,9 +96,11 @@ class WorkerPool:
         options: PoolOptions,
         clock: Clock,
         budget: BudgetGate,
+        owner: str,
         reporter: ev.Reporter | None = None,
     ) -> None:
         self.batch_id = batch_id
+        self.owner = owner  # the batch's lease holder: this process
         self.store = store
         self.services = services  # by key fingerprint
         self.router = router
@@ -102,7 +113,9 @@ class WorkerPool:
         self.budget = budget
         self.reporter: ev.Reporter = reporter or ev.NullReporter()
         self.prices = Prices(settings.prices)
-        self.estimator = Estimator()
+        self.estimates = Estimates(registry, self.prices, clock)
+        self.writer = LessonWriter(clock, options.simulated)
+        self.lease_lost = False
         self.stop_reason: StopReason | None = None
         self.stop_message: str | None = None
         self.aborted = False
@@ -115,6 +128,7 @@ class WorkerPool:
             self.reporter,
             max_uploads=options.max_uploads,
             prepared=self._lookahead.prepared,
+            before_upload=self._check_lease,
         )
         self._workers: list[asyncio.Task[None]] = []
         self._sent_at: dict[int, float] = {}  # task -> when its generate call was let through
@@ -137,6 +151,20 @@ class WorkerPool:
         for worker in self._workers:
             worker.cancel()
 
+    def lose_lease(self) -> None:
+        if not self.lease_lost:
+            self.lease_lost = True
+            self.request_stop(StopReason.LEASE_LOST, "another process took over this batch")
+
+    async def _check_lease(self) -> None:
+        """Before every paid call: still ours? A process paused past its lease (SIGSTOP, a
+        closed laptop) may have been taken over; then it stops before paying again."""
+        if self.lease_lost or not await self.store.holds_lease(
+            self.batch_id, self.owner, self.clock.time(), self.options.lease_ttl_s
+        ):
+            self.lose_lease()
+            raise _LeaseLost
+
     async def run(self) -> None:
         # Enough workers for every generate slot plus the lookahead's ceiling; the
         # lookahead decides how many of them hold a task.
@@ -144,7 +172,8 @@ class WorkerPool:
         self._workers = [asyncio.create_task(self._worker(n)) for n in range(count)]
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)
-            await self.router.save(now=True)  # the successes counted since the last save
+            if not self.lease_lost:
+                await self.router.save(now=True)  # the successes counted since the last save
         finally:
             for worker in self._workers:
                 worker.cancel()
@@ -153,6 +182,16 @@ class WorkerPool:
                 raise result
 
     async def _worker(self, number: int) -> None:
+        try:
+            await self._work(number)
+        except (sqlite3.Error, StorageError) as exc:
+            # The state database failed (a full disk, a deleted file): nothing can be
+            # recorded any more, so nothing more is paid for. Answers already paid for are
+            # in their sidecars; a rerun finds them.
+            self.abort(StopReason.INTERRUPTED, f"the state database failed: {exc}")
+            raise StorageError(f"the state database failed: {exc}") from exc
+
+    async def _work(self, number: int) -> None:
         placeholder = -1 - number  # holds the worker's place in the window while claiming
         while self.stop_reason is None:
             await self._lookahead.enter(placeholder)
@@ -160,13 +199,15 @@ class WorkerPool:
                 self._lookahead.move(placeholder, None)
                 break
             try:
-                task = await self.store.claim_next(self.batch_id, self.clock.time())
+                task = await self.store.claim_next(self.batch_id, self.clock.time(), self.owner)
             finally:
                 self._lookahead.move(placeholder, None)
             if task is None:
                 next_retry = await self.store.next_retry_at(self.batch_id)
                 if next_retry is None and self._active == 0:
-                    return  # nothing pending, nothing running: the batch is through
+                    if not await self.store.blocked_pending(self.batch_id, self.clock.time()):
+                        return  # nothing pending, nothing running: the batch is through
+                    next_retry = self.clock.time() + _IDLE_POLL_S  # the same work runs elsewhere
                 wait = _IDLE_POLL_S if next_retry is None else next_retry - self.clock.time()
                 await self.clock.sleep(max(0.01, min(wait, _IDLE_POLL_S)))
                 continue
@@ -187,8 +228,12 @@ class WorkerPool:
         log = CallLog(task.display_name)
         try:
             await self._attempt(task, view, log)
+        except _LeaseLost:
+            return  # the task is the other process's now: no state written
         except _Stopping:
             await self._requeue(task, view, None, "stopping")
+        except (sqlite3.Error, StorageError):
+            raise  # not this task's failure: the pool stops
         except Exception as exc:
             if not isinstance(exc, GsVideoReportError):
                 logger.exception("%s: unexpected error", task.display_name)
@@ -201,10 +246,13 @@ class WorkerPool:
             held = self.router.unassign(task.id)
             self._sent_at.pop(task.id, None)
             await self._flush(task, log, held)
+            await self.store.release_claim(task.id, self.owner)
 
     async def _attempt(self, task: TaskRow, view: ev.TaskView, log: CallLog) -> None:
         video = rebuild(task, self.registry, datetime.fromtimestamp(self.clock.time(), UTC))
-        tokens_in, tokens_out = self.estimator.tokens(self.raw_estimate(video))
+        if self.options.reuse and await self._reuse(task, view, video):
+            return
+        tokens_in, tokens_out = self.estimates.tokens(video)
         estimate = self.prices.usd(task.model, tokens_in, tokens_out) or 0.0
         # Reserved before the (free) upload: a video the budget cannot pay for is not
         # uploaded either.
@@ -215,7 +263,12 @@ class WorkerPool:
         if self.stop_reason is not None:
             raise _Stopping
         service = self.services[key.fingerprint].recording(log.record)
-        ref = await self.uploader.video_ref(task, view, video, service)
+        parts = StoredParts(self.store, task.id, self.clock)
+        stored = await parts.load()
+        if stored and all(part.done for part in stored):
+            ref = VideoRef("", None)  # answered before a crash: written with no upload, no call
+        else:
+            ref = await self.uploader.video_ref(task, view, video, service)
         await self._flush(task, log)
         self._lookahead.move(task.id, READY)
         self._show(view, ev.Activity.WAITING_FOR_GENERATE)
@@ -227,25 +280,50 @@ class WorkerPool:
             clock=self.clock,
             simulated=self.options.simulated,
         )
-        parts = StoredParts(self.store, task.id, self.clock)
         generation = await self._generate(task, view, video, ref, pipeline, bucket, parts, log)
         pace = bucket.pace_rpm
         self._lookahead.rate_limit_per_s = None if pace is None else pace / 60
         bucket.succeeded()
         self.router.succeeded(key)
-        self.estimator.observe(self.raw_estimate(video), generation.usage)
-        # The answer is committed before the files are written: whatever stops the
-        # writing (a crash, a full disk), the next run writes it without a new call.
+        self.estimates.observe(video, generation.usage)
+        # The paid answer goes to both its sidecar and the state database before anything
+        # else: whatever stops the rest (a crash, a full disk on either side, a lost
+        # database), the next run writes the lesson from one of them without a new call.
+        try:
+            self.writer.answer(video, generation, list(log.stored), task.done_key)
+            unwritten = None
+        except OutputError as exc:
+            unwritten = exc
         await parts.keep(generation, video.duration_s or 0.0)
+        if unwritten is not None:
+            raise unwritten
         await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time())
         self._show(view, ev.Activity.WRITING)
-        pipeline.write(video, generation, list(log.stored))
+        self.writer.lesson(video, generation)
         cost = self.prices.of_usage(task.model, generation.usage)
         await self.store.complete(task.id, generation.usage, cost, self.clock.time())
         self.reporter.emit(ev.TaskDone(view, cost))
         if ref.file_name:
+            await self._check_lease()  # another owner may be using the upload now
             await pipeline.delete_quietly(ref.file_name)
             await self.store.clear_upload(task.id, self.clock.time())
+
+    async def _reuse(self, task: TaskRow, view: ev.TaskView, video: PreparedVideo) -> bool:
+        """A lesson from an answer already paid for (``batch.reuse``), with no call."""
+        found = await find_done(self.store, task)
+        if found is None:
+            return False
+        logger.info("%s: %s", task.display_name, found.note)
+        generation = Generation(found.answer, Usage(), "STOP", task.model, None, 0.0, (found.note,))
+        self._show(view, ev.Activity.WRITING)
+        if found.same_as is not None or not video.files.answer_json.is_file():
+            self.writer.answer(video, generation, [], task.done_key)
+        self.writer.lesson(video, generation)
+        await self.store.complete(
+            task.id, Usage(), 0.0, self.clock.time(), same_as=found.same_as or "(on disk)"
+        )
+        self.reporter.emit(ev.TaskDone(view, 0.0, found.same_as))
+        return True
 
     async def _reserve(self, task: TaskRow, view: ev.TaskView, estimate_usd: float) -> None:
         waiting = lambda: self._show(view, ev.Activity.WAITING_FOR_BUDGET)  # noqa: E731
@@ -263,7 +341,7 @@ class WorkerPool:
         parts: StoredParts,
         log: CallLog,
     ) -> Generation:
-        tokens_in, tokens_out = self.estimator.tokens(self.raw_estimate(video))
+        tokens_in, tokens_out = self.estimates.tokens(video)
         estimate = self.prices.usd(task.model, tokens_in, tokens_out) or 0.0
         sent: list[float] = []
 
@@ -272,8 +350,9 @@ class WorkerPool:
                 await self._flush(task, log)
                 self.budget.release(task.id)
                 await self._reserve(task, view, estimate * share)
-            # every call waits for the limiter
+            # every call waits for the limiter, then checks the batch is still ours
             self._sent_at[task.id] = await bucket.acquire(tokens_in * share)
+            await self._check_lease()
             sent.append(self.clock.time())
 
         async def adjusted(changed: Adjustments) -> None:
@@ -369,45 +448,3 @@ class WorkerPool:
     ) -> None:
         await self.store.requeue(task.id, self.clock.time(), at=at)
         self.reporter.emit(ev.TaskRequeued(view, at, reason))
-
-    # -- estimates ----------------------------------------------------------------
-    @staticmethod
-    def raw_estimate(video: PreparedVideo) -> int:
-        return estimate_input_tokens(video.duration_s, video.template.generation, video.prompt)
-
-    def _raw_of(self, task: TaskRow) -> int | None:
-        try:
-            now = datetime.fromtimestamp(self.clock.time(), UTC)
-            return self.raw_estimate(rebuild(task, self.registry, now))
-        except GsVideoReportError:
-            return None  # its template is gone
-
-    def estimate_usd(self, tasks: list[TaskRow]) -> float | None:
-        """What ``tasks`` would cost by the corrected estimate (None: a price is unknown)."""
-        total = 0.0
-        for task in tasks:
-            raw = self._raw_of(task)
-            if raw is None:
-                raw = estimate_input_tokens(task.duration_s, GenerationSettings(), "")
-            tokens_in, tokens_out = self.estimator.tokens(raw)
-            usd = self.prices.usd(task.model, tokens_in, tokens_out)
-            if usd is None:
-                return None
-            total += usd
-        return total
-
-    def learn_from(self, finished: list[TaskRow]) -> None:
-        """Seed the estimate correction with videos an earlier run of the batch finished."""
-        for task in finished:
-            if task.stage is not TaskStage.DONE or not task.prompt_tokens:
-                continue
-            raw = self._raw_of(task)
-            if raw is None:
-                continue
-            usage = Usage(
-                prompt_tokens=task.prompt_tokens,
-                candidates_tokens=task.output_tokens or 0,
-                thoughts_tokens=task.thoughts_tokens or 0,
-                total_tokens=task.total_tokens or 0,
-            )
-            self.estimator.observe(raw, usage)

@@ -425,7 +425,7 @@ def batch_command(
         batch_id = new_batch_id()
         length = mmss(plan.total_duration_s)
         console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
-        options = flags.changes.apply(RunOptions(simulated=simulate))
+        options = flags.changes.apply(RunOptions(simulated=simulate, reuse=not force))
         _execute(ctx, settings, batch_id, planned, options, flags)
 
 

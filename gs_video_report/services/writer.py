@@ -86,10 +86,13 @@ class FileWriter:
         return LessonFiles(markdown=md, answer_json=md.with_suffix(".json"))
 
 
-def write_lesson(files: LessonFiles, markdown: str, answer_document: dict[str, Any]) -> None:
-    """The answer first, then the lesson: a lesson on disk always has its answer."""
+def write_answer(files: LessonFiles, answer_document: dict[str, Any]) -> None:
+    """The answer, written before its lesson: a lesson on disk always has its answer."""
     text = json.dumps(answer_document, ensure_ascii=False, indent=2) + "\n"
     atomic_write_text(files.answer_json, text)
+
+
+def write_markdown(files: LessonFiles, markdown: str) -> None:
     atomic_write_text(files.markdown, markdown)
 
 

@@ -23,6 +23,14 @@ import aiosqlite
 from gs_video_report.errors import BatchBusyError, OutputError, StorageError, UnknownBatchError
 from gs_video_report.models import BatchStatus, CallRecord, TaskStage, Usage
 
+# A live claim on a task's work by another task: its batch's lease is held by the owner
+# that claimed it and has not expired.
+_LIVE_CLAIM = (
+    "SELECT 1 FROM work_claims c JOIN batches b ON b.id = c.batch_id"
+    " WHERE c.done_key = tasks.done_key AND c.task_id != tasks.id"
+    " AND b.lease_owner = c.owner AND b.lease_until > ?"
+)
+
 __all__ = ["CheckpointManager", "LeaseHeldError", "LedgerEntry", "NewTask", "TaskRow", "TaskStage"]
 
 
@@ -103,6 +111,7 @@ class TaskRow:
     finished_at: float | None
     updated_at: float
     adjustments: str | None = None  # JSON of batch.adapt.Adjustments
+    same_as: str | None = None  # the lesson came from this other lesson's answer, no call
 
     @property
     def params(self) -> dict[str, str]:
@@ -304,6 +313,7 @@ class CheckpointManager:
         pending, upload info kept (and an answer already received: ``keep_answer``), and
         so do tasks that failed only because their lesson could not be written."""
         async with self._tx() as tx:
+            await tx.execute("DELETE FROM work_claims WHERE batch_id = ?", (batch_id,))
             cur = await tx.execute(
                 "UPDATE tasks SET stage = 'pending', updated_at = ? WHERE batch_id = ?"
                 " AND (stage IN ('uploading', 'processing', 'generating', 'writing', 'cancelled')"
@@ -312,19 +322,53 @@ class CheckpointManager:
             )
             return cur.rowcount
 
-    async def claim_next(self, batch_id: str, now: float) -> TaskRow | None:
-        """The next runnable pending task (retry time passed), marked started — one
-        statement, so one round trip and atomic on its own."""
-        async with self._tx_lock:
-            rows = await self.conn.execute_fetchall(
-                "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
-                " next_attempt_at = NULL, updated_at = ? WHERE id = ("
-                "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
-                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY seq LIMIT 1"
-                ") RETURNING *",
-                (now, now, batch_id, now),
+    async def claim_next(self, batch_id: str, now: float, owner: str) -> TaskRow | None:
+        """The next runnable pending task (retry time passed) whose work no other live
+        task holds, marked started, with its work claimed for ``owner`` (the batch's
+        lease holder) — one transaction, so two processes never claim the same work."""
+        async with self._tx() as tx:
+            rows = await tx.execute_fetchall(
+                "SELECT id, done_key FROM tasks WHERE batch_id = ? AND stage = 'pending'"
+                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND NOT EXISTS ("
+                + _LIVE_CLAIM
+                + ") ORDER BY seq LIMIT 1",
+                (batch_id, now, now),
             )
-        return next((TaskRow.from_row(row) for row in rows), None)
+            if not rows:
+                return None
+            task_id, key = next(iter(rows))
+            await tx.execute(
+                "INSERT OR REPLACE INTO work_claims (done_key, task_id, batch_id, owner,"
+                " claimed_at) VALUES (?, ?, ?, ?, ?)",
+                (key, task_id, batch_id, owner, now),
+            )
+            claimed = await tx.execute_fetchall(
+                "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
+                " next_attempt_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
+                (now, now, task_id),
+            )
+        return next((TaskRow.from_row(row) for row in claimed), None)
+
+    async def release_claim(self, task_id: int, owner: str) -> None:
+        """The task left its stage (done, failed, back in the queue): its work is free
+        (only ``owner``'s claim: after a takeover, the new owner's stays)."""
+        await self._write(
+            "DELETE FROM work_claims WHERE task_id = ? AND owner = ?", (task_id, owner)
+        )
+
+    async def blocked_pending(self, batch_id: str, now: float) -> int:
+        """Pending tasks that wait only for the same work in another live task."""
+        rows = await self._rows(
+            "SELECT COUNT(*) FROM tasks WHERE batch_id = ? AND stage = 'pending'"
+            " AND EXISTS (" + _LIVE_CLAIM + ")",
+            (batch_id, now),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def holds_lease(self, batch_id: str, owner: str, now: float, ttl_s: float) -> bool:
+        """Extend the lease if ``owner`` still holds it; False once another process has
+        taken the batch over (this one must then stop before its next paid call)."""
+        return await self.heartbeat(batch_id, owner=owner, now=now, ttl_s=ttl_s)
 
     async def unfinished_single(self, done_key: str) -> str | None:
         """The newest one-video (``main``) batch for this work that has not finished."""
@@ -426,14 +470,21 @@ class CheckpointManager:
         )
 
     async def complete(
-        self, task_id: int, usage: Usage, cost_usd: float | None, now: float
+        self,
+        task_id: int,
+        usage: Usage,
+        cost_usd: float | None,
+        now: float,
+        *,
+        same_as: str | None = None,
     ) -> None:
         """Call only after the lesson is on disk: "done" means written, then committed.
         The skip-existing ledger gets its entry in the same statement (a trigger)."""
         await self._write(
             "UPDATE tasks SET stage = 'done', prompt_tokens = ?, output_tokens = ?,"
             " thoughts_tokens = ?, total_tokens = ?, cost_usd = ?, finished_at = ?,"
-            " last_error_kind = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+            " same_as = ?, last_error_kind = NULL, last_error = NULL, updated_at = ?"
+            " WHERE id = ?",
             (
                 usage.prompt_tokens,
                 usage.candidates_tokens,
@@ -441,6 +492,7 @@ class CheckpointManager:
                 usage.total_tokens,
                 cost_usd,
                 now,
+                same_as,
                 now,
                 task_id,
             ),
@@ -532,6 +584,15 @@ class CheckpointManager:
             )
             for row in rows
         ]
+
+    async def done_entry(self, done_key: str) -> LedgerEntry | None:
+        """Where this work's lesson was written, if it was done (by any batch)."""
+        rows = await self._rows(
+            "SELECT done_key, batch_id, output_md, output_json, finished_at FROM done_ledger"
+            " WHERE done_key = ?",
+            (done_key,),
+        )
+        return LedgerEntry(*rows[0]) if rows else None
 
     async def done_ledger(self) -> dict[str, LedgerEntry]:
         """The skip-existing ledger: for each done key, where its lesson was written. It
