@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
         "GOOGLE_GENAI_API_VERSION",
     ):
         monkeypatch.delenv(name, raising=False)
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("GS_VIDEOREPORT_"):
             monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
@@ -96,7 +97,7 @@ def copy_lecture(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, target)
     with open(target, "ab") as handle:
-        handle.write(b"\0lecture:" + str(target).encode())
+        handle.write(b"\0lecture:" + os.fsencode(target))
     return target
 
 

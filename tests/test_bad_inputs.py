@@ -14,7 +14,7 @@ import av
 
 from gs_video_report.errors import ExitCode
 from gs_video_report.simulator import Simulator
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, copy_lecture
 
 VIDEO = SAMPLES / "intro_to_fractions.mp4"
 
@@ -55,13 +55,13 @@ def bad_folder(root: Path) -> dict[str, str]:
     (root / "loop" / "back").symlink_to(root)  # a folder link to an ancestor
     expected["back"] = "symbolic link loop"
     locked = root / "locked.mp4"
-    shutil.copy(VIDEO, locked)
+    copy_lecture(VIDEO, locked)
     locked.chmod(0)
     if os.geteuid() != 0:  # root reads anything
         expected["locked.mp4"] = "cannot read"
     # good ones, with names a careless tool would mangle
-    shutil.copy(VIDEO, root / "week 1   intro.mp4")
-    shutil.copy(VIDEO, os.fsdecode(bytes(root) + b"/caf\xe9.mp4"))  # not UTF-8
+    copy_lecture(VIDEO, root / "week 1   intro.mp4")
+    copy_lecture(VIDEO, Path(os.fsdecode(bytes(root) + b"/caf\xe9.mp4")))  # not UTF-8
     return expected
 
 

@@ -34,8 +34,12 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 class Child:
     """A CLI process; its output is collected as it comes (tests wait for a line)."""
 
-    def __init__(self, tmp_path: Path, sim: Simulator, *args: str) -> None:
+    def __init__(
+        self, tmp_path: Path, sim: Simulator, *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("GS_VIDEOREPORT_")}
+        env.update(extra)
         env.update(
             GS_VIDEOREPORT_HOME=str(tmp_path / "home"),
             GS_VIDEOREPORT_BASE_URL=sim.url,

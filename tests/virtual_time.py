@@ -48,7 +48,7 @@ class VirtualClock:
 
 class SteppingClock:
     """The engine's clock in tests that run it whole (CLI, runner): time moves forward
-    by exactly what the code waits for, so retries, pauses and polls pass at once. Each
+    to the end of what the code waits for, so retries, pauses and polls pass at once. Each
     wait still gives the event loop a millisecond, so a loop that waits (the lease
     keeper, idle workers) never starves the rest. ``waits`` records every wait asked for.
     Between waits time runs as the real one does (from today's date), so stored times
@@ -70,9 +70,12 @@ class SteppingClock:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        # Time jumps to the end of the wait when the sleeper wakes, so waits that overlap
+        # (idle workers, the lease keeper, a retry) overlap in virtual time too.
         self.waits.append(seconds)
-        self._skipped += max(0.0, seconds)
+        target = self.now + max(0.0, seconds)
         await asyncio.sleep(0.001 if seconds > 0 else 0)
+        self._skipped = max(self._skipped, target - _time.time())
 
     @property
     def clock(self) -> Clock:

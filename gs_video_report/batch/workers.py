@@ -205,7 +205,8 @@ class WorkerPool:
             if task is None:
                 next_retry = await self.store.next_retry_at(self.batch_id)
                 if next_retry is None and self._active == 0:
-                    if not await self.store.blocked_pending(self.batch_id, self.clock.time()):
+                    now = self.clock.time()
+                    if not await self.store.blocked_pending(self.batch_id, now, self.owner):
                         return  # nothing pending, nothing running: the batch is through
                     next_retry = self.clock.time() + _IDLE_POLL_S  # the same work runs elsewhere
                 wait = _IDLE_POLL_S if next_retry is None else next_retry - self.clock.time()

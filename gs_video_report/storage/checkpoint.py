@@ -23,12 +23,12 @@ import aiosqlite
 from gs_video_report.errors import BatchBusyError, OutputError, StorageError, UnknownBatchError
 from gs_video_report.models import BatchStatus, CallRecord, TaskStage, Usage
 
-# A live claim on a task's work by another task: its batch's lease is held by the owner
-# that claimed it and has not expired.
+# A live claim on a task's work by another task: this process's own (it runs), or one
+# whose batch's lease is held by the owner that claimed it and has not expired.
 _LIVE_CLAIM = (
     "SELECT 1 FROM work_claims c JOIN batches b ON b.id = c.batch_id"
     " WHERE c.done_key = tasks.done_key AND c.task_id != tasks.id"
-    " AND b.lease_owner = c.owner AND b.lease_until > ?"
+    " AND (c.owner = ? OR (b.lease_owner = c.owner AND b.lease_until > ?))"
 )
 
 __all__ = ["CheckpointManager", "LeaseHeldError", "LedgerEntry", "NewTask", "TaskRow", "TaskStage"]
@@ -112,6 +112,7 @@ class TaskRow:
     updated_at: float
     adjustments: str | None = None  # JSON of batch.adapt.Adjustments
     same_as: str | None = None  # the lesson came from this other lesson's answer, no call
+    claimed_by: str | None = None  # the lease owner that last claimed it
 
     @property
     def params(self) -> dict[str, str]:
@@ -325,29 +326,19 @@ class CheckpointManager:
     async def claim_next(self, batch_id: str, now: float, owner: str) -> TaskRow | None:
         """The next runnable pending task (retry time passed) whose work no other live
         task holds, marked started, with its work claimed for ``owner`` (the batch's
-        lease holder) — one transaction, so two processes never claim the same work."""
-        async with self._tx() as tx:
-            rows = await tx.execute_fetchall(
-                "SELECT id, done_key FROM tasks WHERE batch_id = ? AND stage = 'pending'"
+        lease holder; a trigger writes the claim) — one statement, so atomic across
+        processes and one round trip."""
+        async with self._tx_lock:
+            rows = await self.conn.execute_fetchall(
+                "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
+                " next_attempt_at = NULL, claimed_by = ?, updated_at = ? WHERE id = ("
+                "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
                 " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND NOT EXISTS ("
                 + _LIVE_CLAIM
-                + ") ORDER BY seq LIMIT 1",
-                (batch_id, now, now),
+                + ") ORDER BY seq LIMIT 1) RETURNING *",
+                (now, owner, now, batch_id, now, owner, now),
             )
-            if not rows:
-                return None
-            task_id, key = next(iter(rows))
-            await tx.execute(
-                "INSERT OR REPLACE INTO work_claims (done_key, task_id, batch_id, owner,"
-                " claimed_at) VALUES (?, ?, ?, ?, ?)",
-                (key, task_id, batch_id, owner, now),
-            )
-            claimed = await tx.execute_fetchall(
-                "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
-                " next_attempt_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
-                (now, now, task_id),
-            )
-        return next((TaskRow.from_row(row) for row in claimed), None)
+        return next((TaskRow.from_row(row) for row in rows), None)
 
     async def release_claim(self, task_id: int, owner: str) -> None:
         """The task left its stage (done, failed, back in the queue): its work is free
@@ -356,12 +347,12 @@ class CheckpointManager:
             "DELETE FROM work_claims WHERE task_id = ? AND owner = ?", (task_id, owner)
         )
 
-    async def blocked_pending(self, batch_id: str, now: float) -> int:
+    async def blocked_pending(self, batch_id: str, now: float, owner: str) -> int:
         """Pending tasks that wait only for the same work in another live task."""
         rows = await self._rows(
             "SELECT COUNT(*) FROM tasks WHERE batch_id = ? AND stage = 'pending'"
             " AND EXISTS (" + _LIVE_CLAIM + ")",
-            (batch_id, now),
+            (batch_id, owner, now),
         )
         return int(rows[0][0]) if rows else 0
 

@@ -200,7 +200,17 @@ migration("m007_work_claims")(
         claimed_at REAL NOT NULL
     );
     CREATE INDEX work_claims_by_task ON work_claims (task_id);
-    ALTER TABLE tasks ADD COLUMN same_as TEXT
+    ALTER TABLE tasks ADD COLUMN same_as TEXT;
+    ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
+    -- the claim of the work is written by the statement that claims the task: one
+    -- statement holds the write lock for microseconds, so a process paused (SIGSTOP) at
+    -- any moment does not leave the database locked for the others
+    CREATE TRIGGER tasks_claim_work AFTER UPDATE OF claimed_by ON tasks
+    WHEN NEW.claimed_by IS NOT NULL
+    BEGIN
+        INSERT OR REPLACE INTO work_claims (done_key, task_id, batch_id, owner, claimed_at)
+        VALUES (NEW.done_key, NEW.id, NEW.batch_id, NEW.claimed_by, NEW.updated_at);
+    END
     """
 )
 

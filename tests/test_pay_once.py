@@ -1,0 +1,175 @@
+"""Never pay twice for a video (issue "Pay once", A): the same work in two processes at
+once, an older batch resumed after a newer one did the work, byte-identical copies,
+another working directory, a lost state database, and a lease taken over from a paused
+process. Real second processes where it is about processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gs_video_report.batch.api import Engine, PlanRequest, RunControl, RunOptions
+from gs_video_report.config import ApiKey, PoolKey, load_settings
+from gs_video_report.models import StopReason, TaskStage
+from gs_video_report.simulator import Fault, Simulator
+from tests.conftest import SAMPLES, TEST_KEY, copy_lecture
+from tests.test_processes import Child, db_rows, lessons, wait_until
+from tests.virtual_time import SteppingClock
+
+
+def course(folder: Path, count: int) -> Path:
+    samples = sorted(SAMPLES.glob("*.mp4"))
+    for i in range(count):
+        copy_lecture(samples[i % len(samples)], folder / f"lecture_{i:02d}.mp4")
+    return folder
+
+
+def generates(sim: Simulator) -> int:
+    return int(sim.stats()["calls"].get("generate", 0))
+
+
+def test_two_identical_batches_at_once_pay_each_video_once(sim: Simulator, tmp_path: Path) -> None:
+    videos = course(tmp_path / "videos", 6)
+    sim.set_limits(latency={"generate": 0.3})
+    args = ("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "-q", "-p", "3")
+    first, second = Child(tmp_path, sim, *args), Child(tmp_path, sim, *args)
+    results = [first.finish(120), second.finish(120)]
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert generates(sim) == 6  # not 12
+    assert len(lessons(tmp_path / "out")) == 6
+    assert sorted(sim.stats()["generate_by_subject"].values()) == [1] * 6
+
+
+def _engine(sim: Simulator, tmp_path: Path) -> Engine:
+    settings = load_settings(env={"GS_VIDEOREPORT_BASE_URL": sim.url}, cwd=tmp_path)
+    keys = [PoolKey.of(ApiKey(TEST_KEY, "test"))]
+    return Engine(settings, keys=keys, home=tmp_path / "home", clock=SteppingClock().clock)
+
+
+def test_an_older_batch_resumed_after_a_newer_one_did_the_work_pays_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    import asyncio
+
+    videos = course(tmp_path / "videos", 3)
+    engine = _engine(sim, tmp_path)
+
+    async def main() -> None:
+        older = await engine.plan(PlanRequest(output=tmp_path / "a", input_dir=videos))
+        control = RunControl()
+        control.request_stop(StopReason.INTERRUPTED, "stopped before it began")
+        stopped = await engine.start(older, RunOptions(simulated=True), control=control)
+        assert stopped.counts == {TaskStage.PENDING: 3}
+        newer = await engine.plan(PlanRequest(output=tmp_path / "b", input_dir=videos))
+        assert (await engine.start(newer, RunOptions(simulated=True))).counts == {TaskStage.DONE: 3}
+        paid = generates(sim)
+        resumed = await engine.resume(stopped.batch_id)
+        assert resumed.counts == {TaskStage.DONE: 3}
+        assert generates(sim) == paid == 3  # the older batch reused the newer one's answers
+        view = await engine.status(stopped.batch_id)
+        assert all(t.cost_usd == 0.0 for t in view.tasks)
+        report = json.loads(
+            (tmp_path / "a" / "_reports" / stopped.batch_id / "summary.json").read_text()
+        )
+        same = [v["same_content_as"] for v in report["videos"]]
+        assert all(s and s.startswith(str(tmp_path / "b")) for s in same), same
+
+    asyncio.run(main())
+    assert len(lessons(tmp_path / "a")) == 3 and len(lessons(tmp_path / "b")) == 3
+
+
+def test_byte_identical_copies_are_generated_once(cli: Any, sim: Simulator, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(SAMPLES / "intro_to_fractions.mp4", videos / "a_lecture.mp4")
+    shutil.copy(SAMPLES / "intro_to_fractions.mp4", videos / "b_same_lecture.mp4")
+    shutil.copy(SAMPLES / "photosynthesis_basics.mp4", videos / "c_other.mp4")
+    out = tmp_path / "out"
+    result = cli("batch", "-d", str(videos), "-o", str(out), "--simulate", "-q", "--json")
+    assert result.exit_code == 0, result.output
+    assert generates(sim) == 2 and sim.stats()["uploads_completed"] == 2
+    assert len(lessons(out)) == 3
+    summary = json.loads(result.stdout)
+    report = json.loads(Path(summary["report"], "summary.json").read_text())
+    by_video = {v["video"]: v for v in report["videos"]}
+    first, copy = by_video["a_lecture"], by_video["b_same_lecture"]
+    assert copy["same_content_as"] == first["output"] and copy["cost_usd"] == 0.0
+    assert "same content as" in Path(summary["report"], "summary.md").read_text()
+    answer = json.loads(Path(copy["output"]).with_suffix(".json").read_text())["answer"]
+    assert answer == json.loads(Path(first["output"]).with_suffix(".json").read_text())["answer"]
+
+
+def test_paths_never_depend_on_the_working_directory(
+    cli: Any, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    course(one / "lectures", 3)
+    two.mkdir()
+    sim.add_fault(Fault("rate_limit_day", "generate", match="lecture_01"))
+    monkeypatch.chdir(one)
+    first = cli("batch", "-d", "lectures", "-o", "out", "--simulate", "-q", "--json")
+    assert first.exit_code == 5, first.output  # parked: resumable
+    batch_id = json.loads(first.stdout)["batch_id"]
+    monkeypatch.chdir(two)
+    resumed = cli("resume", batch_id, "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert len(lessons(one / "out")) == 3 and not (two / "out").exists()
+    paid = generates(sim)
+    again = cli("batch", "-d", str(one / "lectures"), "-o", str(one / "out"), "--simulate", "-q")
+    assert again.exit_code == 0, again.output
+    assert generates(sim) == paid  # every video skipped from another directory
+
+
+def test_a_lost_state_database_never_makes_a_rerun_pay(
+    cli: Any, sim: Simulator, tmp_path: Path, isolated_env: Path
+) -> None:
+    videos = course(tmp_path / "videos", 3)
+    out = tmp_path / "out"
+    assert cli("batch", "-d", str(videos), "-o", str(out), "--simulate", "-q").exit_code == 0
+    assert generates(sim) == 3
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (isolated_env / name).unlink(missing_ok=True)
+    (next(out.rglob("lecture_01.md"))).unlink()  # and one lesson lost its Markdown
+    rerun = cli("batch", "-d", str(videos), "-o", str(out), "--simulate", "-q")
+    assert rerun.exit_code == 0, rerun.output
+    assert generates(sim) == 3  # recognised from the sidecars: nothing paid again
+    assert len(lessons(out)) == 3
+
+
+def test_a_paused_process_stops_before_paying_again_once_taken_over(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    videos = course(tmp_path / "videos", 3)
+    # the first video's first call hangs while the process is paused past its lease
+    sim.add_fault(Fault("hang", "generate", times=1, delay=4.0, match="lecture_00"))
+    env = {"GS_VIDEOREPORT_RUN__LEASE_TTL": "2"}
+    args = ("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "-q", "-p", "1")
+    paused = Child(tmp_path, sim, *args, env=env)
+    wait_until("the first generate call", lambda: generates(sim) >= 1, paused)
+    os.kill(paused.proc.pid, signal.SIGSTOP)
+    try:
+        lease = lambda: db_rows(tmp_path, "SELECT lease_until FROM batches")  # noqa: E731
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (lease() and lease()[0][0] < time.time()):
+            time.sleep(0.05)  # waiting on the paused process's lease to run out
+        batch_id = str(db_rows(tmp_path, "SELECT id FROM batches")[0][0])
+        taker = Child(tmp_path, sim, "resume", batch_id, "-q", env=env)
+        code, _, err = taker.finish(120)
+        assert code == 0, err
+    finally:
+        os.kill(paused.proc.pid, signal.SIGCONT)
+    code, _, err = paused.finish(60)
+    assert code == 130 and "another process took over" in err, (code, err)
+    # one lesson served per video, and no call but the one on the wire when it was paused
+    assert sim.stats()["generate_by_subject"] == {f"lecture_0{i}.mp4": 1 for i in range(3)}
+    assert generates(sim) == 4
+    assert len(lessons(tmp_path / "out")) == 3
+    status = db_rows(tmp_path, "SELECT status, lease_owner FROM batches")
+    assert status == [("done", None)]
