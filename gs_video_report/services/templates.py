@@ -24,6 +24,7 @@ import yaml
 
 from gs_video_report.errors import TemplateError
 from gs_video_report.models import GenerationSettings
+from gs_video_report.services import sandbox
 
 # Variables every prompt may use without declaring them; filled from the video.
 BUILTIN_VARIABLES = frozenset(
@@ -33,14 +34,6 @@ MEDIA_RESOLUTIONS = ("low", "medium", "high")
 _REQUIRED_KEYS = ("name", "version", "description", "prompt", "schema", "layout")
 _KNOWN_KEYS = {*_REQUIRED_KEYS, "parameters", "model", "system_instruction", "title_field"}
 _MODEL_KEYS = {"temperature", "max_output_tokens", "media_resolution", "fps", "thinking_level"}
-
-_ENV = jinja2.Environment(
-    undefined=jinja2.StrictUndefined,
-    autoescape=False,  # Markdown and prompts, not HTML
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 @dataclass(frozen=True)
@@ -135,9 +128,9 @@ class LessonTemplate:
         try:
             compiled = self._compiled.get(part)
             if compiled is None:
-                compiled = _ENV.from_string(source)
+                compiled = sandbox.compile_template(source)
                 self._compiled[part] = compiled
-            return compiled.render(**context)
+            return sandbox.render(compiled, context)
         except jinja2.UndefinedError as exc:
             raise TemplateError(
                 f"template '{self.name}' ({self.path}): {part}: {exc.message}"
@@ -203,11 +196,15 @@ def _parse_generation(path: Path, raw: Any) -> GenerationSettings:
 
 def _check_variables(path: Path, part: str, source: str, allowed: set[str]) -> None:
     try:
-        ast = _ENV.parse(source)
+        ast = sandbox.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _fail(
             path, f"{part}: Jinja2 syntax error at line {exc.lineno}: {exc.message}"
         ) from exc
+    try:
+        sandbox.check(ast)
+    except jinja2.exceptions.SecurityError as exc:
+        raise _fail(path, f"{part}: {exc}") from exc
     unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - allowed)
     if unknown:
         raise _fail(
