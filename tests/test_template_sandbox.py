@@ -90,6 +90,13 @@ def write_hostile(folder: Path, part: str, source: str) -> Path:
     return path
 
 
+def passwd_lines() -> list[str]:
+    try:
+        return [line for line in Path("/etc/passwd").read_text().splitlines() if line]
+    except OSError:
+        return []
+
+
 @pytest.mark.parametrize("part", PARTS)
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
 def test_payloads_are_refused_when_the_template_loads(
@@ -145,6 +152,57 @@ def test_what_templates_may_do_still_works(tmp_path: Path) -> None:
 def test_limits_are_what_the_docs_say() -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "templates.md").read_text()
     assert f"{sandbox.MAX_TEXT_CHARS:,}" in docs and f"{sandbox.MAX_STEPS:,}" in docs
+
+
+def _invocations(tmp_path: Path, template: Path, sample: Path) -> dict[str, list[str]]:
+    out = str(tmp_path / "out")
+    table = tmp_path / "course.csv"
+    table.write_text(f"path,template\n{sample},{template}\n", encoding="utf-8")
+    folder = str(sample.parent)
+    return {
+        "batch -t --dry-run": ["batch", "-d", folder, "-o", out, "-t", str(template), "--dry-run"],
+        "batch -t --simulate": ["batch", "-d", folder, "-o", out, "-t", str(template)],
+        "batch csv --dry-run": ["batch", "-u", str(table), "-o", out, "--dry-run"],
+        "batch csv --simulate": ["batch", "-u", str(table), "-o", out],
+        "main --simulate": ["main", str(sample), "-o", out, "-t", str(template)],
+    }
+
+
+CLI_PAYLOADS = {k: PAYLOADS[k] for k in ("cycler globals", "lipsum globals", "include a file")}
+CLI_PAYLOADS |= {
+    "read a file": "{{ cycler.__init__.__globals__.os.popen('cat /etc/passwd').read() }}",
+    "huge repetition": PAYLOADS["huge repetition"],
+    "huge range": PAYLOADS["huge range"],
+    "popen through subclasses": PAYLOADS["popen through subclasses"],
+}
+
+
+@pytest.mark.parametrize("part", PARTS)
+@pytest.mark.parametrize("payload", CLI_PAYLOADS.values(), ids=CLI_PAYLOADS.keys())
+def test_hostile_templates_through_the_cli(
+    cli: Any, sim: Simulator, sample: Path, tmp_path: Path, part: str, payload: str
+) -> None:
+    marker = tmp_path / "PWNED"
+    template = write_hostile(tmp_path, part, payload.replace("{marker}", str(marker)))
+    secrets = passwd_lines()
+    for how, args in _invocations(tmp_path, template, sample).items():
+        result = cli(*args, "--simulate")
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert result.exit_code == ExitCode.INPUT, (how, result.output)
+        assert len(errors) == 1, (how, result.stderr)
+        assert "Traceback" not in result.output, how
+        if "csv" in how:  # the row says why; the batch says none was usable
+            assert "course.csv:2: broken template" in result.stderr, (how, result.stderr)
+            assert "no usable video" in errors[0]
+        else:
+            assert "hostile.yaml" in errors[0] and part in errors[0], (how, errors)
+        assert not marker.exists(), how
+        written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+        for line in secrets:
+            assert line not in result.output, how
+            assert not any(line in text for text in written), how
+        assert sim.api_calls() == 0, (how, sim.stats()["calls"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_layout_refused_at_render_fails_the_lesson_with_one_line(
