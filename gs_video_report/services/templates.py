@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,9 @@ MEDIA_RESOLUTIONS = ("low", "medium", "high")
 _REQUIRED_KEYS = ("name", "version", "description", "prompt", "schema", "layout")
 _KNOWN_KEYS = {*_REQUIRED_KEYS, "parameters", "model", "system_instruction", "title_field"}
 _MODEL_KEYS = {"temperature", "max_output_tokens", "media_resolution", "fps", "thinking_level"}
+
+# A name becomes a folder under the output directory: one plain path segment.
+_NAME = re.compile(r"\w[\w.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,9 @@ def load_template(path: Path) -> LessonTemplate:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
         raise _fail(path, f"unknown key '{unknown[0]}'")
+    name = str(data["name"])
+    if not _NAME.fullmatch(name) or name.endswith("."):
+        raise _fail(path, f"name {name!r} must be letters, digits, '_', '-' or '.' (a folder name)")
     for key in ("prompt", "layout"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise _fail(path, f"'{key}' must be a non-empty string")
@@ -248,7 +255,7 @@ def load_template(path: Path) -> LessonTemplate:
         _check_variables(path, "system_instruction", str(system), allowed)
     _check_variables(path, "layout", data["layout"], {"answer", "meta", "ts", "mmss"})
     return LessonTemplate(
-        name=str(data["name"]),
+        name=name,
         version=str(data["version"]),
         description=str(data["description"]).strip(),
         parameters=params,
