@@ -38,30 +38,36 @@ PAYLOADS = {
     ),
 }
 # Payloads the load-time check cannot see (names and sizes computed at render time):
-# the sandbox itself must refuse them. X and N stand for a text and a huge number.
+# the sandbox itself must refuse them. X stands for a short text, N for 5,000,000: just
+# past the size cap, so each payload still fits in memory if its own check were gone, and
+# values are built with {% set %} (not printed) so the text cap cannot stand in for it.
 DYNAMIC = {
     "computed attribute": "{{ X|attr('_' ~ '_class__') }}",
     "computed item": "{{ X['_' ~ '_class__']['_' ~ '_mro__'] }}",
-    "repetition from a value": "{{ X * (N|int) }}",
-    "range from a value": "{{ range(N|int)|list|length }}",
-    "power from a value": "{{ 10 ** (N|int) }}",
-    "empty nested loops": (
-        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
-    ),
+    "repetition": "{% set s = X * (N|int) %}",
+    "concatenation": "{% set ns = namespace(s=X * 3000000) %}{% set t = ns.s + ns.s %}",
+    "power": "{% set p = 2 ** (N|int) %}",
+    "range": "{% set r = range(N|int) %}",
+    "nested loops": "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
     "text in a loop": "{% for a in range(100000) %}{{ X * 100 }}{% endfor %}",
     "text in a set block": "{% set s %}{% for a in range(100000) %}{{ X * 100 }}{% endfor %}"
     "{% endset %}",
     "doubling in a namespace": (
-        "{% set ns = namespace(s=X) %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% set ns = namespace(s=X) %}{% for i in range(23) %}{% set ns.s = ns.s ~ ns.s %}"
         "{% endfor %}"
     ),
-    "width from a value": "{{ X|center(N|int) }}",
-    "str method width": "{{ X.ljust(N|int) }}",
-    "format width": "{{ ('%0' ~ N ~ 'd')|format(1) }}",
-    "empty replace": "{{ (X * 1000000)|replace('', 'bbbbbbbbbb') }}",
+    "center width": "{% set s = X|center(N|int) %}",
+    "str method width": "{% set s = X.ljust(N|int) %}",
+    "format filter width": "{% set s = ('%0' ~ N ~ 'd')|format(1) %}",
+    "percent width": "{% set s = ('%0' ~ N ~ 'd') % 1 %}",
+    "str.format width": "{% set s = ('{:>' ~ N ~ '}').format(1) %}",
+    "empty replace": "{% set s = (X * 1000000)|replace('', 'bbbbbbbbbb') %}",
+    "indent": "{% set s = ('\\n' * 100000)|indent(100) %}",
+    "join filter": "{% set s = ([X * 100000] * 100)|join %}",
+    "str join": "{% set s = ''.join([X * 100000] * 100) %}",
     "recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
     "exponential macro": (
-        "{% macro f(k) %}{% if k %}{{ f(k - 1) }}{{ f(k - 1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+        "{% macro f(k) %}{% if k %}{{ f(k - 1) }}{{ f(k - 1) }}{% endif %}{% endmacro %}{{ f(20) }}"
     ),
 }
 
@@ -71,7 +77,7 @@ def template_text(part: str, source: str, name: str = "hostile") -> str:
         "name": name,
         "version": "1",
         "description": "d",
-        "parameters": {"x": {"default": "a"}, "n": {"default": "1000000000"}},
+        "parameters": {"x": {"default": "a"}, "n": {"default": "5000000"}},
         "prompt": "Summarise {{ video_title }}.",
         "schema": {
             "type": "object",
@@ -132,7 +138,7 @@ def test_the_layout_sandbox_refuses_them_too(tmp_path: Path, payload: str) -> No
     source = payload.replace("X", "answer.t").replace("N", "answer.n")
     tpl = load_template(write_hostile(tmp_path, "layout", source))
     with pytest.raises(TemplateError, match="layout"):
-        tpl.render_layout({"answer": {"t": "a", "n": "1000000000"}, "meta": {}}, {})
+        tpl.render_layout({"answer": {"t": "a", "n": "5000000"}, "meta": {}}, {})
 
 
 def test_what_templates_may_do_still_works(tmp_path: Path) -> None:
@@ -187,6 +193,11 @@ def test_hostile_templates_through_the_cli(
     secrets = passwd_lines()
     for how, args in _invocations(tmp_path, template, sample).items():
         result = cli(*args, "--simulate")
+        assert not marker.exists(), how  # first: what must never happen at all
+        written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+        for line in secrets:
+            assert line not in result.output, how
+            assert not any(line in text for text in written), how
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert result.exit_code == ExitCode.INPUT, (how, result.output)
         assert len(errors) == 1, (how, result.stderr)
@@ -196,11 +207,6 @@ def test_hostile_templates_through_the_cli(
             assert "no usable video" in errors[0]
         else:
             assert "hostile.yaml" in errors[0] and part in errors[0], (how, errors)
-        assert not marker.exists(), how
-        written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
-        for line in secrets:
-            assert line not in result.output, how
-            assert not any(line in text for text in written), how
         assert sim.api_calls() == 0, (how, sim.stats()["calls"])
     assert not (tmp_path / "out").exists()
 

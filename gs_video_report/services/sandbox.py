@@ -337,10 +337,9 @@ def render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
         raise
     except RecursionError as exc:
         raise SecurityError("too deeply nested or recursive") from exc
-    except OverflowError as exc:  # range() past MAX_RANGE, a float too large
-        raise SecurityError(str(exc)) from exc
     except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
-        # The template's own mistake (1/0, a filter on the wrong type): one line, not a trace.
+        # range() past MAX_RANGE (OverflowError), or the template's own mistake (1/0, a
+        # filter on the wrong type): one line, not a traceback.
         raise jinja2.TemplateRuntimeError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         _BUDGET.reset(token)
