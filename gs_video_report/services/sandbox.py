@@ -38,7 +38,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 MAX_TEXT_CHARS = 4_000_000  # ~1M tokens: more than any prompt or lesson needs
-MAX_STEPS = 200_000  # a few seconds of Jinja at most; lessons take a few thousand
+MAX_STEPS = 200_000  # a few seconds of Jinja; built-in layouts take ~1-2 per answer item
 _MAX_INT_BITS = 4096
 _FILE_TAGS = {
     nodes.Include: "include",
