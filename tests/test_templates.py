@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -168,3 +169,23 @@ def test_templates_ship_inside_the_wheel_and_load_from_it(tmp_path: Path) -> Non
 
 def test_source_checkout_uses_repo_templates() -> None:
     assert builtin_templates_dir() == REPO / "templates"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["..", ".", "../x", "/abs", "a/../../b", "a\\b", "a\x00b", "a\nb", "a\x1bb", ".hidden", "x."],
+)
+def test_a_name_that_is_not_one_plain_folder_name_is_refused(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "evil.yaml"
+    path.write_text(MINIMAL.format(name=json.dumps(name)))
+    with pytest.raises(TemplateError) as err:
+        load_template(path)
+    assert "evil.yaml" in str(err.value) and "name" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["summary_report", "v2.1-draft", "课程_一", "_mine"])
+def test_plain_names_load(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(MINIMAL.format(name=json.dumps(name, ensure_ascii=False)), encoding="utf-8")
+    assert load_template(path).name == name

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gs_video_report.errors import OutputError
+from gs_video_report.errors import InputError, OutputError
 from gs_video_report.models import LessonFiles
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.writer import (
@@ -129,3 +129,39 @@ def test_temp_files_left_by_a_killed_writer_are_removed_for_those_files_only(
     other.write_text("another file's")
     assert remove_leftovers([target, tmp_path / "gone" / "x.md"]) == 1
     assert not leftover.exists() and other.exists()
+
+
+@pytest.mark.parametrize("template", ["..", "../x", "/abs", "a/../../b", "x/../.."])
+def test_a_template_name_never_takes_the_lesson_outside_the_output_folder(
+    tmp_path: Path, template: str
+) -> None:
+    writer = FileWriter(tmp_path / "out")
+    with pytest.raises(InputError, match="not inside the output folder"):
+        writer.plan(parse_source(str(tmp_path / "v.mp4")), template)
+
+
+def test_a_nul_in_a_name_is_refused_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not inside the output folder"):
+        FileWriter(tmp_path / "out").plan(parse_source(str(tmp_path / "v.mp4")), "a\x00b")
+
+
+def test_symlinks_out_of_the_output_folder_are_refused(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "t").symlink_to(elsewhere)  # a template folder pointing away
+    source = parse_source(str(tmp_path / "v.mp4"))
+    with pytest.raises(InputError, match="not inside the output folder"):
+        FileWriter(out).plan(source, "t")
+    (out / "u").mkdir()
+    (out / "u" / "v.md").symlink_to(elsewhere / "v.md")  # one lesson file pointing away
+    with pytest.raises(InputError, match="not inside the output folder"):
+        FileWriter(out).plan(source, "u")
+
+
+def test_an_output_folder_that_is_itself_a_symlink_is_fine(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    files = FileWriter(tmp_path / "link").plan(parse_source(str(tmp_path / "v.mp4")), "t")
+    assert files.markdown == tmp_path / "link" / "t" / "v.md"

@@ -76,6 +76,8 @@ def build_plan(
     ledger: Ledger | None = None,
     force: bool = False,
 ) -> Plan:
+    if template is not None:
+        registry.get(template)  # a broken -t fails the batch once, not every row
     plan = Plan(problems=list(inputs.problems))
     taken: set[Path] = set()
     seen: dict[tuple[str, str, str], str] = {}

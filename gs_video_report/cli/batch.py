@@ -411,6 +411,8 @@ def batch_command(
         plan = planned.plan
         _print_plan(console, planned, settings, dry_run)
         if dry_run:
+            if plan.problems and not plan.to_run and not plan.skipped:  # as a real run would
+                raise fail("no usable video in the input", ExitCode.INPUT)
             return
         if not plan.to_run:
             console.print("Nothing to run.")

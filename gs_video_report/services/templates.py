@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,6 +25,7 @@ import yaml
 
 from gs_video_report.errors import TemplateError
 from gs_video_report.models import GenerationSettings
+from gs_video_report.services import sandbox
 
 # Variables every prompt may use without declaring them; filled from the video.
 BUILTIN_VARIABLES = frozenset(
@@ -34,13 +36,8 @@ _REQUIRED_KEYS = ("name", "version", "description", "prompt", "schema", "layout"
 _KNOWN_KEYS = {*_REQUIRED_KEYS, "parameters", "model", "system_instruction", "title_field"}
 _MODEL_KEYS = {"temperature", "max_output_tokens", "media_resolution", "fps", "thinking_level"}
 
-_ENV = jinja2.Environment(
-    undefined=jinja2.StrictUndefined,
-    autoescape=False,  # Markdown and prompts, not HTML
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+# A name becomes a folder under the output directory: one plain path segment.
+_NAME = re.compile(r"\w[\w.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -135,9 +132,9 @@ class LessonTemplate:
         try:
             compiled = self._compiled.get(part)
             if compiled is None:
-                compiled = _ENV.from_string(source)
+                compiled = sandbox.compile_template(source)
                 self._compiled[part] = compiled
-            return compiled.render(**context)
+            return sandbox.render(compiled, context)
         except jinja2.UndefinedError as exc:
             raise TemplateError(
                 f"template '{self.name}' ({self.path}): {part}: {exc.message}"
@@ -203,11 +200,15 @@ def _parse_generation(path: Path, raw: Any) -> GenerationSettings:
 
 def _check_variables(path: Path, part: str, source: str, allowed: set[str]) -> None:
     try:
-        ast = _ENV.parse(source)
+        ast = sandbox.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _fail(
             path, f"{part}: Jinja2 syntax error at line {exc.lineno}: {exc.message}"
         ) from exc
+    try:
+        sandbox.check(ast)
+    except jinja2.exceptions.SecurityError as exc:
+        raise _fail(path, f"{part}: {exc}") from exc
     unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - allowed)
     if unknown:
         raise _fail(
@@ -233,6 +234,9 @@ def load_template(path: Path) -> LessonTemplate:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
         raise _fail(path, f"unknown key '{unknown[0]}'")
+    name = str(data["name"])
+    if not _NAME.fullmatch(name) or name.endswith("."):
+        raise _fail(path, f"name {name!r} must be letters, digits, '_', '-' or '.' (a folder name)")
     for key in ("prompt", "layout"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise _fail(path, f"'{key}' must be a non-empty string")
@@ -251,7 +255,7 @@ def load_template(path: Path) -> LessonTemplate:
         _check_variables(path, "system_instruction", str(system), allowed)
     _check_variables(path, "layout", data["layout"], {"answer", "meta", "ts", "mmss"})
     return LessonTemplate(
-        name=str(data["name"]),
+        name=name,
         version=str(data["version"]),
         description=str(data["description"]).strip(),
         parameters=params,

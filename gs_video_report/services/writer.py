@@ -4,7 +4,8 @@ Names are readable and deterministic: ``<output>/<template>/<stem>.md`` with the
 answer beside it as ``<stem>.json``. A name already taken by a *different* source
 (two ``intro.mp4`` in different folders, ``x.mp4`` next to ``x.mov``) gets a short
 hash of the source's identity: ``intro-3fa2c1.md``. The same source always maps to
-the same file, so re-running replaces its lesson instead of piling up copies.
+the same file, so re-running replaces its lesson instead of piling up copies. A path
+that would resolve outside the output folder is refused (``InputError``) when planned.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from gs_video_report.errors import OutputError
+from gs_video_report.errors import InputError, OutputError
 from gs_video_report.models import LessonFiles, VideoSource
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
@@ -72,6 +73,7 @@ class FileWriter:
         sources in this run; files on disk count as taken when their answer names
         another source."""
         folder = self.folder_for(template_name, subdir)
+        self._check_inside(folder)
         base = safe_stem(stem or source.display_name)
         for candidate in (base, f"{base}-{source_hash(source)}"):
             md = folder / f"{candidate}.md"
@@ -80,10 +82,29 @@ class FileWriter:
             owner = _owner_of(md.with_suffix(".json"))
             if md.exists() and owner != source.identity:
                 continue
-            return LessonFiles(markdown=md, answer_json=md.with_suffix(".json"))
+            return self._inside(LessonFiles(markdown=md, answer_json=md.with_suffix(".json")))
         # The hashed name is ours by construction; only a hash collision gets here.
         md = folder / f"{base}-{hashlib.sha256(source.identity.encode()).hexdigest()[:12]}.md"
-        return LessonFiles(markdown=md, answer_json=md.with_suffix(".json"))
+        return self._inside(LessonFiles(markdown=md, answer_json=md.with_suffix(".json")))
+
+    def _inside(self, files: LessonFiles) -> LessonFiles:
+        self._check_inside(files.markdown)
+        self._check_inside(files.answer_json)
+        return files
+
+    def _check_inside(self, path: Path) -> None:
+        """Every name part (template, subfolder, stem) may come from a file someone else
+        wrote, and a symlink in the output folder may point anywhere: whatever they say,
+        the resolved path must stay under the output folder."""
+        try:
+            inside = path.resolve().is_relative_to(self.output_dir.resolve())
+        except (OSError, ValueError):  # a NUL byte, a symlink loop
+            inside = False
+        if not inside:
+            raise InputError(
+                f"refusing to write {str(path)!r}: it is not inside the output folder "
+                f"{str(self.output_dir)!r}"
+            )
 
 
 def write_answer(files: LessonFiles, answer_document: dict[str, Any]) -> None:
