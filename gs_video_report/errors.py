@@ -225,3 +225,14 @@ class InternalError(GsVideoReportError):
     one line (the traceback goes to the log file), the batch goes on."""
 
     kind = "InternalError"
+
+
+def exit_code_of(kind: str | None) -> ExitCode:
+    """The exit code of the error class stored as ``kind`` (a task's last error)."""
+    pending: list[type[GsVideoReportError]] = [GsVideoReportError]
+    while pending:
+        cls = pending.pop()
+        if cls.kind == kind:
+            return cls.exit_code
+        pending.extend(cls.__subclasses__())
+    return ExitCode.PARTIAL

@@ -440,7 +440,7 @@ class WorkerPool:
             case Fail(kind=kind, message=message):
                 await self.store.fail(task.id, kind, message, now)
                 self.reporter.emit(ev.TaskFailed(view, kind, message))
-                logger.warning("%s failed: %s", task.display_name, message)
+                logger.info("%s failed: %s", task.display_name, message)  # the display says it
             case _:  # Adapt is applied by the pipeline, before an error reaches here
                 raise AssertionError(f"unexpected outcome {outcome!r}")
 

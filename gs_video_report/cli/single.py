@@ -22,7 +22,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
-from gs_video_report.errors import ExitCode
+from gs_video_report.errors import ExitCode, exit_code_of
 from gs_video_report.models import StopReason
 
 TEMPLATE_HELP = "Template name (see list-templates) or path to a template .yaml file"
@@ -109,7 +109,8 @@ def main_command(
         if not result.done:
             resume = " (run the same command again to resume)" if outcome.stop_reason else ""
             why = outcome.stop_message if outcome.stop_reason else task.last_error
-            code = outcome.exit_code
+            # one video: the exit code of what stopped it (a template error is 3, ...)
+            code = outcome.exit_code if outcome.stop_reason else exit_code_of(task.last_error_kind)
             if outcome.stop_reason is StopReason.INTERRUPTED:
                 code = ExitCode.INTERRUPTED
             raise fail(f"{why or 'the video was not finished'}{resume}", code)
