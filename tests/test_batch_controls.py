@@ -15,7 +15,7 @@ from gs_video_report.batch.cleanup import cleanup
 from gs_video_report.batch.cost import Budget, BudgetExceeded, Estimator, Prices
 from gs_video_report.config import ApiKey, PoolKey, PriceOverride
 from gs_video_report.errors import ExitCode
-from gs_video_report.models import Usage
+from gs_video_report.models import GenerationSettings, Usage
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.storage import CheckpointManager, TaskStage, open_db
 from tests.conftest import SAMPLES, TEST_KEY, make_lectures
@@ -35,7 +35,11 @@ def test_budget_counts_spent_plus_in_flight() -> None:
 
 def test_estimate_is_corrected_by_real_usage() -> None:
     estimator = Estimator()
-    assert estimator.tokens(1000) == (1000, 4000)  # before any video finished
+    # before any video finished: a lesson plus the thinking of the call's level
+    assert estimator.tokens(1000) == (1000, 4000 + 4096)  # medium, the default level
+    assert estimator.tokens(1000, GenerationSettings(thinking_level="high")) == (1000, 20_384)
+    capped = GenerationSettings(thinking_level="high", max_output_tokens=8192)
+    assert estimator.tokens(1000, capped) == (1000, 8192)  # never more than the call may make
     estimator.observe(1000, Usage(prompt_tokens=1500, candidates_tokens=600, thoughts_tokens=200))
     estimator.observe(3000, Usage(prompt_tokens=4500, candidates_tokens=1000, thoughts_tokens=0))
     assert estimator.tokens(2000) == (3000, 900)  # input x1.5, output = mean of 800 and 1000

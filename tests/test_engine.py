@@ -11,7 +11,7 @@ import pytest
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.api import Engine, PlanRequest, RunOptions
-from gs_video_report.batch.cost import Prices
+from gs_video_report.batch.cost import Prices, expected_output_tokens
 from gs_video_report.batch.planner import estimate_plan
 from gs_video_report.config import ApiKey, PoolKey, load_settings
 from gs_video_report.errors import ExitCode
@@ -51,7 +51,15 @@ def test_a_failed_processing_gives_its_budget_back(sim: Simulator, tmp_path: Pat
         planned = await engine.plan(request)
         estimate = estimate_plan(planned.plan, engine.settings)
         prices = Prices(engine.settings.prices)
-        each = [prices.usd(estimate.model, row.input_tokens, 4000) or 0.0 for row in estimate.rows]
+        each = [
+            prices.usd(
+                estimate.model,
+                row.input_tokens,
+                expected_output_tokens(t.video.template.generation),
+            )
+            or 0.0
+            for row, t in zip(estimate.rows, planned.plan.to_run, strict=True)
+        ]
         limit = max(each) + 0.5 * min(each)  # one video fits, two do not
         options = RunOptions(parallel=2, max_uploads=2, simulated=True, cost_limit_usd=limit)
         outcome = await asyncio.wait_for(engine.start(planned, options), timeout=45)

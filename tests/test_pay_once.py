@@ -152,7 +152,8 @@ def test_a_paused_process_stops_before_paying_again_once_taken_over(
     env = {"GS_VIDEOREPORT_RUN__LEASE_TTL": "2"}
     args = ("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "-q", "-p", "1")
     paused = Child(tmp_path, sim, *args, env=env)
-    wait_until("the first generate call", lambda: generates(sim) >= 1, paused)
+    hanging = lambda: sim.stats()["faults_injected"].get("hang", 0) == 1  # noqa: E731
+    wait_until("the first video's call on the wire", hanging, paused)
     os.kill(paused.proc.pid, signal.SIGSTOP)
     try:
         lease = lambda: db_rows(tmp_path, "SELECT lease_until FROM batches")  # noqa: E731

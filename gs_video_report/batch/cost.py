@@ -19,6 +19,10 @@ from gs_video_report.models import GenerationSettings, Usage
 FRAME_TOKENS = {"low": 66, "medium": 66, "high": 258}
 AUDIO_TOKENS_PER_S = 32
 EXPECTED_OUTPUT_TOKENS = 4000  # a lesson; corrected by real usage as videos finish
+# Thinking a call may spend at its level before real usage is known (max_output_tokens
+# caps thinking and output together); models think at "medium" unless told otherwise.
+THINKING_TOKENS = {"minimal": 0, "low": 1_024, "medium": 4_096, "high": 16_384}
+DEFAULT_THINKING = "medium"
 UNKNOWN_DURATION_S = 300.0  # YouTube: unknown until answered
 
 
@@ -33,6 +37,14 @@ def estimate_input_tokens(
     seconds = duration_s if duration_s is not None else UNKNOWN_DURATION_S
     frames = FRAME_TOKENS.get(settings.media_resolution or "low", 66) * (settings.fps or 1.0)
     return int(seconds * (frames + AUDIO_TOKENS_PER_S)) + len(prompt) // 4
+
+
+def expected_output_tokens(settings: GenerationSettings) -> int:
+    """Output expected of one call before any real usage is known: a lesson plus the
+    thinking its level allows, never more than the call may produce."""
+    thinking = THINKING_TOKENS.get(settings.thinking_level or DEFAULT_THINKING, 4_096)
+    expected = EXPECTED_OUTPUT_TOKENS + thinking
+    return min(expected, settings.max_output_tokens) if settings.max_output_tokens else expected
 
 
 class Prices:
@@ -91,10 +103,13 @@ class Estimator:
     def observed(self) -> int:
         return self._observed
 
-    def tokens(self, estimated_input: int) -> tuple[int, int]:
-        """(input, output) tokens expected for a video whose raw estimate is given."""
+    def tokens(
+        self, estimated_input: int, settings: GenerationSettings | None = None
+    ) -> tuple[int, int]:
+        """(input, output) tokens expected for a video whose raw estimate is given; before
+        any observation, the output its first call's ``settings`` allow for."""
         if not self._observed or not self._estimated_in:
-            return estimated_input, EXPECTED_OUTPUT_TOKENS
+            return estimated_input, expected_output_tokens(settings or GenerationSettings())
         ratio = self._real_in / self._estimated_in
         return round(estimated_input * ratio), round(self._real_out / self._observed)
 
@@ -147,18 +162,35 @@ class BudgetGate:
     does not fit waits for their real cost (often lower); it raises ``BudgetExceeded``
     only when it would not fit even with nothing in flight."""
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, calibrated: Callable[[], bool] = lambda: True) -> None:
         self.budget = budget
+        # With a limit, calls run one at a time until a real answer's usage (thinking
+        # included) has corrected the estimates: a first wave of parallel calls at a
+        # guessed price could overshoot the limit many times over.
+        self.calibrated = calibrated
         self._freed = asyncio.Event()
         self._closed = False
 
+    def _must_wait(self) -> bool:
+        return (
+            self.budget.limit_usd is not None
+            and not self.calibrated()
+            and self.budget.in_flight_usd > 0
+        )
+
     async def reserve(
-        self, task_id: int, estimate_usd: float, *, waiting: Callable[[], None]
+        self, task_id: int, estimate: Callable[[], float], *, waiting: Callable[[], None]
     ) -> bool:
-        """True once reserved; False when the gate closed (the batch is stopping)."""
+        """True once reserved; False when the gate closed (the batch is stopping).
+        ``estimate`` is asked again after every wait: real usage may have corrected it."""
         while not self._closed:
+            if self._must_wait():
+                waiting()
+                self._freed.clear()
+                await self._freed.wait()
+                continue
             try:
-                self.budget.reserve(task_id, estimate_usd)
+                self.budget.reserve(task_id, estimate())
                 return True
             except BudgetExceeded:
                 if self.budget.in_flight_usd <= 0:

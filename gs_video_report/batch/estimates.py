@@ -28,7 +28,12 @@ class Estimates:
 
     def tokens(self, video: PreparedVideo) -> tuple[int, int]:
         """(input, output) tokens expected for the video's first call."""
-        return self.estimator.tokens(raw_estimate(video))
+        return self.estimator.tokens(raw_estimate(video), video.template.generation)
+
+    @property
+    def calibrated(self) -> bool:
+        """Real usage has corrected the estimates."""
+        return self.estimator.observed > 0
 
     def observe(self, video: PreparedVideo, usage: Usage) -> None:
         self.estimator.observe(raw_estimate(video), usage)

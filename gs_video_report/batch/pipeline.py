@@ -32,6 +32,7 @@ from gs_video_report.errors import AnswerError, ApiError
 from gs_video_report.models import (
     CallRecord,
     Generation,
+    GenerationSettings,
     LessonFiles,
     Usage,
     VideoInfo,
@@ -49,7 +50,8 @@ from gs_video_report.storage.checkpoint import TaskRow
 
 logger = logging.getLogger(__name__)
 
-BeforeCall = Callable[[float], Awaitable[None]]  # awaited before each generate call
+# awaited before each generate call: (share of the video, its settings, adapted?)
+BeforeCall = Callable[[float, GenerationSettings, bool], Awaitable[None]]
 _NO_RETRY = RetryPolicy(max_retries=0)  # an answer is adapted here, never just repeated
 
 
@@ -169,7 +171,7 @@ class VideoPipeline:
             share = (part.end_s - part.start_s) / max(1.0, video.duration_s or 1.0)
         while True:
             if before_call is not None:
-                await before_call(share)
+                await before_call(share, current.settings(base), bool(current.notes))
             try:
                 generation = await self.service.generate(
                     model=self.model,

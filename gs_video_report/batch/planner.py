@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gs_video_report.batch.cost import EXPECTED_OUTPUT_TOKENS, Prices, estimate_input_tokens
+from gs_video_report.batch.cost import Prices, estimate_input_tokens, expected_output_tokens
 from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
 from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.batch.pipeline import PreparedVideo, prepare, read_sidecar
@@ -211,6 +211,10 @@ def estimate_plan(plan: Plan, settings: Settings) -> PlanEstimate:
         )
     tokens_total = sum(r.input_tokens for r in rows)
     calls = sum(max(1, len(r.parts)) for r in rows)
-    cost = Prices(settings.prices).usd(settings.model, tokens_total, EXPECTED_OUTPUT_TOKENS * calls)
+    output = sum(
+        expected_output_tokens(t.video.template.generation) * max(1, len(r.parts))
+        for t, r in zip(plan.to_run, rows, strict=True)
+    )
+    cost = Prices(settings.prices).usd(settings.model, tokens_total, output)
     limits = settings.limits_for(settings.model)
     return PlanEstimate(rows, tokens_total, calls, cost, settings.model, limits.rpm, limits.tpm)

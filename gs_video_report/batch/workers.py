@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gs_video_report.batch import events as ev
-from gs_video_report.batch.adapt import Adjustments
+from gs_video_report.batch.adapt import MAX_OUTPUT_CEILING, Adjustments
 from gs_video_report.batch.calls import CallLog
-from gs_video_report.batch.cost import BudgetGate, Prices
+from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
     Fail,
     ParkBucket,
@@ -48,7 +48,7 @@ from gs_video_report.batch.uploads import Uploader
 from gs_video_report.clock import Clock
 from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import GsVideoReportError, OutputError, StorageError
-from gs_video_report.models import Generation, StopReason, Usage
+from gs_video_report.models import Generation, GenerationSettings, StopReason, Usage
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.templates import TemplateRegistry
@@ -114,6 +114,7 @@ class WorkerPool:
         self.reporter: ev.Reporter = reporter or ev.NullReporter()
         self.prices = Prices(settings.prices)
         self.estimates = Estimates(registry, self.prices, clock)
+        budget.calibrated = lambda: self.estimates.calibrated
         self.writer = LessonWriter(clock, options.simulated)
         self.lease_lost = False
         self.stop_reason: StopReason | None = None
@@ -236,7 +237,7 @@ class WorkerPool:
         except (sqlite3.Error, StorageError):
             raise  # not this task's failure: the pool stops
         except Exception as exc:
-            if not isinstance(exc, GsVideoReportError):
+            if not isinstance(exc, GsVideoReportError | BudgetExceeded):
                 logger.exception("%s: unexpected error", task.display_name)
             await self._flush(task, log)
             await self._failed(task, view, exc)
@@ -253,8 +254,11 @@ class WorkerPool:
         video = rebuild(task, self.registry, datetime.fromtimestamp(self.clock.time(), UTC))
         if self.options.reuse and await self._reuse(task, view, video):
             return
-        tokens_in, tokens_out = self.estimates.tokens(video)
-        estimate = self.prices.usd(task.model, tokens_in, tokens_out) or 0.0
+
+        def estimate() -> float:
+            tokens_in, tokens_out = self.estimates.tokens(video)
+            return self.prices.usd(task.model, tokens_in, tokens_out) or 0.0
+
         # Reserved before the (free) upload: a video the budget cannot pay for is not
         # uploaded either.
         await self._reserve(task, view, estimate)
@@ -287,6 +291,7 @@ class WorkerPool:
         bucket.succeeded()
         self.router.succeeded(key)
         self.estimates.observe(video, generation.usage)
+        self.budget.release(task.id)  # waiters go on at the corrected price
         # The paid answer goes to both its sidecar and the state database before anything
         # else: whatever stops the rest (a crash, a full disk on either side, a lost
         # database), the next run writes the lesson from one of them without a new call.
@@ -326,9 +331,11 @@ class WorkerPool:
         self.reporter.emit(ev.TaskDone(view, 0.0, found.same_as))
         return True
 
-    async def _reserve(self, task: TaskRow, view: ev.TaskView, estimate_usd: float) -> None:
+    async def _reserve(
+        self, task: TaskRow, view: ev.TaskView, estimate: Callable[[], float]
+    ) -> None:
         waiting = lambda: self._show(view, ev.Activity.WAITING_FOR_BUDGET)  # noqa: E731
-        if not await self.budget.reserve(task.id, estimate_usd, waiting=waiting):
+        if not await self.budget.reserve(task.id, estimate, waiting=waiting):
             raise _Stopping
 
     async def _generate(
@@ -343,14 +350,16 @@ class WorkerPool:
         log: CallLog,
     ) -> Generation:
         tokens_in, tokens_out = self.estimates.tokens(video)
-        estimate = self.prices.usd(task.model, tokens_in, tokens_out) or 0.0
         sent: list[float] = []
 
-        async def before_call(share: float) -> None:
+        async def before_call(share: float, call: GenerationSettings, adapted: bool) -> None:
             if sent:  # a later call (an adaptation, a part) reserves its own estimate
                 await self._flush(task, log)
                 self.budget.release(task.id)
-                await self._reserve(task, view, estimate * share)
+                # after MAX_TOKENS the answer may fill its new budget: reserve all of it
+                out = (call.max_output_tokens or MAX_OUTPUT_CEILING) if adapted else tokens_out
+                usd = self.prices.usd(task.model, round(tokens_in * share), out) or 0.0
+                await self._reserve(task, view, lambda: usd)
             # every call waits for the limiter, then checks the batch is still ours
             self._sent_at[task.id] = await bucket.acquire(tokens_in * share)
             await self._check_lease()
@@ -385,8 +394,9 @@ class WorkerPool:
                     self._lookahead.generated(self.clock.time() - sent[0])
                 return generation
         finally:
+            # Spent now; the reservation is given back once the real usage has corrected
+            # the estimates (or when the task ends): others reserve at the corrected price.
             await self._flush(task, log)
-            self.budget.release(task.id)
 
     async def _flush(self, task: TaskRow, log: CallLog, key: PoolKey | None = None) -> None:
         calls = log.take()

@@ -680,8 +680,8 @@ class Handler(BaseHTTPRequestHandler):
         usage = {
             "promptTokenCount": prompt_tokens,
             "candidatesTokenCount": out_tokens,
-            "totalTokenCount": prompt_tokens + out_tokens,
-            "thoughtsTokenCount": 0,
+            "totalTokenCount": prompt_tokens + out_tokens + self.state.limits.thoughts_tokens,
+            "thoughtsTokenCount": self.state.limits.thoughts_tokens,
             "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": prompt_tokens}],
         }
         if kind == "blocked":

@@ -107,6 +107,7 @@ class Limits:
     latency: dict[str, float] = field(default_factory=dict)  # endpoint -> seconds
     polls_until_active: int = 1
     probe_max_bytes: int = 64 * 1024 * 1024
+    thoughts_tokens: int = 0  # thinking tokens every answer reports (and bills)
 
 
 class SimState:
