@@ -185,6 +185,15 @@ migration("m006_task_parts")(
 )
 
 
+# When the video was probed at planning: the upload checks it (with the size and the
+# content fingerprint) so a video replaced after planning is never paid for as the old one.
+migration("m007_task_mtime")(
+    """
+    ALTER TABLE tasks ADD COLUMN mtime_ns INTEGER
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""
