@@ -74,11 +74,9 @@ class VideoRef:
 
 
 class _VideoReader(io.RawIOBase):
-    """The video as the SDK reads it, chunk by chunk: counts the bytes for upload progress,
-    and turns a file that changes under the upload into ``InputError``. Cut short, the
-    SDK would send empty chunks forever (it stops at the size it measured first); grown,
-    it would send more bytes than it announced; unreadable, an ``OSError`` would leave
-    as an internal error."""
+    """The video as the SDK reads it: counts bytes for upload progress, and makes a file
+    changing under the upload an ``InputError`` (cut short, the SDK sends empty chunks
+    until the deadline; grown, more bytes than it announced)."""
 
     def __init__(
         self, raw: io.BufferedReader, path: Path, total: int, callback: ProgressCallback | None
