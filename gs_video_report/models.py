@@ -105,6 +105,7 @@ class VideoInfo:
     width: int | None = None
     height: int | None = None
     has_audio: bool = False
+    mtime_ns: int | None = None  # when probed: a later change means it is not this video
 
 
 @dataclass(frozen=True)

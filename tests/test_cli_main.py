@@ -302,4 +302,4 @@ def test_ctrl_c_exits_130(sim: Simulator, sample: Path) -> None:
         obj=Runtime(clock=Clock(sleep=interrupted_sleep), simulator=sim),
     )
     assert result.exit_code == ExitCode.INTERRUPTED
-    assert result.stderr.strip() == "interrupted"
+    assert result.stderr.strip() == "Stopped at once. Run the same command again to resume."

@@ -1,7 +1,7 @@
 """Real second processes: SIGKILL at each stage then resume, the lease, cancel from another
-terminal, Ctrl-C once and twice. The batch runs in a child process
-(``python -m gs_video_report``) against the simulator in this process, so the
-simulator's counters see both the killed run and the resume.
+terminal, Ctrl-C once and twice, SIGTERM and SIGHUP for ``batch`` and ``main``. The batch
+runs in a child process (``python -m gs_video_report``) against the simulator in this
+process, so the simulator's counters see both the killed run and the resume.
 
 The simulator's latency holds the child in a stage; the test polls the state database
 (as another terminal would) until the child is there. Those are waits on another
@@ -25,7 +25,7 @@ from typing import IO
 import pytest
 
 from gs_video_report.errors import ExitCode
-from gs_video_report.simulator import Simulator
+from gs_video_report.simulator import Fault, Simulator
 from tests.conftest import REPO, SAMPLES, TEST_KEY
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -265,3 +265,96 @@ def test_ctrl_c_twice_stops_at_once_and_resume_repeats_only_the_call_in_flight(
     assert sim.stats()["calls"]["generate"] == 4  # the one call in flight, repeated once
     assert sorted(sim.stats()["generate_by_subject"].values()) == [1, 1, 1]
     assert sim.stats()["uploads_completed"] == 3
+
+
+# -- SIGTERM and SIGHUP mean what Ctrl-C means, for main too ------------------------
+# A "hold" fault keeps the generate call unanswered until the test releases it: the
+# signal surely lands while the call is in flight, whatever the machine's load.
+
+
+def held(sim: Simulator) -> Callable[[], bool]:
+    return lambda: sim.stats()["faults_injected"].get("hold", 0) >= 1
+
+
+VIDEO = SAMPLES / "intro_to_fractions.mp4"
+
+
+def main_args(tmp_path: Path) -> tuple[str, ...]:
+    return ("main", str(VIDEO), "-o", str(tmp_path / "out"), "-t", "summary_report")
+
+
+def start_main(tmp_path: Path, sim: Simulator, children: list[Child]) -> Child:
+    child = Child(tmp_path, sim, *main_args(tmp_path))
+    children.append(child)
+    return child
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_once_on_main_finishes_the_call_in_flight_then_exits_130(
+    sig: signal.Signals, cli, sim: Simulator, tmp_path: Path, children: list[Child]
+) -> None:  # type: ignore[no-untyped-def]
+    sim.add_fault(Fault("hold", "generate"))
+    child = start_main(tmp_path, sim, children)
+    wait_until("the generate call in flight", held(sim), child)
+    child.proc.send_signal(sig)
+    wait_until("the signal handled", lambda: child.said(f"{sig.name}: finishing"), child)
+    sim.release()
+    code, out, err = child.finish()
+    assert code == ExitCode.INTERRUPTED, err
+    assert f"interrupted ({sig.name}): stopped after the lesson was saved" in err
+    # the call in flight was answered and its lesson saved before the exit
+    assert f"Lesson: {tmp_path / 'out'}" in out and len(lessons(tmp_path / "out")) == 1
+    assert stages(tmp_path) == ["done"]
+    assert db_rows(tmp_path, "SELECT status, lease_owner FROM batches") == [("interrupted", None)]
+    assert_consistent(tmp_path)
+    again = cli(*main_args(tmp_path))  # the same command: nothing to pay for again
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "already done" in again.stderr
+    assert sim.stats()["calls"]["generate"] == 1 and sim.stats()["uploads_completed"] == 1
+
+
+def test_two_signals_stop_main_at_once_and_a_rerun_repeats_only_the_call_in_flight(
+    cli, sim: Simulator, tmp_path: Path, children: list[Child]
+) -> None:  # type: ignore[no-untyped-def]
+    sim.add_fault(Fault("hold", "generate"))  # never released: only a stop at once ends it
+    child = start_main(tmp_path, sim, children)
+    wait_until("the generate call in flight", held(sim), child)
+    child.proc.send_signal(signal.SIGTERM)
+    # Two signals sent back to back would merge into one (POSIX does not queue them).
+    wait_until("the first signal handled", lambda: child.said("SIGTERM: finishing"), child)
+    child.proc.send_signal(signal.SIGHUP)
+    code, out, err = child.finish(timeout=30)
+    assert code == ExitCode.INTERRUPTED, err
+    assert "Stopped at once. Run the same command again to resume." in err
+    assert "Lesson:" not in out and lessons(tmp_path / "out") == []
+    assert db_rows(tmp_path, "SELECT status, lease_owner FROM batches") == [("interrupted", None)]
+    assert_consistent(tmp_path)
+    again = cli(*main_args(tmp_path))
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "Lesson:" in again.stdout and len(lessons(tmp_path / "out")) == 1
+    assert len(db_rows(tmp_path, "SELECT id FROM batches")) == 1  # it resumed that batch
+    assert sim.stats()["calls"]["generate"] == 2  # the call in flight, repeated once
+    assert sim.stats()["generate_by_subject"] == {VIDEO.name: 1}  # answered once
+    assert sim.stats()["uploads_completed"] == 1  # its upload was reused
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_once_on_a_batch_finishes_the_call_in_flight_then_exits_130(
+    sig: signal.Signals, cli, sim: Simulator, tmp_path: Path, children: list[Child]
+) -> None:  # type: ignore[no-untyped-def]
+    sim.add_fault(Fault("hold", "generate"))
+    child = start_batch(tmp_path, sim, children, "-p", "1")
+    wait_until("the generate call in flight", held(sim), child)
+    child.proc.send_signal(sig)
+    wait_until("the signal handled", lambda: child.said(f"{sig.name}: finishing"), child)
+    sim.release()
+    code, _, err = child.finish()
+    assert code == ExitCode.INTERRUPTED, err
+    assert f"Resume with: gs_videoreport resume {the_batch(tmp_path)}" in err
+    assert sorted(stages(tmp_path)) == ["done", "pending", "pending"]
+    assert sim.stats()["calls"]["generate"] == 1 and len(lessons(tmp_path / "out")) == 1
+    assert_consistent(tmp_path)
+    resumed = cli("resume", the_batch(tmp_path), "-q")
+    assert resumed.exit_code == ExitCode.OK, resumed.output
+    assert sim.stats()["calls"]["generate"] == 3
+    assert sorted(sim.stats()["generate_by_subject"].values()) == [1, 1, 1]

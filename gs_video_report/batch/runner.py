@@ -116,6 +116,7 @@ async def record_plan(
             duration_s=t.video.duration_s,
             size_bytes=t.video.info.size_bytes if t.video.info else None,
             mime_type=t.video.info.mime_type if t.video.info else None,
+            mtime_ns=t.video.info.mtime_ns if t.video.info else None,
         )
         for seq, t in enumerate(plan.to_run)
     ]

@@ -2,18 +2,25 @@
 (at most ``max_uploads`` at a time: parallel uploads choke a teacher's link) and wait
 until it is ACTIVE. The file's name is committed the moment the server named it, so a
 process killed while the video is processed reuses the upload on resume.
+
+A video is uploaded only if it is still the one planned (``check_unchanged``): deleted,
+replaced, cut short or turned into a folder since, its task fails with a one-line
+``InputError`` and nothing is sent for it; the batch goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from gs_video_report.batch.events import Activity, Reporter, TaskActivity, TaskView
 from gs_video_report.batch.pipeline import PreparedVideo
 from gs_video_report.clock import Clock
-from gs_video_report.errors import FileAccessError
+from gs_video_report.errors import FileAccessError, InputError
+from gs_video_report.services.fingerprint import content_fingerprint
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.sources import printable
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
@@ -21,6 +28,37 @@ from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
 logger = logging.getLogger(__name__)
 
 REUSE_MARGIN_S = 3600.0  # reuse an upload only if it lives at least this much longer
+
+
+def check_unchanged(path: Path, task: TaskRow) -> None:
+    """Raise ``InputError`` unless ``path`` is still the video ``task`` planned: another
+    one would be paid for, and its lesson filed under the planned video's done key. Size
+    and mtime first (a stat), then the content fingerprint (a few hundred KiB read):
+    that also catches a copy that kept the size and mtime, and a file now unreadable."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"the video was deleted after planning: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the video: {path} ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"the video is now a folder: {path}")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the fingerprint's read forever
+        raise InputError(f"the video is no longer a regular file: {path}")
+    changed = [
+        name
+        for name, planned, now in (
+            ("size", task.size_bytes, info.st_size),
+            ("mtime", task.mtime_ns, info.st_mtime_ns),
+        )
+        if planned is not None and planned != now
+    ]
+    if not changed and content_fingerprint(path) != task.content_fingerprint:
+        changed = ["content"]
+    if changed:
+        raise InputError(
+            f"the video changed since it was planned ({'/'.join(changed)}); plan again: {path}"
+        )
 
 
 class Uploader:
@@ -58,6 +96,7 @@ class Uploader:
         path, info = video.source.path, video.info
         self._show(view, Activity.WAITING_FOR_UPLOAD)
         async with self._slots:  # (the claim marked the task "uploading")
+            check_unchanged(path, task)  # after the wait for a slot: as late as it can be
             await self._before_upload()
             started = self.clock.time()
             self._show(view, Activity.UPLOADING, 0.0)

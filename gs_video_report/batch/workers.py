@@ -44,7 +44,7 @@ from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookah
 from gs_video_report.batch.parts import StoredParts
 from gs_video_report.batch.pipeline import LessonWriter, PreparedVideo, VideoPipeline, rebuild
 from gs_video_report.batch.reuse import find_done
-from gs_video_report.batch.uploads import Uploader
+from gs_video_report.batch.uploads import Uploader, check_unchanged
 from gs_video_report.clock import Clock
 from gs_video_report.config import PoolKey, Settings
 from gs_video_report.errors import GsVideoReportError, OutputError, StorageError
@@ -319,6 +319,8 @@ class WorkerPool:
         found = await find_done(self.store, task)
         if found is None:
             return False
+        if video.source.path is not None:
+            check_unchanged(video.source.path, task)  # the answer is for the video planned
         logger.info("%s: %s", task.display_name, found.note)
         generation = Generation(found.answer, Usage(), "STOP", task.model, None, 0.0, (found.note,))
         self._show(view, ev.Activity.WRITING)

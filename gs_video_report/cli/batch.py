@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,7 +19,6 @@ from gs_video_report.batch.api import (
     PlannedBatch,
     PlanRequest,
     RunChanges,
-    RunControl,
     RunOptions,
     new_batch_id,
     parse_params,
@@ -46,6 +44,7 @@ from gs_video_report.cli.common import (
     setup_logging,
 )
 from gs_video_report.cli.progress import ProgressMonitor
+from gs_video_report.cli.signals import Interrupts as _Interrupts
 from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode, UsageError
 from gs_video_report.models import StopReason, mmss
@@ -175,49 +174,6 @@ class RunFlags:
         return RunChanges(
             self.parallel, self.max_uploads, self.max_retries, self.timeout, self.cost_limit
         )
-
-
-class _Interrupts:
-    """Ctrl-C once: stop claiming work and let the calls in flight finish. Twice: stop at
-    once (what was in flight is redone by the next resume, nothing else). SIGTERM and
-    SIGHUP mean what Ctrl-C means, so a service manager or a closed terminal gets a clean
-    stop."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.control = RunControl()
-        self.presses = 0
-        self._main: asyncio.Task[Any] | None = None
-        self._installed: list[signal.Signals] = []
-
-    def install(self) -> None:
-        self._main = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            try:
-                loop.add_signal_handler(sig, self.press, sig)
-                self._installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread, or Windows: KeyboardInterrupt still works
-
-    def uninstall(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._installed:
-            loop.remove_signal_handler(sig)
-        self._installed.clear()
-
-    def press(self, sig: signal.Signals = signal.SIGINT) -> None:
-        self.presses += 1
-        name = "Ctrl-C" if sig is signal.SIGINT else sig.name
-        if self.presses == 1:
-            self.control.request_stop(StopReason.INTERRUPTED, f"interrupted ({name})")
-            self.console.print(
-                f"\n{name}: finishing the calls in flight, then stopping "
-                "(press Ctrl-C again to stop at once)",
-                highlight=False,
-            )
-        elif self._main is not None:
-            self._main.cancel()
 
 
 async def _ticker(monitor: ProgressMonitor) -> None:

@@ -6,13 +6,13 @@ import asyncio
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gs_video_report.batch.api import Engine, RunOptions, parse_params
+from gs_video_report.batch.api import Engine, OneResult, RunOptions, parse_params
 from gs_video_report.batch.events import Event, TaskActivity, TaskFailed
 from gs_video_report.cli.common import (
     api_target,
@@ -22,6 +22,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.signals import Interrupts
 from gs_video_report.errors import ExitCode, exit_code_of
 from gs_video_report.models import StopReason
 
@@ -83,41 +84,59 @@ def main_command(
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
             engine = Engine(target, keys=keys[:1], clock=rt.clock)  # one video, one key
             console = Console(stderr=True)
+            interrupts = Interrupts(console)
+            options = RunOptions(
+                parallel=1, max_uploads=1, max_retries=target.api.max_retries, simulated=simulate
+            )
             show = console.is_terminal and not verbose
             with console.status("starting", spinner="dots") if show else nullcontext() as status:
-                result = asyncio.run(
-                    engine.run_one(
-                        video,
-                        template=template,
-                        params=params,
-                        options=RunOptions(
-                            parallel=1,
-                            max_uploads=1,
-                            max_retries=target.api.max_retries,
-                            simulated=simulate,
-                        ),
-                        force=force,
-                        reporter=_Spinner(status),
-                    )
+                run = _run_one(
+                    engine,
+                    interrupts,
+                    video,
+                    template=template,
+                    params=params,
+                    options=options,
+                    force=force,
+                    reporter=_Spinner(status),
                 )
-        if result.skipped_reason is not None:
-            typer.echo(f"{result.skipped_reason} (--force to generate it again)", err=True)
-            typer.echo(f"Lesson: {result.markdown}")
-            return
-        outcome, task = result.outcome, result.task
-        assert outcome is not None and task is not None
-        if not result.done:
-            resume = " (run the same command again to resume)" if outcome.stop_reason else ""
-            why = outcome.stop_message if outcome.stop_reason else task.last_error
-            # one video: the exit code of what stopped it (a template error is 3, ...)
-            code = outcome.exit_code if outcome.stop_reason else exit_code_of(task.last_error_kind)
-            if outcome.stop_reason is StopReason.INTERRUPTED:
-                code = ExitCode.INTERRUPTED
-            raise fail(f"{why or 'the video was not finished'}{resume}", code)
+                try:
+                    result = asyncio.run(run)
+                except (KeyboardInterrupt, asyncio.CancelledError):
+                    typer.echo("Stopped at once. Run the same command again to resume.", err=True)
+                    raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        _report(result, simulate)
+
+
+async def _run_one(engine: Engine, interrupts: Interrupts, video: str, **kwargs: Any) -> OneResult:
+    """The one video, with Ctrl-C, SIGTERM and SIGHUP meaning what they mean in a batch."""
+    interrupts.install()
+    try:
+        return await engine.run_one(video, control=interrupts.control, **kwargs)
+    finally:
+        interrupts.uninstall()
+
+
+def _report(result: OneResult, simulate: bool) -> None:
+    """Where the lesson is (stdout), or why there is none; exit 130 on any interruption,
+    also one that came while the video's last call was in flight (it was finished first)."""
+    if result.skipped_reason is not None:
+        typer.echo(f"{result.skipped_reason} (--force to generate it again)", err=True)
         typer.echo(f"Lesson: {result.markdown}")
-        typer.echo(f"Answer: {result.answer_json}")
-        note = " · simulated" if simulate else ""
-        cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
-        typer.echo(
-            f"Model {result.model} · {task.tokens or 0:,} tokens{cost}{note}", file=sys.stdout
-        )
+        return
+    outcome, task = result.outcome, result.task
+    assert outcome is not None and task is not None
+    if not result.done:
+        resume = " (run the same command again to resume)" if outcome.stop_reason else ""
+        why = outcome.stop_message if outcome.stop_reason else task.last_error
+        # one video: the exit code of what stopped it (a template refused at render: 3)
+        code = outcome.exit_code if outcome.stop_reason else exit_code_of(task.last_error_kind)
+        raise fail(f"{why or 'the video was not finished'}{resume}", code)
+    typer.echo(f"Lesson: {result.markdown}")
+    typer.echo(f"Answer: {result.answer_json}")
+    note = " · simulated" if simulate else ""
+    cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
+    typer.echo(f"Model {result.model} · {task.tokens or 0:,} tokens{cost}{note}", file=sys.stdout)
+    if outcome.stop_reason is StopReason.INTERRUPTED:
+        typer.echo(f"{outcome.stop_message}: stopped after the lesson was saved", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))

@@ -49,8 +49,9 @@ def _format_size(size: int) -> str:
     return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
-def check_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
-    """The checks that need no decoding: exists, a file, a video extension, readable, sized."""
+def check_file(path: Path, *, max_bytes: int) -> tuple[int, str, int]:
+    """The checks that need no decoding: exists, a file, a video extension, readable, sized.
+    Its size, MIME type and modification time (ns)."""
     if not path.exists():
         if path.is_symlink():
             raise InputError(f"{path}: broken symbolic link (its target does not exist)")
@@ -59,7 +60,8 @@ def check_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
         raise InputError(f"{path}: not a file")
     mime = mime_type_for(path)
     try:
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         with open(path, "rb") as handle:
             handle.read(1)
     except OSError as exc:
@@ -71,12 +73,12 @@ def check_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
             f"{path}: file is {_format_size(size)}; the limit is {_format_size(max_bytes)} "
             "(Gemini's Files API takes at most 2 GB per file)"
         )
-    return size, mime
+    return size, mime, stat.st_mtime_ns
 
 
 def probe_video(path: Path, *, max_bytes: int) -> VideoInfo:
     """Raise ``InputError`` with a one-line reason unless ``path`` is a usable video."""
-    size, mime = check_file(path, max_bytes=max_bytes)
+    size, mime, mtime_ns = check_file(path, max_bytes=max_bytes)
     try:
         container = av.open(os.fspath(path))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -100,6 +102,7 @@ def probe_video(path: Path, *, max_bytes: int) -> VideoInfo:
                 width=stream.codec_context.width or None,
                 height=stream.codec_context.height or None,
                 has_audio=bool(container.streams.audio),
+                mtime_ns=mtime_ns,
             )
     except av.FFmpegError as exc:
         raise InputError(f"{path}: not a readable video (truncated or corrupt)") from exc

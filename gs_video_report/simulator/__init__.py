@@ -97,6 +97,11 @@ class Simulator:
             self.state.chaos_kinds = kinds
             self.state.chaos_hang_s = hang_s
 
+    def release(self) -> None:
+        """Answer the calls a ``hold`` fault holds now (normally)."""
+        with self.state.lock:
+            self.state.releases += 1
+
     def set_limits(self, **limits: Any) -> None:
         with self.state.lock:
             for key, value in limits.items():

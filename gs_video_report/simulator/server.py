@@ -191,6 +191,19 @@ class Handler(BaseHTTPRequestHandler):
                     return False
         return False
 
+    def _held(self) -> bool:
+        """Hold the call until the next ``Simulator.release()``: a test acts while the
+        call is surely in flight, with no timing to guess. False when the client went away
+        (or the simulator stops) first."""
+        with self.state.lock:
+            ticket = self.state.releases
+        while True:
+            with self.state.lock:
+                if self.state.releases > ticket:
+                    return True
+            if not self._hold(0.05):
+                return False
+
     def _owner(self) -> str:
         key = self.headers.get("x-goog-api-key")
         if not key:
@@ -265,6 +278,10 @@ class Handler(BaseHTTPRequestHandler):
         elif kind == "hang":
             self._hold(fault.delay)
             self._reset()
+        elif kind == "hold":
+            if self._held():
+                return  # released: the normal answer
+            self.close_connection = True  # nobody waits for it: no answer at all
         elif kind == "reset":
             self._reset()
         elif kind == "trickle":

@@ -26,6 +26,7 @@ FAULT_KINDS = {
     "server_error": "any",  # 500 INTERNAL
     "unavailable": "any",  # 503 UNAVAILABLE, model overloaded
     "hang": "any",  # answer only after `delay` seconds (past the client's timeout)
+    "hold": "any",  # no answer until Simulator.release() (none if the client leaves first)
     "reset": "any",  # close the connection without an answer (RST)
     "truncated": "any",  # 200 with a JSON body cut in half
     "trickle": "any",  # headers at once, then the body a few bytes per `interval`, over `delay` s
@@ -129,6 +130,7 @@ class SimState:
         self.upload_host: str | None = None  # hand out upload URLs on another host
         self.stop_event = threading.Event()
         self.handled = threading.Condition(self.lock)  # notified as each request ends
+        self.releases = 0  # Simulator.release() calls: a held call waits for the next one
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self.in_flight = 0
         self.reset_stats()

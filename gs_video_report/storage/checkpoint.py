@@ -71,6 +71,7 @@ class NewTask:
     duration_s: float | None = None
     size_bytes: int | None = None
     mime_type: str | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class TaskRow:
     adjustments: str | None = None  # JSON of batch.adapt.Adjustments
     same_as: str | None = None  # the lesson came from this other lesson's answer, no call
     claimed_by: str | None = None  # the lease owner that last claimed it
+    mtime_ns: int | None = None  # the video's when planned (None: planned before m008)
 
     @property
     def params(self) -> dict[str, str]:
@@ -186,8 +188,8 @@ class CheckpointManager:
             await tx.executemany(
                 "INSERT INTO tasks (batch_id, seq, source, source_kind, display_name, template,"
                 " template_version, params_json, model, content_fingerprint, done_key, duration_s,"
-                " size_bytes, mime_type, output_md, output_json, stage, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                " size_bytes, mime_type, mtime_ns, output_md, output_json, stage, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 [
                     (
                         batch_id,
@@ -204,6 +206,7 @@ class CheckpointManager:
                         t.duration_s,
                         t.size_bytes,
                         t.mime_type,
+                        t.mtime_ns,
                         t.output_md,
                         t.output_json,
                         now,

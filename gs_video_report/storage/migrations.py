@@ -213,6 +213,13 @@ migration("m007_work_claims")(
     END
     """
 )
+# When the video was probed at planning: the upload checks it (with the size and the
+# content fingerprint) so a video replaced after planning is never paid for as the old one.
+migration("m008_task_mtime")(
+    """
+    ALTER TABLE tasks ADD COLUMN mtime_ns INTEGER
+    """
+)
 
 
 def statements(sql: str) -> list[str]:

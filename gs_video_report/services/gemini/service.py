@@ -20,6 +20,7 @@ import asyncio
 import copy
 import io
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from gs_video_report.errors import (
     ApiError,
     ApiTimeoutError,
     FileProcessingError,
+    InputError,
 )
 from gs_video_report.models import (
     CallRecord,
@@ -71,11 +73,16 @@ class VideoRef:
     file_name: str | None = None  # files/<id> when uploaded
 
 
-class _ProgressReader(io.RawIOBase):
-    """Counts bytes as the SDK reads the file, chunk by chunk, for upload progress."""
+class _VideoReader(io.RawIOBase):
+    """The video as the SDK reads it: counts bytes for upload progress, and makes a file
+    changing under the upload an ``InputError`` (cut short, the SDK sends empty chunks
+    until the deadline; grown, more bytes than it announced)."""
 
-    def __init__(self, raw: io.BufferedReader, total: int, callback: ProgressCallback) -> None:
+    def __init__(
+        self, raw: io.BufferedReader, path: Path, total: int, callback: ProgressCallback | None
+    ) -> None:
         self._raw = raw
+        self._path = path
         self._total = total
         self._callback = callback
         self._done = 0
@@ -93,9 +100,21 @@ class _ProgressReader(io.RawIOBase):
         return self._raw.tell()
 
     def readinto(self, buffer: Any) -> int:
-        count = self._raw.readinto(buffer)
+        try:
+            count = self._raw.readinto(buffer)
+        except OSError as exc:
+            raise InputError(
+                f"cannot read the video during its upload: {self._path} ({exc.strerror or exc})"
+            ) from exc
         self._done += count
-        self._callback(min(self._done, self._total), self._total)
+        shorter = count == 0 and len(buffer) > 0 and self._done < self._total
+        if shorter or self._done > self._total:
+            how = "it got shorter" if shorter else "it grew"
+            raise InputError(
+                f"the video changed during its upload ({how}); plan again: {self._path}"
+            )
+        if self._callback is not None:
+            self._callback(self._done, self._total)
         return count
 
 
@@ -226,20 +245,23 @@ class GeminiService:
         display_name: str,
         progress: ProgressCallback | None = None,
     ) -> UploadedFile:
-        size = path.stat().st_size  # noqa: ASYNC240 - one stat, already done by the probe
-        config = types.UploadFileConfig(
-            display_name=display_name[:500],
-            mime_type=mime_type,
-            http_options=self._call_options(self._api.upload_timeout),
-        )
-        # upload_timeout is per request: the start, then each 8 MiB chunk
-        requests = 1 + max(1, -(-size // _CHUNK_BYTES))
-        async with self._call("upload", timeout_s=self._api.upload_timeout * requests):
+        try:
             # The SDK reads an IOBase synchronously in 8 MiB chunks anyway; opening is instant.
-            with open(path, "rb") as raw:  # noqa: ASYNC230
-                source: io.IOBase = raw
-                if progress is not None:
-                    source = _ProgressReader(raw, size, progress)
+            raw = open(path, "rb")  # noqa: ASYNC230, SIM115 - closed by the with below
+        except OSError as exc:
+            # gone or locked since the caller looked: the video's problem, not the API's
+            raise InputError(f"cannot open the video: {path} ({exc.strerror or exc})") from exc
+        with raw:
+            size = os.fstat(raw.fileno()).st_size  # what this handle reads, not the path's
+            config = types.UploadFileConfig(
+                display_name=display_name[:500],
+                mime_type=mime_type,
+                http_options=self._call_options(self._api.upload_timeout),
+            )
+            # upload_timeout is per request: the start, then each 8 MiB chunk
+            requests = 1 + max(1, -(-size // _CHUNK_BYTES))
+            async with self._call("upload", timeout_s=self._api.upload_timeout * requests):
+                source = _VideoReader(raw, path, size, progress)
                 file = await self._client.aio.files.upload(file=source, config=config)
         return _uploaded(file)
 
