@@ -34,7 +34,7 @@ class ExitCode(IntEnum):
     """Process exit statuses (documented in the README and ``--help``)."""
 
     OK = 0
-    PARTIAL = 1  # some (or the only) video failed
+    PARTIAL = 1  # some (or the only) video failed, or a batch input was rejected
     USAGE = 2
     INPUT = 3  # bad input or configuration
     AUTH = 4

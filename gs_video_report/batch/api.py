@@ -354,6 +354,10 @@ class Engine:
             "progress_file": str(self.progress_file.resolve()) if self.progress_file else None,
             "template_files": files,
             "single": single is not None,
+            # what planning turned away and skipped belongs to the batch: every report
+            # and exit code of it, a resume's too, counts them
+            "rejected": [{"input": p.origin, "reason": p.message} for p in plan.problems],
+            "skipped": len(plan.skipped),
         }
         await record_plan(
             store,

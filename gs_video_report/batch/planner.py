@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gs_video_report.batch.cost import EXPECTED_OUTPUT_TOKENS, Prices, estimate_input_tokens
@@ -29,6 +29,7 @@ from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage.checkpoint import LedgerEntry
 
 Ledger = Mapping[str, LedgerEntry]  # done key -> where its lesson was written
+ALREADY_DONE = "already done"
 
 
 def done_key(
@@ -45,6 +46,7 @@ class PlannedTask:
     content_fingerprint: str
     done_key: str
     skip_reason: str | None = None
+    skip_kind: str | None = None  # the reason in short, for counts ("already done")
 
 
 @dataclass
@@ -63,6 +65,14 @@ class Plan:
     @property
     def total_duration_s(self) -> float:
         return sum(t.video.duration_s or 0.0 for t in self.to_run)
+
+    def skip_counts(self) -> dict[str, int]:
+        """Why videos are skipped, counted: ``{"already done": 12}``."""
+        counts: dict[str, int] = {}
+        for task in self.skipped:
+            kind = task.skip_kind or "skipped"
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
 
 def build_plan(
@@ -101,10 +111,8 @@ def build_plan(
         if ledger is not None and not force:
             previous = ledger.get(planned.done_key)
             if previous is not None and Path(previous.output_md).is_file():
-                reason = f"already done in {previous.batch_id}: {previous.output_md}"
-                planned = PlannedTask(
-                    entry, video, planned.content_fingerprint, planned.done_key, reason
-                )
+                reason = f"{ALREADY_DONE} in {previous.batch_id}: {previous.output_md}"
+                planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
         plan.tasks.append(planned)
     return plan
 
@@ -144,6 +152,7 @@ def plan_entry(
 @dataclass(frozen=True)
 class EstimateRow:
     video: str
+    source: str  # the path or URL
     template: str
     duration_s: float | None
     parts: list[tuple[float, float]]  # empty: one request
@@ -186,6 +195,7 @@ def estimate_plan(plan: Plan, settings: Settings) -> PlanEstimate:
         rows.append(
             EstimateRow(
                 video.source.display_name,
+                video.source.identity,
                 video.template.name,
                 video.duration_s,
                 list(bounds),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from gs_video_report.batch.api import (
     BatchOutcome,
+    BatchView,
     Engine,
     PlannedBatch,
     PlanRequest,
@@ -46,9 +48,10 @@ from gs_video_report.cli.options import (
     RunFlags,
     TimeoutOpt,
 )
-from gs_video_report.cli.plan import print_plan
+from gs_video_report.cli.plan import plan_exit_code, plan_json, print_estimate, print_plan
 from gs_video_report.cli.progress import ProgressMonitor
 from gs_video_report.cli.summary import print_summary, resume_hint
+from gs_video_report.cli.text import literal
 from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode, UsageError
 from gs_video_report.models import mmss
@@ -69,7 +72,7 @@ async def _run(
     options: RunOptions,
     flags: RunFlags,
     interrupts: Interrupts,
-) -> BatchOutcome:
+) -> tuple[BatchOutcome, BatchView]:
     interrupts.install()
     try:
         console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -101,7 +104,7 @@ async def _run(
             finally:
                 ticker.cancel()
             monitor.finish(outcome.stop_reason.value if outcome.stop_reason else "finished")
-            return outcome
+        return outcome, await engine.status(batch_id)
     finally:
         interrupts.uninstall()
 
@@ -129,16 +132,15 @@ def _execute(
             progress_file=flags.progress_file,
         )
         run = _run(engine, planned, batch_id, options, flags, interrupts)
+        started = rt.clock.time()
         try:
-            outcome = asyncio.run(run)
+            outcome, view = asyncio.run(run)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            console.print(
-                f"Stopped at once. Resume with: {resume_hint(batch_id, flags)}", highlight=False
-            )
+            hint = literal(resume_hint(batch_id, flags))
+            console.print(f"Stopped at once. Resume with: {hint}")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    print_summary(console, outcome, flags)
-    if planned is not None and planned.plan.problems and outcome.exit_code == ExitCode.OK:
-        raise typer.Exit(int(ExitCode.PARTIAL))  # some inputs could not be used
+    elapsed = rt.clock.time() - started
+    print_summary(console, outcome, view, flags, elapsed_s=elapsed, simulated=options.simulated)
     raise typer.Exit(int(outcome.exit_code))
 
 
@@ -212,15 +214,8 @@ def batch_command(
             skip_existing=skip_existing,
         )
         planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
+        _show_plan(console, planned, settings, flags, dry_run=dry_run)
         plan = planned.plan
-        print_plan(console, planned, settings, dry_run)
-        if dry_run:
-            return
-        if not plan.to_run:
-            console.print("Nothing to run.")
-            if plan.problems and not plan.skipped:
-                raise fail("no usable video in the input", ExitCode.INPUT)
-            return
         if cost_limit is not None and not Engine(settings).priced(settings.model):
             raise UsageError(
                 f"--cost-limit needs a price for {settings.model}: add it under 'prices' in "
@@ -231,6 +226,31 @@ def batch_command(
         console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
         options = flags.changes.apply(RunOptions(simulated=simulate))
         _execute(ctx, settings, batch_id, planned, options, flags)
+
+
+def _show_plan(
+    console: Console, planned: PlannedBatch, settings: Settings, flags: RunFlags, *, dry_run: bool
+) -> None:
+    """The plan: on stderr before a run; on stdout with --dry-run (it is the result), as
+    one JSON document with --json. Ends the command, with the plan's exit code, on
+    --dry-run or when nothing is left to run."""
+    plan = planned.plan
+    if not dry_run:
+        print_plan(console, plan, verbose=flags.verbose)
+        if plan.to_run:
+            return
+    elif not flags.as_json:
+        stdout = Console(soft_wrap=True, highlight=False)
+        print_plan(stdout, plan, verbose=flags.verbose)
+        print_estimate(stdout, planned, settings)
+    if flags.as_json:
+        typer.echo(json.dumps(plan_json(planned, settings, dry_run=dry_run)))
+    if not plan.to_run:
+        console.print("Nothing to run.")
+    code = plan_exit_code(plan)
+    if code is ExitCode.INPUT:
+        raise fail("no usable video in the input", code)
+    raise typer.Exit(int(code))
 
 
 def _resume(ctx: typer.Context, batch_id: str, flags: RunFlags) -> None:
