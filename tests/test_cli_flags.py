@@ -68,3 +68,36 @@ def test_sane_numbers_still_run(cli, sim: Simulator, sample: Path) -> None:  # t
         "0.5",
     )
     assert result.exit_code == ExitCode.OK, result.output
+
+
+def test_a_mistyped_template_is_one_line_with_the_name_meant_before_any_input_is_read(
+    cli, sim: Simulator, sample: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "no such folder"  # the template is checked before the inputs
+    result = cli("batch", "-d", str(missing), "-t", "sumary_report", "--simulate")
+    assert result.exit_code == ExitCode.INPUT, result.output
+    assert "did you mean summary_report?" in one_error_line(result.stderr)
+    result = cli("batch", "-d", str(sample.parent), "-t", "sumary_report", "--simulate", "--json")
+    assert result.exit_code == ExitCode.INPUT and result.stdout == ""
+    assert "did you mean summary_report?" in one_error_line(result.stderr)
+    single = cli("main", str(sample), "-t", "comprehensive_lessons", "--simulate")
+    assert single.exit_code == ExitCode.INPUT, single.output
+    assert "did you mean comprehensive_lesson?" in one_error_line(single.stderr)
+    far = cli("main", str(sample), "-t", "zzz", "--simulate")  # nothing close: the list
+    assert "available: chinese_transcript" in one_error_line(far.stderr)
+    assert sim.stats()["calls"] == {}
+
+
+def test_a_mistyped_command_suggests_the_command(cli, sim: Simulator, sample: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("bacth", "-d", "x")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert one_error_line(result.stderr) == "error: no command 'bacth' — did you mean 'batch'?"
+    assert "did you mean 'list-batches'" in one_error_line(cli("list-batchs").stderr)
+    # a file of that name is a video (the legacy short form), not a typo
+    Path("bacth").write_bytes(sample.read_bytes())
+    legacy = cli("bacth", "--simulate", "-o", "out")
+    assert legacy.exit_code == ExitCode.INPUT, legacy.output  # main's own check of it
+    assert "bacth: unsupported file type" in one_error_line(legacy.stderr)
+    # and a video that is not there is still "not found", not a command typo
+    gone = cli("batch.mp4", "--simulate")
+    assert gone.exit_code == ExitCode.INPUT and "not found" in one_error_line(gone.stderr)

@@ -29,7 +29,7 @@ from gs_video_report.batch.inputs import (
     read_url_list,
     scan_folder,
 )
-from gs_video_report.batch.planner import Plan, build_plan, plan_entry
+from gs_video_report.batch.planner import Plan, build_plan, find_template, plan_entry
 from gs_video_report.batch.runner import (
     BatchOutcome,
     RunOptions,
@@ -217,9 +217,17 @@ class Engine:
         async with open_db(self.db_path) as conn:
             yield CheckpointManager(conn)
 
+    def check_template(self, name: str | None) -> None:
+        """Raises ``TemplateError`` unless ``name`` (default: the configured one) loads;
+        a typo's error names the closest template."""
+        find_template(self.registry(), name or self.settings.templates.default)
+
     # -- planning -------------------------------------------------------------------
     async def plan(self, request: PlanRequest) -> PlannedBatch:
-        """Every local check for every input, with nothing spent."""
+        """Every local check for every input, with nothing spent. A template given for
+        the whole batch is checked first, before any input is read or probed."""
+        if request.template is not None:
+            self.check_template(request.template)
         output = request.output.expanduser().resolve()
         ledger = None
         if request.skip_existing and not request.force and self.db_path.exists():

@@ -10,6 +10,7 @@ version, parameters, model) finished before and its lesson is still on disk.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from gs_video_report.config import Settings
 from gs_video_report.errors import InputError, TemplateError
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
 from gs_video_report.services.sources import parse_source
-from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage.checkpoint import LedgerEntry
 
@@ -117,6 +118,21 @@ def build_plan(
     return plan
 
 
+def find_template(registry: TemplateRegistry, name: str) -> LessonTemplate:
+    """``registry.get(name)``; an unknown name close to a known one (a typo) says which:
+    "did you mean summary_report?"."""
+    broken = {e.path.stem for e in registry.entries() if e.template is None}
+    path_like = name.endswith((".yaml", ".yml")) or "/" in name
+    if path_like or name in broken or name in registry.names():
+        return registry.get(name)
+    close = difflib.get_close_matches(name, registry.names(), n=1)
+    if not close:
+        return registry.get(name)  # its error lists the templates there are
+    raise TemplateError(
+        f"unknown template '{name}' — did you mean {close[0]}? (see list-templates)"
+    )
+
+
 def plan_entry(
     entry: InputEntry,
     settings: Settings,
@@ -127,7 +143,7 @@ def plan_entry(
     taken: set[Path] | None = None,
 ) -> PlannedTask:
     """One entry through every local check; raises ``InputError``/``TemplateError``."""
-    chosen = registry.get(entry.template or template or settings.templates.default)
+    chosen = find_template(registry, entry.template or template or settings.templates.default)
     merged = {**params, **entry.params}
     source = parse_source(entry.text)
     video: PreparedVideo = prepare(

@@ -79,7 +79,7 @@ def main_command(
         settings = settings_from(config, model=model, **{"output.dir": output})
         params = parse_params(param or [])
         # every local check before the simulator or a key is touched
-        Engine(settings).registry().get(template or settings.templates.default)
+        Engine(settings).check_template(template)
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
             engine = Engine(target, keys=keys[:1], clock=rt.clock)  # one video, one key
             console = Console(stderr=True)
