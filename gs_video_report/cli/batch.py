@@ -51,7 +51,7 @@ from gs_video_report.cli.options import (
 from gs_video_report.cli.plan import plan_exit_code, plan_json, print_estimate, print_plan
 from gs_video_report.cli.progress import ProgressMonitor
 from gs_video_report.cli.summary import print_summary, resume_hint
-from gs_video_report.cli.text import literal
+from gs_video_report.cli.text import literal, printable
 from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode, UsageError
 from gs_video_report.models import mmss
@@ -322,6 +322,6 @@ def retry_failed_command(
     with handle_errors(verbose):
         settings = settings_from(config)
         queued = asyncio.run(Engine(settings, clock=rt.clock).requeue_failed(batch_id))
-        typer.echo(f"{batch_id}: {queued} failed video(s) queued again", err=True)
+        typer.echo(f"{printable(batch_id)}: {queued} failed video(s) queued again", err=True)
     flags = RunFlags.of(locals())
     _resume(ctx, batch_id, flags)

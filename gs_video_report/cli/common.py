@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gs_video_report.cli.text import printable
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.config import (
     ApiKey,
@@ -89,6 +90,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class PrintableFormatter(logging.Formatter):
+    """A record quoting a file name or an API's message shows its control characters
+    (an ESC sequence in a name would otherwise reach the terminal, or ``less`` on the
+    log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), lines=True)
+
+
 def redact(text: str) -> str:
     """``text`` without any secret the running command registered (``Runtime.secrets``),
     found through the filter ``setup_logging`` put on our handlers."""
@@ -110,7 +120,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
     redacting = RedactingFilter(rt.secrets)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    stderr.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [stderr]
     if to_file:
         log_dir = home_dir() / "logs"
@@ -120,7 +130,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
                 log_dir / "gs_videoreport.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
             )
             file.setLevel(logging.INFO)
-            file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            file.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             handlers.append(file)
         except OSError as exc:
             print(f"warning: cannot write logs to {log_dir}: {exc}", file=sys.stderr)
@@ -138,13 +148,13 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(int(code))
 
 
 def _print_traceback() -> None:
     # with every chained exception: an SDK error's text may quote the key
-    typer.echo(redact(traceback.format_exc()), err=True, nl=False)
+    typer.echo(printable(redact(traceback.format_exc()), lines=True), err=True, nl=False)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.api import atomic_write_text
+from gs_video_report.cli.text import literal
 from gs_video_report.models import mmss
 
 PLAIN_STATUS_EVERY_S = 30.0
@@ -229,7 +230,8 @@ class ProgressMonitor:
         if not self.live:
             length = f" ({mmss(task.duration_s)})" if task.duration_s else ""
             n = self.done + self.failed
-            self.console.print(f"[{n}/{self.total_tasks}] {stage}: {task.display_name}{length}")
+            name = literal(task.display_name)
+            self.console.print(f"\\[{n}/{self.total_tasks}] {stage}: {name}{length}")
 
     def _refresh(self, *, force_file: bool = False) -> None:
         now = self.clock()

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from gs_video_report.batch.api import Engine, RunOptions, parse_params
 from gs_video_report.batch.events import Event, TaskActivity, TaskFailed
@@ -22,6 +21,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.text import literal, printable
 from gs_video_report.errors import ExitCode
 from gs_video_report.models import StopReason
 
@@ -42,7 +42,7 @@ class _Spinner:
         else:
             pct = f" {event.fraction:.0%}" if event.fraction is not None else ""
             text = f"{event.activity.value}{pct}"
-        self.status.update(escape(f"{event.task.display_name}: {text}"))  # type: ignore[attr-defined]
+        self.status.update(literal(f"{event.task.display_name}: {text}"))  # type: ignore[attr-defined]
 
 
 def main_command(
@@ -101,8 +101,10 @@ def main_command(
                     )
                 )
         if result.skipped_reason is not None:
-            typer.echo(f"{result.skipped_reason} (--force to generate it again)", err=True)
-            typer.echo(f"Lesson: {result.markdown}")
+            typer.echo(
+                f"{printable(result.skipped_reason)} (--force to generate it again)", err=True
+            )
+            typer.echo(f"Lesson: {printable(result.markdown)}")
             return
         outcome, task = result.outcome, result.task
         assert outcome is not None and task is not None
@@ -113,10 +115,11 @@ def main_command(
             if outcome.stop_reason is StopReason.INTERRUPTED:
                 code = ExitCode.INTERRUPTED
             raise fail(f"{why or 'the video was not finished'}{resume}", code)
-        typer.echo(f"Lesson: {result.markdown}")
-        typer.echo(f"Answer: {result.answer_json}")
+        typer.echo(f"Lesson: {printable(result.markdown)}")
+        typer.echo(f"Answer: {printable(result.answer_json)}")
         note = " · simulated" if simulate else ""
         cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
         typer.echo(
-            f"Model {result.model} · {task.tokens or 0:,} tokens{cost}{note}", file=sys.stdout
+            f"Model {printable(result.model)} · {task.tokens or 0:,} tokens{cost}{note}",
+            file=sys.stdout,
         )

@@ -6,6 +6,7 @@ and the exact commands that retry the failed videos or resume a stopped batch. W
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -38,7 +39,8 @@ def resume_hint(batch_id: str, flags: RunFlags) -> str:
 
 
 def _one_line(text: str | None, limit: int = 200) -> str:
-    flat = " ".join((text or "no reason recorded").split())
+    # only line breaks become spaces: any other control character is shown, not lost
+    flat = re.sub(r"\s*\n\s*", " ", (text or "no reason recorded").strip())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
