@@ -225,7 +225,7 @@ def test_ctrl_c_once_finishes_the_calls_in_flight_then_exits_130(
     child.proc.send_signal(signal.SIGINT)
     code, _, err = child.finish()
     assert code == ExitCode.INTERRUPTED, err
-    assert "Ctrl-C again to stop at once" in err
+    assert "press Ctrl-C again to stop now" in err
     assert f"Resume with: gs_videoreport resume {the_batch(tmp_path)}" in err
     # the call in flight was answered and its lesson written; nothing else was started
     assert sorted(stages(tmp_path)) == ["done", "pending", "pending"]

@@ -89,6 +89,7 @@ async def _run(
             total_video_s=seconds,
             live=console.is_terminal and not flags.quiet,
             progress_file=flags.progress_file,
+            max_lines=options.parallel + options.max_uploads,
         ) as monitor:
             ticker = asyncio.create_task(_ticker(monitor))
             control = interrupts.control
@@ -120,7 +121,7 @@ def _execute(
     """Run or resume, report, and exit with the batch's code (resume command on any stop)."""
     rt = runtime(ctx)
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    interrupts = Interrupts(console)
+    interrupts = Interrupts()
     with api_target(
         rt, settings, simulate=options.simulated, api_key=flags.api_key, keys_file=flags.keys_file
     ) as (target, keys):

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
 from gs_video_report.cli.text import printable
 from gs_video_report.clock import REAL, Clock
@@ -110,6 +112,38 @@ def redact(text: str) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr; while a live display is up, its console, which prints the record above
+    the display instead of through it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.console: Console | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console = self.console
+        if console is None:
+            super().emit(record)
+            return
+        try:
+            console.print(Text(self.format(record)), soft_wrap=True)  # data, not markup
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def route_logs(console: Console) -> Iterator[None]:
+    """Our stderr log handlers write through ``console`` (a live display's) meanwhile."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, _StderrHandler)]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.console = None
+
+
 def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
     """stderr gets warnings (everything with -v); the log file under the home dir gets INFO."""
     root = logging.getLogger()
@@ -118,7 +152,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
             root.removeHandler(handler)
             handler.close()
     redacting = RedactingFilter(rt.secrets)
-    stderr = logging.StreamHandler(sys.stderr)
+    stderr = _StderrHandler()
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stderr.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [stderr]

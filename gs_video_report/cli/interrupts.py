@@ -7,8 +7,6 @@ import asyncio
 import signal
 from typing import Any
 
-from rich.console import Console
-
 from gs_video_report.batch.api import RunControl
 from gs_video_report.models import StopReason
 
@@ -19,8 +17,7 @@ class Interrupts:
     SIGHUP mean what Ctrl-C means, so a service manager or a closed terminal gets a clean
     stop."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self) -> None:
         self.control = RunControl()
         self.presses = 0
         self._main: asyncio.Task[Any] | None = None
@@ -43,14 +40,10 @@ class Interrupts:
         self._installed.clear()
 
     def press(self, sig: signal.Signals = signal.SIGINT) -> None:
+        # the first: the engine emits BatchStopping, and the display says what now
         self.presses += 1
         name = "Ctrl-C" if sig is signal.SIGINT else sig.name
         if self.presses == 1:
             self.control.request_stop(StopReason.INTERRUPTED, f"interrupted ({name})")
-            self.console.print(
-                f"\n{name}: finishing the calls in flight, then stopping "
-                "(press Ctrl-C again to stop at once)",
-                highlight=False,
-            )
         elif self._main is not None:
             self._main.cancel()
