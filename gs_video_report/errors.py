@@ -40,6 +40,9 @@ class ExitCode(IntEnum):
     AUTH = 4
     QUOTA = 5  # quota or budget exhausted; the work is resumable
     INTERRUPTED = 130
+    # stdout went away while we wrote to it (``| head`` read what it wanted): the status
+    # a shell gives a tool that SIGPIPE ends, and nothing more is written
+    OUTPUT_CLOSED = 141
 
 
 class QuotaScope(StrEnum):

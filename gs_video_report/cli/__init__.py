@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from gs_video_report import __version__
 from gs_video_report.cli.batch import batch_command, resume_command, retry_failed_command
+from gs_video_report.cli.common import output_closed, quiet_exit
 from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
 from gs_video_report.cli.keys import keys_command
 from gs_video_report.cli.manage import (
@@ -25,9 +28,9 @@ from gs_video_report.cli.single import main_command
 from gs_video_report.cli.text import printable
 from gs_video_report.errors import ExitCode
 
-EXIT_CODES = """Exit codes: 0 success · 1 some videos failed · 2 usage error ·
-3 bad input or configuration · 4 authentication or permission ·
-5 quota or budget exhausted (resumable) · 130 interrupted (resumable)"""
+EXIT_CODES = """Exit codes: 0 success · 1 some videos failed or inputs rejected · 2 usage
+error · 3 bad input or configuration · 4 authentication or permission · 5 quota or budget
+exhausted (resumable) · 130 interrupted (resumable) · 141 output closed (| head)"""
 
 
 class _CommandTypo(Exception):
@@ -65,6 +68,26 @@ class _Group(TyperGroup):
             typer.echo(f"error: {printable(typo)}", err=True)
             raise typer.Exit(int(ExitCode.USAGE)) from None
         return super().parse_args(ctx, args)
+
+    # Output to a pipe that closed (``list-batches | head -1``) ends quietly with 141,
+    # also for what is printed outside a command's own error handling (--help, version).
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _output_guard():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        with _output_guard():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _output_guard() -> Iterator[None]:
+    try:
+        yield
+    except (SystemExit, OSError) as exc:
+        if output_closed(exc):
+            raise quiet_exit() from None
+        raise
 
 
 app = typer.Typer(

@@ -4,8 +4,10 @@ and choosing the API target (real Gemini or the simulator)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -191,6 +193,34 @@ def _print_traceback() -> None:
     typer.echo(printable(redact(traceback.format_exc()), lines=True), err=True, nl=False)
 
 
+def output_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` says our output went away: a closed pipe (Rich exits on one,
+    from inside the BrokenPipeError), or stdout's descriptor closed under us."""
+    if isinstance(exc, SystemExit):
+        return isinstance(exc.__context__, BrokenPipeError)
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.EBADF:
+        try:
+            os.fstat(sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            return True
+    return False
+
+
+def quiet_exit() -> typer.Exit:
+    """Exit 141 without another word: what is still buffered for stdout and stderr goes
+    to /dev/null, or the interpreter's last flush would print a traceback and exit 120."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's runner): nothing to flush there
+    return typer.Exit(int(ExitCode.OUTPUT_CLOSED))
+
+
 @contextmanager
 def handle_errors(verbose: bool) -> Iterator[None]:
     """One line on stderr and a documented exit code; a traceback only with -v. Nothing
@@ -208,6 +238,8 @@ def handle_errors(verbose: bool) -> Iterator[None]:
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
+        if output_closed(exc):
+            raise quiet_exit() from None
         if verbose:
             _print_traceback()
         logger.exception("internal error")
