@@ -201,7 +201,6 @@ def batch_command(
             "give exactly one of --input-dir, --file-list, --url-list (or --resume-from)",
             ExitCode.USAGE,
         )
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
     with handle_errors(verbose):
         settings = settings_from(config, model=model)
         request = PlanRequest(
@@ -214,19 +213,27 @@ def batch_command(
             force=force,
             skip_existing=skip_existing,
         )
-        planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
-        _show_plan(console, planned, settings, flags, dry_run=dry_run)
-        plan = planned.plan
-        if cost_limit is not None and not Engine(settings).priced(settings.model):
-            raise UsageError(
-                f"--cost-limit needs a price for {settings.model}: add it under 'prices' in "
-                "the config file"
-            )
-        batch_id = new_batch_id()
-        length = mmss(plan.total_duration_s)
-        console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
-        options = flags.changes.apply(RunOptions(simulated=simulate))
-        _execute(ctx, settings, batch_id, planned, options, flags)
+        _start(ctx, settings, request, flags, dry_run=dry_run)
+
+
+def _start(
+    ctx: typer.Context, settings: Settings, request: PlanRequest, flags: RunFlags, *, dry_run: bool
+) -> None:
+    """Plan, show the plan, and run it as a new batch (unless that was all)."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
+    _show_plan(console, planned, settings, flags, dry_run=dry_run)
+    plan = planned.plan
+    if flags.cost_limit is not None and not Engine(settings).priced(settings.model):
+        raise UsageError(
+            f"--cost-limit needs a price for {settings.model}: add it under 'prices' in "
+            "the config file"
+        )
+    batch_id = new_batch_id()
+    length = mmss(plan.total_duration_s)
+    console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
+    options = flags.changes.apply(RunOptions(simulated=flags.simulate))
+    _execute(ctx, settings, batch_id, planned, options, flags)
 
 
 def _show_plan(
