@@ -34,12 +34,15 @@ class ExitCode(IntEnum):
     """Process exit statuses (documented in the README and ``--help``)."""
 
     OK = 0
-    PARTIAL = 1  # some (or the only) video failed
+    PARTIAL = 1  # some (or the only) video failed, or a batch input was rejected
     USAGE = 2
     INPUT = 3  # bad input or configuration
     AUTH = 4
     QUOTA = 5  # quota or budget exhausted; the work is resumable
     INTERRUPTED = 130
+    # stdout went away while we wrote to it (``| head`` read what it wanted): the status
+    # a shell gives a tool that SIGPIPE ends, and nothing more is written
+    OUTPUT_CLOSED = 141
 
 
 class QuotaScope(StrEnum):

@@ -32,7 +32,7 @@ class BatchStatus(StrEnum):
     CREATED = "created"
     RUNNING = "running"
     DONE = "done"
-    PARTIAL = "partial"  # finished, some videos failed
+    PARTIAL = "partial"  # finished; some videos failed or some inputs were rejected
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
     QUOTA = "quota"

@@ -26,9 +26,9 @@ def test_dry_run_calls_and_writes_nothing(
 ) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
     result = cli("batch", "-d", str(lectures(tmp_path)), "-o", str(out), "--dry-run", "--simulate")
-    assert result.exit_code == 0, result.output
-    assert "Would run 3 video(s)" in result.stderr and "estimated cost $" in result.stderr
-    assert "broken.mp4: " in result.stderr and "not a readable video" in result.stderr
+    assert result.exit_code == ExitCode.PARTIAL, result.output  # broken.mp4, as a run would
+    assert "Would run 3 video(s)" in result.stdout and "estimated cost $" in result.stdout
+    assert "broken.mp4: " in result.stdout and "not a readable video" in result.stdout
     assert sim.api_calls() == 0 and not out.exists() and not (isolated_env / "state.db").exists()
 
 
@@ -64,7 +64,8 @@ def test_batch_then_status_then_skip_on_rerun(cli, sim: Simulator, tmp_path: Pat
     again = cli(
         "batch", "-d", str(root), "-o", str(out), "-t", "summary_report", "--simulate", "-q"
     )
-    assert "already done in" in again.stderr and sim.stats()["calls"]["generate"] == generates
+    assert "3 already done" in again.stderr and sim.stats()["calls"]["generate"] == generates
+    assert again.exit_code == ExitCode.PARTIAL  # broken.mp4 is still rejected
     forced = cli(
         "batch",
         "-d",
@@ -155,4 +156,4 @@ def test_reports_list_every_video_and_the_failures(cli, sim: Simulator, tmp_path
     assert "| Video | Status | Length | Retries |" in markdown  # retries, not tries: 0 = first
     # reports are not lessons: a rerun's folder scan must not pick them up, and nothing is redone
     again = cli("batch", "-d", str(root), "-o", str(out), "--simulate", "-q", "--dry-run")
-    assert "Would run 1 video(s)" in again.stderr
+    assert "Would run 1 video(s)" in again.stdout

@@ -119,7 +119,7 @@ def test_a_long_video_is_split_merged_and_dry_run_shows_the_split(
     args = ("batch", "-d", str(long_video.parent), "-o", str(out), "-t", str(template))
     dry = cli(*args, "--dry-run", "--simulate")
     assert dry.exit_code == 0, dry.output
-    assert "00:00-01:00" in dry.stderr and "05:00-06:00" in dry.stderr
+    assert "00:00-01:00" in dry.stdout and "05:00-06:00" in dry.stdout
     assert sim.api_calls() == 0
 
     result = cli(*args, "--simulate", "-q", "--json")

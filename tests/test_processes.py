@@ -229,7 +229,7 @@ def test_ctrl_c_once_finishes_the_calls_in_flight_then_exits_130(
     child.proc.send_signal(signal.SIGINT)
     code, _, err = child.finish()
     assert code == ExitCode.INTERRUPTED, err
-    assert "Ctrl-C again to stop at once" in err
+    assert "press Ctrl-C again to stop now" in err
     assert f"Resume with: gs_videoreport resume {the_batch(tmp_path)}" in err
     # the call in flight was answered and its lesson written; nothing else was started
     assert sorted(stages(tmp_path)) == ["done", "pending", "pending"]
@@ -346,7 +346,9 @@ def test_a_signal_once_on_a_batch_finishes_the_call_in_flight_then_exits_130(
     child = start_batch(tmp_path, sim, children, "-p", "1")
     wait_until("the generate call in flight", held(sim), child)
     child.proc.send_signal(sig)
-    wait_until("the signal handled", lambda: child.said(f"{sig.name}: finishing"), child)
+    # the display says it (without a terminal: one line) when the engine is stopping
+    handled = lambda: child.said("finishing the calls in flight") and child.said(sig.name)  # noqa: E731
+    wait_until("the signal handled", handled, child)
     sim.release()
     code, _, err = child.finish()
     assert code == ExitCode.INTERRUPTED, err

@@ -203,7 +203,8 @@ def test_hostile_templates_through_the_cli(
         assert len(errors) == 1, (how, result.stderr)
         assert "Traceback" not in result.output, how
         if "csv" in how:  # the row says why; the batch says none was usable
-            assert "course.csv:2: broken template" in result.stderr, (how, result.stderr)
+            said = result.stdout + result.stderr  # a dry run's plan is on stdout
+            assert "course.csv:2: broken template" in said, (how, said)
             assert "no usable video" in errors[0]
         else:
             assert "hostile.yaml" in errors[0] and part in errors[0], (how, errors)

@@ -22,7 +22,7 @@ from gs_video_report.batch.cleanup import CleanupReport, cleanup, simulated_batc
 from gs_video_report.batch.cost import Prices
 from gs_video_report.batch.events import Reporter
 from gs_video_report.batch.inputs import InputEntry
-from gs_video_report.batch.planner import Plan, build_plan, plan_entry
+from gs_video_report.batch.planner import Plan, build_plan, find_template, plan_entry
 from gs_video_report.batch.requests import (
     PlannedBatch,
     PlanRequest,
@@ -145,9 +145,17 @@ class Engine:
         async with open_db(self.db_path) as conn:
             yield CheckpointManager(conn)
 
+    def check_template(self, name: str | None) -> None:
+        """Raises ``TemplateError`` unless ``name`` (default: the configured one) loads;
+        a typo's error names the closest template."""
+        find_template(self.registry(), name or self.settings.templates.default)
+
     # -- planning -------------------------------------------------------------------
     async def plan(self, request: PlanRequest) -> PlannedBatch:
-        """Every local check for every input, with nothing spent."""
+        """Every local check for every input, with nothing spent. A template given for
+        the whole batch is checked first, before any input is read or probed."""
+        if request.template is not None:
+            self.check_template(request.template)
         output = request.output.expanduser().resolve()
         ledger = None
         if request.skip_existing and not request.force and self.db_path.exists():
@@ -284,6 +292,10 @@ class Engine:
             "progress_file": str(self.progress_file.resolve()) if self.progress_file else None,
             "template_files": files,
             "single": single is not None,
+            # what planning turned away and skipped belongs to the batch: every report
+            # and exit code of it, a resume's too, counts them
+            "rejected": [{"input": p.origin, "reason": p.message} for p in plan.problems],
+            "skipped": len(plan.skipped),
         }
         await record_plan(
             store,

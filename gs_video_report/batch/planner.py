@@ -10,10 +10,11 @@ version, parameters, model) finished before and its lesson is still on disk.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gs_video_report.batch.cost import Prices, estimate_input_tokens, expected_output_tokens
@@ -24,11 +25,12 @@ from gs_video_report.config import Settings
 from gs_video_report.errors import InputError, TemplateError
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
 from gs_video_report.services.sources import parse_source
-from gs_video_report.services.templates import TemplateRegistry
+from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage.checkpoint import LedgerEntry
 
 Ledger = Mapping[str, LedgerEntry]  # done key -> where its lesson was written
+ALREADY_DONE = "already done"
 
 
 def done_key(
@@ -45,6 +47,7 @@ class PlannedTask:
     content_fingerprint: str
     done_key: str
     skip_reason: str | None = None
+    skip_kind: str | None = None  # the reason in short, for counts ("already done")
 
 
 @dataclass
@@ -63,6 +66,14 @@ class Plan:
     @property
     def total_duration_s(self) -> float:
         return sum(t.video.duration_s or 0.0 for t in self.to_run)
+
+    def skip_counts(self) -> dict[str, int]:
+        """Why videos are skipped, counted: ``{"already done": 12}``."""
+        counts: dict[str, int] = {}
+        for task in self.skipped:
+            kind = task.skip_kind or "skipped"
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
 
 def build_plan(
@@ -103,9 +114,7 @@ def build_plan(
         if not force:
             reason = _done_already(planned, ledger)
             if reason is not None:
-                planned = PlannedTask(
-                    entry, video, planned.content_fingerprint, planned.done_key, reason
-                )
+                planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
         plan.tasks.append(planned)
     return plan
 
@@ -116,13 +125,28 @@ def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
     database lost or replaced since)."""
     previous = ledger.get(planned.done_key) if ledger is not None else None
     if previous is not None and Path(previous.output_md).is_file():
-        return f"already done in {previous.batch_id}: {previous.output_md}"
+        return f"{ALREADY_DONE} in {previous.batch_id}: {previous.output_md}"
     files = planned.video.files
     if files.answer_json.is_file() and files.markdown.is_file():
         sidecar = read_sidecar(files.answer_json)
         if sidecar is not None and sidecar.get("done_key") == planned.done_key:
-            return f"already on disk: {files.markdown}"
+            return f"{ALREADY_DONE}, on disk: {files.markdown}"
     return None
+
+
+def find_template(registry: TemplateRegistry, name: str) -> LessonTemplate:
+    """``registry.get(name)``; an unknown name close to a known one (a typo) says which:
+    "did you mean summary_report?"."""
+    broken = {e.path.stem for e in registry.entries() if e.template is None}
+    path_like = name.endswith((".yaml", ".yml")) or "/" in name
+    if path_like or name in broken or name in registry.names():
+        return registry.get(name)
+    close = difflib.get_close_matches(name, registry.names(), n=1)
+    if not close:
+        return registry.get(name)  # its error lists the templates there are
+    raise TemplateError(
+        f"unknown template '{name}' — did you mean {close[0]}? (see list-templates)"
+    )
 
 
 def plan_entry(
@@ -135,7 +159,7 @@ def plan_entry(
     taken: set[Path] | None = None,
 ) -> PlannedTask:
     """One entry through every local check; raises ``InputError``/``TemplateError``."""
-    chosen = registry.get(entry.template or template or settings.templates.default)
+    chosen = find_template(registry, entry.template or template or settings.templates.default)
     merged = {**params, **entry.params}
     source = parse_source(entry.text)
     video: PreparedVideo = prepare(
@@ -160,6 +184,7 @@ def plan_entry(
 @dataclass(frozen=True)
 class EstimateRow:
     video: str
+    source: str  # the path or URL
     template: str
     duration_s: float | None
     parts: list[tuple[float, float]]  # empty: one request
@@ -202,6 +227,7 @@ def estimate_plan(plan: Plan, settings: Settings) -> PlanEstimate:
         rows.append(
             EstimateRow(
                 video.source.display_name,
+                video.source.identity,
                 video.template.name,
                 video.duration_s,
                 list(bounds),

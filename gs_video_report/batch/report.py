@@ -1,5 +1,9 @@
 """End-of-run reports in ``OUTPUT/_reports/BATCH_ID/``: summary.md, summary.json and
-failures.json, rewritten atomically after every run or resume of the batch."""
+failures.json, rewritten atomically after every run or resume of the batch.
+
+failures.json lists the failed videos and the inputs rejected when the batch was
+planned (``"status": "rejected"`` with the ``reason``): the batch's status is then
+``partial``, as its exit code is 1."""
 
 from __future__ import annotations
 
@@ -48,17 +52,24 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
         )
     counts = {stage.value: n for stage, n in (await store.counts(batch_id)).items()}
     costs = [v["cost_usd"] for v in videos if v["cost_usd"] is not None]
+    planned = json.loads(batch["settings_json"])  # what planning turned away or skipped
+    rejected = [
+        {"input": r["input"], "status": "rejected", "reason": r["reason"]}
+        for r in planned.get("rejected", [])
+    ]
     summary = {
         "batch_id": batch_id,
         "status": batch["status"],
         "source": batch["source_desc"],
         "counts": counts,
+        "skipped": planned.get("skipped", 0),
+        "rejected": rejected,
         "total_tokens": sum(v["tokens"]["total"] or 0 for v in videos),
         "total_cost_usd": round(sum(costs), 6) if costs else None,
         "videos": videos,
     }
     folder = Path(batch["output_dir"]) / "_reports" / batch_id
-    failures = [v for v in videos if v["status"] == "failed"]
+    failures = [v for v in videos if v["status"] == "failed"] + rejected
     atomic_write_text(
         folder / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
     )
@@ -78,6 +89,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         f"- Status: {summary['status']} ({counts})",
         f"- Source: {summary['source']}",
+        f"- Skipped (already done): {summary['skipped']}",
+        f"- Rejected inputs: {len(summary['rejected'])}",
         f"- Tokens: {summary['total_tokens']:,}",
         f"- Cost: {cost_text}",
         "",
@@ -96,6 +109,9 @@ def _markdown(summary: dict[str, Any]) -> str:
             f"| {v['video']} | {v['status']} | {length} | {v['attempts']} | {tokens:,} "
             f"| {cost_v} | {detail} |"
         )
+    if summary["rejected"]:
+        lines += ["", "## Rejected inputs", ""]
+        lines += [f"- {r['input']}: {r['reason']}" for r in summary["rejected"]]
     adapted = [v for v in summary["videos"] if v["prompt_evolution"]]
     if adapted:
         lines += ["", "## Adjustments", ""]

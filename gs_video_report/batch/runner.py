@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -75,18 +76,24 @@ class BatchOutcome:
     report_dir: Path | None = None
     spent_usd: float = 0.0
     rest_usd: float | None = None  # estimate for what is left (None: unknown)
+    rejected: int = 0  # inputs the plan turned away
+
+    @property
+    def partial(self) -> bool:
+        """The one rule: a video failed, or an input was rejected."""
+        return bool(self.counts.get(TaskStage.FAILED) or self.rejected)
 
     @property
     def status(self) -> BatchStatus:
         if self.stop_reason is not None:
             return BatchStatus.stopped(self.stop_reason)
-        return BatchStatus.PARTIAL if self.counts.get(TaskStage.FAILED) else BatchStatus.DONE
+        return BatchStatus.PARTIAL if self.partial else BatchStatus.DONE
 
     @property
     def exit_code(self) -> ExitCode:
         if self.stop_reason is not None:
             return _EXIT_BY_STOP[self.stop_reason]
-        return ExitCode.PARTIAL if self.counts.get(TaskStage.FAILED) else ExitCode.OK
+        return ExitCode.PARTIAL if self.partial else ExitCode.OK
 
 
 async def record_plan(
@@ -156,8 +163,10 @@ async def run_batch(
     on_pool: Callable[[WorkerPool], None] | None = None,
 ) -> BatchOutcome:
     """Run (or resume) ``batch_id`` until every task is done or failed, or a stop."""
-    if await store.batch(batch_id) is None:
+    batch = await store.batch(batch_id)
+    if batch is None:
         raise UnknownBatchError(batch_id)
+    rejected = len(json.loads(batch["settings_json"]).get("rejected", []))
     prices = Prices(settings.prices)
     await _check_prices(store, batch_id, prices, options)
     owner = lease_owner()
@@ -182,6 +191,7 @@ async def run_batch(
             clock=clock,
             reporter=reporter or NullReporter(),
             on_pool=on_pool,
+            rejected=rejected,
         )
         status = outcome.status
         return outcome
@@ -206,6 +216,7 @@ async def _run_leased(
     clock: Clock,
     reporter: Reporter,
     on_pool: Callable[[WorkerPool], None] | None,
+    rejected: int,
 ) -> BatchOutcome:
     await store.recover(batch_id, clock.time())
     tasks = await store.tasks(batch_id)
@@ -288,6 +299,7 @@ async def _run_leased(
         pool.stop_message,
         spent_usd=budget.budget.spent_usd,
         rest_usd=pool.estimates.usd(left),
+        rejected=rejected,
     )
     await store.set_batch_status(batch_id, outcome.status, clock.time())
     if not options.reports:

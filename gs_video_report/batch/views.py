@@ -48,6 +48,12 @@ class TaskStatus:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    input: str  # where it came from: "list.txt:4", "lectures/"
+    reason: str
+
+
+@dataclass(frozen=True)
 class BatchView:
     id: str
     status: BatchStatus
@@ -63,6 +69,16 @@ class BatchView:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        """Inputs turned away when the batch was planned, with the reason."""
+        return [Rejected(r["input"], r["reason"]) for r in self.settings.get("rejected", [])]
+
+    @property
+    def skipped(self) -> int:
+        """Videos the plan skipped (already done)."""
+        return int(self.settings.get("skipped", 0))
 
     @property
     def is_single(self) -> bool:

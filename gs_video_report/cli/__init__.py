@@ -3,13 +3,19 @@ prints. Every command turns our exceptions into one line on stderr and an exit c
 
 from __future__ import annotations
 
+import difflib
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from gs_video_report import __version__
 from gs_video_report.cli.batch import batch_command, resume_command, retry_failed_command
+from gs_video_report.cli.common import output_closed, quiet_exit
 from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
 from gs_video_report.cli.keys import keys_command
 from gs_video_report.cli.manage import (
@@ -19,10 +25,70 @@ from gs_video_report.cli.manage import (
     status_command,
 )
 from gs_video_report.cli.single import main_command
+from gs_video_report.cli.text import printable
+from gs_video_report.errors import ExitCode
 
-EXIT_CODES = """Exit codes: 0 success · 1 some videos failed · 2 usage error ·
-3 bad input or configuration · 4 authentication or permission ·
-5 quota or budget exhausted (resumable) · 130 interrupted (resumable)"""
+EXIT_CODES = """Exit codes: 0 success · 1 some videos failed or inputs rejected · 2 usage
+error · 3 bad input or configuration · 4 authentication or permission · 5 quota or budget
+exhausted (resumable) · 130 interrupted (resumable) · 141 output closed (| head)"""
+
+
+class _CommandTypo(Exception):
+    def __init__(self, given: str, meant: str) -> None:
+        super().__init__(f"no command '{given}' — did you mean '{meant}'?")
+
+
+def _legacy_argv(argv: list[str]) -> list[str]:
+    """``gs_videoreport VIDEO ...`` (as the original's docs promised) means ``main VIDEO
+    ...``; but a word close to a command's name that is no file and looks like no path
+    or URL is a typo (``bacth``), not a video (``_CommandTypo``)."""
+    if not argv:
+        return argv
+    first = argv[0]
+    commands = {c.name for c in app.registered_commands if c.name}
+    if first.startswith("-") or first in commands:
+        return argv
+    wordlike = not any(mark in first for mark in "./\\:")
+    if wordlike and not Path(first).exists():
+        close = difflib.get_close_matches(first, sorted(commands), n=1)
+        if close:
+            raise _CommandTypo(first, close[0])
+    return ["main", *argv]
+
+
+class _Group(TyperGroup):
+    """The root command: the legacy short form and command typos are handled here, so
+    every way in (the installed script, ``python -m``, the tests' runner) has them."""
+
+    # Typer passes a typer.Context; the base class names the private Click it vendors
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        try:
+            args = _legacy_argv(args)
+        except _CommandTypo as typo:
+            typer.echo(f"error: {printable(typo)}", err=True)
+            raise typer.Exit(int(ExitCode.USAGE)) from None
+        return super().parse_args(ctx, args)
+
+    # Output to a pipe that closed (``list-batches | head -1``) ends quietly with 141,
+    # also for what is printed outside a command's own error handling (--help, version).
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _output_guard():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        with _output_guard():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _output_guard() -> Iterator[None]:
+    try:
+        yield
+    except (SystemExit, OSError) as exc:
+        if output_closed(exc):
+            raise quiet_exit() from None
+        raise
+
 
 app = typer.Typer(
     name="gs_videoreport",
@@ -32,6 +98,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=_Group,
 )
 
 
@@ -64,16 +131,5 @@ app.command("list-models")(list_models_command)
 app.command("version")(version_command)
 
 
-def _legacy_argv(argv: list[str]) -> list[str]:
-    """``gs_videoreport VIDEO ...`` (as the original's docs promised) means ``main VIDEO ...``."""
-    if not argv:
-        return argv
-    first = argv[0]
-    commands = {c.name for c in app.registered_commands}
-    if first.startswith("-") or first in commands:
-        return argv
-    return ["main", *argv]
-
-
 def main() -> None:
-    app(args=_legacy_argv(sys.argv[1:]), prog_name="gs_videoreport")
+    app(args=sys.argv[1:], prog_name="gs_videoreport")

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from gs_video_report.batch.api import (
+    BatchOutcome,
+    BatchView,
     Engine,
     PlannedBatch,
     PlanRequest,
-    RunChanges,
     RunOptions,
     new_batch_id,
     parse_params,
     read_stored_run,
 )
-from gs_video_report.batch.cost import usd
-from gs_video_report.batch.planner import estimate_plan
-from gs_video_report.batch.runner import BatchOutcome
 from gs_video_report.cli.common import (
     ApiKeyOpt,
     ConfigOpt,
@@ -43,137 +38,25 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.options import (
+    CostLimitOpt,
+    MaxRetriesOpt,
+    MaxUploadsOpt,
+    ParallelOpt,
+    ProgressFileOpt,
+    RunFlags,
+    TimeoutOpt,
+)
+from gs_video_report.cli.plan import plan_exit_code, plan_json, print_estimate, print_plan
 from gs_video_report.cli.progress import ProgressMonitor
-from gs_video_report.cli.signals import Interrupts as _Interrupts
+from gs_video_report.cli.signals import Interrupts
+from gs_video_report.cli.summary import print_summary, resume_hint
+from gs_video_report.cli.text import literal, printable
 from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode, UsageError
-from gs_video_report.models import StopReason, mmss
+from gs_video_report.models import mmss
 
 Opt = typer.Option
-
-
-def _print_plan(console: Console, planned: PlannedBatch, settings: Settings, dry_run: bool) -> None:
-    plan = planned.plan
-    for problem in plan.problems:
-        console.print(f"[yellow]skipped[/] {problem.origin}: {problem.message}", highlight=False)
-    for task in plan.skipped:
-        console.print(f"[dim]skip[/] {task.entry.text}: {task.skip_reason}", highlight=False)
-    if not dry_run:
-        return
-    estimate = estimate_plan(plan, settings)
-    table = Table(title=f"Would run {len(plan.to_run)} video(s)")
-    for col in ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output"):
-        table.add_column(col, overflow="fold")
-    for row in estimate.rows:
-        split = ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in row.parts) if row.parts else "1"
-        duration = mmss(row.duration_s) if row.duration_s else "?"
-        table.add_row(
-            row.video, row.template, duration, split, f"{row.input_tokens:,}", str(row.output)
-        )
-    console.print(table)
-    cost = estimate.cost_usd
-    cost_text = usd(cost) if cost is not None else "unknown (no price for this model)"
-    console.print(
-        f"Total video {mmss(plan.total_duration_s)} · ~{estimate.input_tokens:,} input tokens · "
-        f"estimated cost {cost_text} with {estimate.model}",
-        highlight=False,
-    )
-    if estimate.min_minutes:
-        console.print(
-            f"Rate limits (rpm {estimate.rpm or '-'}, tpm {estimate.tpm or '-'}) allow this in no "
-            f"less than {mmss(estimate.min_minutes * 60)}",
-            highlight=False,
-        )
-    else:
-        console.print(
-            "No rate limits configured for this model: the batch paces itself by the 429s it "
-            "meets (set 'limits' in the config to pace up front)",
-            highlight=False,
-        )
-
-
-def _resume_hint(batch_id: str, flags: RunFlags) -> str:
-    """The exact command that resumes ``batch_id``, with the keys and config it ran with
-    (its other settings are stored with the batch)."""
-    command = ["gs_videoreport", "resume", batch_id]
-    if flags.keys_file is not None:
-        command += ["--keys-file", str(flags.keys_file)]
-    if flags.config is not None:
-        command += ["-c", str(flags.config)]
-    return shlex.join(command)
-
-
-def _summary(console: Console, outcome: BatchOutcome, flags: RunFlags) -> None:
-    """The end of a run: counts and report (stdout JSON with --json); on any resumable
-    stop, why and the exact command that resumes it (always on stderr)."""
-    as_json = flags.as_json
-    counts = {stage.value: n for stage, n in outcome.counts.items()}
-    resume = _resume_hint(outcome.batch_id, flags) if outcome.stop_reason else None
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "batch_id": outcome.batch_id,
-                    "report": str(outcome.report_dir) if outcome.report_dir else None,
-                    "counts": counts,
-                    "stop_reason": outcome.stop_reason,
-                    "stop_message": outcome.stop_message,
-                    "spent_usd": round(outcome.spent_usd, 6),
-                    "rest_estimate_usd": outcome.rest_usd,
-                    "resume_command": resume,
-                    "exit_code": int(outcome.exit_code),
-                }
-            )
-        )
-    else:
-        parts = " · ".join(f"{n} {stage}" for stage, n in sorted(counts.items()))
-        console.print(f"Batch {outcome.batch_id}: {parts or 'nothing to do'}")
-        if outcome.spent_usd:
-            console.print(f"Spent {usd(outcome.spent_usd)}")
-        if outcome.report_dir is not None:
-            console.print(f"Report: {outcome.report_dir / 'summary.md'}")
-    if resume is None or outcome.stop_reason is None:
-        return
-    console.print(f"[yellow]Stopped ({outcome.stop_reason.value})[/]: {outcome.stop_message or ''}")
-    if outcome.stop_reason is StopReason.BUDGET:
-        rest = f"~{usd(outcome.rest_usd)}" if outcome.rest_usd is not None else "unknown"
-        console.print(
-            f"Spent {usd(outcome.spent_usd)}; the rest would cost {rest}. Raise the limit with: "
-            f"{resume} --cost-limit USD"
-        )
-    console.print(f"Resume with: {resume}")
-
-
-@dataclass(frozen=True)
-class RunFlags:
-    """Flags shared by batch, resume and retry-failed. ``None``: not given (a resume then
-    keeps what the batch was started with)."""
-
-    parallel: int | None = None
-    max_uploads: int | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    cost_limit: float | None = None
-    progress_file: Path | None = None
-    model: str | None = None
-    api_key: str | None = None
-    keys_file: Path | None = None
-    config: Path | None = None
-    verbose: bool = False
-    quiet: bool = False
-    as_json: bool = False
-    simulate: bool = False
-
-    @classmethod
-    def of(cls, values: Mapping[str, Any]) -> RunFlags:
-        """From a command's parameters (named as the fields), ignoring the others."""
-        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
-
-    @property
-    def changes(self) -> RunChanges:
-        return RunChanges(
-            self.parallel, self.max_uploads, self.max_retries, self.timeout, self.cost_limit
-        )
 
 
 async def _ticker(monitor: ProgressMonitor) -> None:
@@ -188,8 +71,8 @@ async def _run(
     batch_id: str,
     options: RunOptions,
     flags: RunFlags,
-    interrupts: _Interrupts,
-) -> BatchOutcome:
+    interrupts: Interrupts,
+) -> tuple[BatchOutcome, BatchView]:
     interrupts.install()
     try:
         console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -206,6 +89,7 @@ async def _run(
             total_video_s=seconds,
             live=console.is_terminal and not flags.quiet,
             progress_file=flags.progress_file,
+            max_lines=options.parallel + options.max_uploads,
         ) as monitor:
             ticker = asyncio.create_task(_ticker(monitor))
             control = interrupts.control
@@ -221,7 +105,7 @@ async def _run(
             finally:
                 ticker.cancel()
             monitor.finish(outcome.stop_reason.value if outcome.stop_reason else "finished")
-            return outcome
+        return outcome, await engine.status(batch_id)
     finally:
         interrupts.uninstall()
 
@@ -237,7 +121,7 @@ def _execute(
     """Run or resume, report, and exit with the batch's code (resume command on any stop)."""
     rt = runtime(ctx)
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    interrupts = _Interrupts(console)
+    interrupts = Interrupts()
     with api_target(
         rt, settings, simulate=options.simulated, api_key=flags.api_key, keys_file=flags.keys_file
     ) as (target, keys):
@@ -249,49 +133,16 @@ def _execute(
             progress_file=flags.progress_file,
         )
         run = _run(engine, planned, batch_id, options, flags, interrupts)
+        started = rt.clock.time()
         try:
-            outcome = asyncio.run(run)
+            outcome, view = asyncio.run(run)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            console.print(
-                f"Stopped at once. Resume with: {_resume_hint(batch_id, flags)}", highlight=False
-            )
+            hint = literal(resume_hint(batch_id, flags))
+            console.print(f"Stopped at once. Resume with: {hint}")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    _summary(console, outcome, flags)
-    if planned is not None and planned.plan.problems and outcome.exit_code == ExitCode.OK:
-        raise typer.Exit(int(ExitCode.PARTIAL))  # some inputs could not be used
+    elapsed = rt.clock.time() - started
+    print_summary(console, outcome, view, flags, elapsed_s=elapsed, simulated=options.simulated)
     raise typer.Exit(int(outcome.exit_code))
-
-
-# Options shared by batch, resume and retry-failed (one declaration, one help text).
-ParallelOpt = Annotated[
-    int | None, Opt("--parallel", "-p", min=1, max=32, help="Workers [default: 4]")
-]
-MaxUploadsOpt = Annotated[
-    int | None, Opt("--max-uploads", min=1, max=16, help="Concurrent uploads [default: 2]")
-]
-MaxRetriesOpt = Annotated[
-    int | None, Opt("--max-retries", min=0, max=10, help="Retries per video [default: 3]")
-]
-TimeoutOpt = Annotated[
-    float | None,
-    Opt(
-        "--timeout",
-        min=1,
-        help="Seconds a video's generate call may take before it is retried with a longer "
-        "timeout [default: api.request_timeout]",
-    ),
-]
-CostLimitOpt = Annotated[
-    float | None,
-    Opt(
-        "--cost-limit",
-        min=0,
-        help="Stop before the batch's spend (earlier runs included) would pass this many USD",
-    ),
-]
-ProgressFileOpt = Annotated[
-    Path | None, Opt("--progress-file", help="Keep a JSON progress snapshot here")
-]
 
 
 def batch_command(
@@ -350,7 +201,6 @@ def batch_command(
             "give exactly one of --input-dir, --file-list, --url-list (or --resume-from)",
             ExitCode.USAGE,
         )
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
     with handle_errors(verbose):
         settings = settings_from(config, model=model)
         request = PlanRequest(
@@ -363,28 +213,53 @@ def batch_command(
             force=force,
             skip_existing=skip_existing,
         )
-        planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
-        plan = planned.plan
-        _print_plan(console, planned, settings, dry_run)
-        if dry_run:
-            if plan.problems and not plan.to_run and not plan.skipped:  # as a real run would
-                raise fail("no usable video in the input", ExitCode.INPUT)
+        _start(ctx, settings, request, flags, dry_run=dry_run)
+
+
+def _start(
+    ctx: typer.Context, settings: Settings, request: PlanRequest, flags: RunFlags, *, dry_run: bool
+) -> None:
+    """Plan, show the plan, and run it as a new batch (unless that was all)."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
+    _show_plan(console, planned, settings, flags, dry_run=dry_run)
+    plan = planned.plan
+    if flags.cost_limit is not None and not Engine(settings).priced(settings.model):
+        raise UsageError(
+            f"--cost-limit needs a price for {settings.model}: add it under 'prices' in "
+            "the config file"
+        )
+    batch_id = new_batch_id()
+    length = mmss(plan.total_duration_s)
+    console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
+    reuse = not planned.request.force  # --force: generate again, reuse nothing
+    options = flags.changes.apply(RunOptions(simulated=flags.simulate, reuse=reuse))
+    _execute(ctx, settings, batch_id, planned, options, flags)
+
+
+def _show_plan(
+    console: Console, planned: PlannedBatch, settings: Settings, flags: RunFlags, *, dry_run: bool
+) -> None:
+    """The plan: on stderr before a run; on stdout with --dry-run (it is the result), as
+    one JSON document with --json. Ends the command, with the plan's exit code, on
+    --dry-run or when nothing is left to run."""
+    plan = planned.plan
+    if not dry_run:
+        print_plan(console, plan, verbose=flags.verbose)
+        if plan.to_run:
             return
-        if not plan.to_run:
-            console.print("Nothing to run.")
-            if plan.problems and not plan.skipped:
-                raise fail("no usable video in the input", ExitCode.INPUT)
-            return
-        if cost_limit is not None and not Engine(settings).priced(settings.model):
-            raise UsageError(
-                f"--cost-limit needs a price for {settings.model}: add it under 'prices' in "
-                "the config file"
-            )
-        batch_id = new_batch_id()
-        length = mmss(plan.total_duration_s)
-        console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
-        options = flags.changes.apply(RunOptions(simulated=simulate, reuse=not force))
-        _execute(ctx, settings, batch_id, planned, options, flags)
+    elif not flags.as_json:
+        stdout = Console(soft_wrap=True, highlight=False)
+        print_plan(stdout, plan, verbose=flags.verbose)
+        print_estimate(stdout, planned, settings)
+    if flags.as_json:
+        typer.echo(json.dumps(plan_json(planned, settings, dry_run=dry_run)))
+    if not plan.to_run:
+        console.print("Nothing to run.")
+    code = plan_exit_code(plan)
+    if code is ExitCode.INPUT:
+        raise fail("no usable video in the input", code)
+    raise typer.Exit(int(code))
 
 
 def _resume(ctx: typer.Context, batch_id: str, flags: RunFlags) -> None:
@@ -456,6 +331,6 @@ def retry_failed_command(
     with handle_errors(verbose):
         settings = settings_from(config)
         queued = asyncio.run(Engine(settings, clock=rt.clock).requeue_failed(batch_id))
-        typer.echo(f"{batch_id}: {queued} failed video(s) queued again", err=True)
+        typer.echo(f"{printable(batch_id)}: {queued} failed video(s) queued again", err=True)
     flags = RunFlags.of(locals())
     _resume(ctx, batch_id, flags)

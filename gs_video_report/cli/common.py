@@ -4,8 +4,10 @@ and choosing the API target (real Gemini or the simulator)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -15,7 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
+from gs_video_report.cli.text import printable
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.config import (
     ApiKey,
@@ -89,6 +94,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class PrintableFormatter(logging.Formatter):
+    """A record quoting a file name or an API's message shows its control characters
+    (an ESC sequence in a name would otherwise reach the terminal, or ``less`` on the
+    log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), lines=True)
+
+
 def redact(text: str) -> str:
     """``text`` without any secret the running command registered (``Runtime.secrets``),
     found through the filter ``setup_logging`` put on our handlers."""
@@ -100,6 +114,38 @@ def redact(text: str) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr; while a live display is up, its console, which prints the record above
+    the display instead of through it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.console: Console | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console = self.console
+        if console is None:
+            super().emit(record)
+            return
+        try:
+            console.print(Text(self.format(record)), soft_wrap=True)  # data, not markup
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def route_logs(console: Console) -> Iterator[None]:
+    """Our stderr log handlers write through ``console`` (a live display's) meanwhile."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, _StderrHandler)]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.console = None
+
+
 def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
     """stderr gets warnings (everything with -v); the log file under the home dir gets INFO."""
     root = logging.getLogger()
@@ -108,9 +154,9 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
             root.removeHandler(handler)
             handler.close()
     redacting = RedactingFilter(rt.secrets)
-    stderr = logging.StreamHandler(sys.stderr)
+    stderr = _StderrHandler()
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    stderr.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [stderr]
     if to_file:
         log_dir = home_dir() / "logs"
@@ -120,7 +166,7 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
                 log_dir / "gs_videoreport.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
             )
             file.setLevel(logging.INFO)
-            file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            file.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             handlers.append(file)
         except OSError as exc:
             print(f"warning: cannot write logs to {log_dir}: {exc}", file=sys.stderr)
@@ -138,13 +184,41 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(int(code))
 
 
 def _print_traceback() -> None:
     # with every chained exception: an SDK error's text may quote the key
-    typer.echo(redact(traceback.format_exc()), err=True, nl=False)
+    typer.echo(printable(redact(traceback.format_exc()), lines=True), err=True, nl=False)
+
+
+def output_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` says our output went away: a closed pipe (Rich exits on one,
+    from inside the BrokenPipeError), or stdout's descriptor closed under us."""
+    if isinstance(exc, SystemExit):
+        return isinstance(exc.__context__, BrokenPipeError)
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.EBADF:
+        try:
+            os.fstat(sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            return True
+    return False
+
+
+def quiet_exit() -> typer.Exit:
+    """Exit 141 without another word: what is still buffered for stdout and stderr goes
+    to /dev/null, or the interpreter's last flush would print a traceback and exit 120."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's runner): nothing to flush there
+    return typer.Exit(int(ExitCode.OUTPUT_CLOSED))
 
 
 @contextmanager
@@ -164,6 +238,8 @@ def handle_errors(verbose: bool) -> Iterator[None]:
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
+        if output_closed(exc):
+            raise quiet_exit() from None
         if verbose:
             _print_traceback()
         logger.exception("internal error")

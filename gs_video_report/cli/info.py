@@ -14,6 +14,7 @@ from gs_video_report import __version__
 from gs_video_report.batch.api import list_templates
 from gs_video_report.catalog import MODELS
 from gs_video_report.cli.common import handle_errors, settings_from
+from gs_video_report.cli.text import literal, printable
 
 
 def list_templates_command(
@@ -37,10 +38,11 @@ def list_templates_command(
                 f"{p.name} = {p.default!r}" if p.default is not None else f"{p.name} (required)"
                 for p in tpl.parameters
             )
-            table.add_row(tpl.name + marker, tpl.version, tpl.description, params or "-")
+            cells = (tpl.name + marker, tpl.version, tpl.description, params or "-")
+            table.add_row(*(literal(c) for c in cells))  # user templates: text, not markup
         Console().print(table)
         for entry in broken:
-            typer.echo(f"warning: {entry.error}", err=True)
+            typer.echo(f"warning: {printable(entry.error)}", err=True)
 
 
 def list_models_command() -> None:

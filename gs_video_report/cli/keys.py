@@ -21,6 +21,7 @@ from gs_video_report.cli.common import (
     runtime,
     settings_from,
 )
+from gs_video_report.cli.text import literal
 from gs_video_report.config import resolve_keys
 from gs_video_report.errors import ExitCode
 
@@ -48,7 +49,7 @@ def keys_command(
             engine = Engine(settings_from(config), clock=rt.clock)
             if not asyncio.run(engine.enable_key(fingerprint)):
                 raise fail(f"no key {fingerprint} in the state database", ExitCode.INPUT)
-            console.print(f"{fingerprint} is enabled again")
+            console.print(f"{literal(fingerprint)} is enabled again")
             return
         settings = settings_from(config)
         keys = resolve_keys(settings, keys_file=keys_file)
@@ -65,14 +66,8 @@ def keys_command(
                 table.add_column(column)
             for row in rows:
                 failures = ", ".join(f"{k} {v}" for k, v in sorted(row["failures"].items()))
-                table.add_row(
-                    row["fingerprint"],
-                    row["label"],
-                    row["project"],
-                    row["state"],
-                    str(row["successes"]),
-                    failures or "-",
-                )
+                cells = (row["fingerprint"], row["label"], row["project"], row["state"])
+                table.add_row(*(literal(c) for c in cells), str(row["successes"]), failures or "-")
             Console(highlight=False).print(table)
         if usable * 2 < len(rows):
             console.print(

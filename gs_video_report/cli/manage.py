@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from gs_video_report.batch.api import CancelResult, Engine
@@ -23,6 +22,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.text import literal, printable
 from gs_video_report.config import PoolKey, resolve_keys
 from gs_video_report.errors import AuthError, ConfigError
 from gs_video_report.models import BatchStatus, TaskStage
@@ -62,18 +62,18 @@ def status_command(
                 )
             )
             return
-        table = Table(title=f"{batch_id} — {view.status.value}")
+        table = Table(title=f"{literal(batch_id)} — {view.status.value}")
         for col in ("Video", "Stage", "Retries", "Tokens", "Cost", "Last error / output"):
             table.add_column(col, overflow="fold")
         for r in rows:
             cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "-"
             table.add_row(
-                escape(r["video"]),
+                literal(r["video"]),
                 r["stage"],
                 str(r["attempts"]),
                 str(r["tokens"] or "-"),
                 cost,
-                escape(r["last_error"] or r["output"]),
+                literal(r["last_error"] or r["output"]),
             )
         Console().print(table)
 
@@ -110,7 +110,7 @@ def list_batches_command(
                 str(v.total),
                 str(v.counts.get(TaskStage.DONE, 0)),
                 str(v.counts.get(TaskStage.FAILED, 0)),
-                escape(v.source),
+                literal(v.source),
             )
         Console().print(table)
 
@@ -121,6 +121,7 @@ def cancel_command(
     """Stop a batch, also one running in another terminal (within seconds). Resumable."""
     with handle_errors(False):
         done = asyncio.run(_engine(ctx).cancel(batch_id))
+        batch_id = printable(batch_id)
         resume = f"resume with: gs_videoreport resume {batch_id}"
         if done.result is CancelResult.ALREADY_FINISHED:
             typer.echo(f"{batch_id}: already finished ({done.status.value}); nothing to cancel")
@@ -172,7 +173,7 @@ def cleanup_command(
             try:
                 pool = resolve_keys(settings, flag=api_key, keys_file=keys_file)
             except (AuthError, ConfigError) as exc:
-                console.print(f"[yellow]warning[/]: {exc}; uploaded files are left alone")
+                console.print(f"[yellow]warning[/]: {literal(exc)}; uploaded files are left alone")
             for pool_key in pool:
                 rt.secrets.add(pool_key.key.reveal())
         engine = Engine(settings, keys=pool, clock=rt.clock)
@@ -200,7 +201,7 @@ def cleanup_command(
             f"file(s), {report.files_gone} already gone",
         )
         if report.files_kept:
-            keys = ", ".join(sorted(report.other_keys)) or "no key given"
+            keys = literal(", ".join(sorted(report.other_keys)) or "no key given")
             console.print(
                 f"{report.files_kept} uploaded file(s) kept: they belong to {keys} (run cleanup "
                 "with that key) or could not be deleted now; they expire within 48 hours",

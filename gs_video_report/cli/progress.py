@@ -1,10 +1,14 @@
 """ProgressMonitor: what the batch is doing, and how long it will take.
 
-On a terminal: one overall bar measured in *video seconds* (so the ETA comes from the
-video time left and the measured processing rate, not from task counts), with done/
-failed/retrying/waiting counts, video hours done of the total and throughput, and a
-line per video being uploaded, processed or generated with its stage and elapsed time
-(videos queued ahead, waiting for an upload or a generate slot, are a count).
+On a terminal, a live display that stays the same size however big the batch: one
+overall bar measured in *video seconds* (so the ETA comes from the video time left and
+the measured processing rate, not from task counts) with the ETA on its line, the
+done/failed/retrying/waiting counts, video hours done of the total and throughput, and
+a line per video in flight with its stage and elapsed time — at most ``max_lines``
+(``--parallel`` + ``--max-uploads``), the rest collapsed into counts; videos queued for
+a slot are a count. Every line fits the terminal's width. Once a stop is asked for
+(the first Ctrl-C), the display says the calls in flight are finishing and how to stop
+at once. Log records written meanwhile go through the display's console, above it.
 Elsewhere (CI, pipes, ``-q``): a line per finished or failed video and a status line at
 a steady pace.
 ``--progress-file`` keeps a JSON snapshot of the same figures current, written
@@ -15,20 +19,28 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.api import atomic_write_text
-from gs_video_report.models import mmss
+from gs_video_report.cli.common import route_logs
+from gs_video_report.cli.text import literal, printable
+from gs_video_report.models import StopReason, mmss
 
 PLAIN_STATUS_EVERY_S = 30.0
 PROGRESS_FILE_EVERY_S = 1.0
+NAME_WIDTH = 48  # of a video's name on its line; the stage and time keep theirs
 
 
 @dataclass
@@ -37,11 +49,16 @@ class _InFlight:
     stage: str
     fraction: float | None
     since: float
-    line: TaskID | None = None
 
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else mmss(seconds)
+
+
+def _stopping_text(event: ev.BatchStopping) -> str:
+    if event.reason is StopReason.INTERRUPTED:
+        return "Stopping: finishing the calls in flight — press Ctrl-C again to stop now"
+    return f"Stopping ({event.message}): finishing the calls in flight"
 
 
 class ProgressMonitor:
@@ -55,6 +72,7 @@ class ProgressMonitor:
         live: bool,
         progress_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_lines: int = 6,
     ) -> None:
         self.console = console
         self.batch_id = batch_id
@@ -63,6 +81,7 @@ class ProgressMonitor:
         self.live = live
         self.progress_file = progress_file
         self.clock = clock
+        self.max_lines = max(1, max_lines)
         self.done = 0
         self.failed = 0
         self.video_done_s = 0.0
@@ -71,27 +90,30 @@ class ProgressMonitor:
         self.queued: set[int] = set()  # claimed, waiting for an upload or generate slot
         self.in_flight: dict[int, _InFlight] = {}
         self.state = "running"
+        self.stopping: str | None = None  # what the display says once a stop is asked for
         self._started = clock()
         self._last_plain = self._started
         self._last_file = float("-inf")
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=console,
-            transient=False,
-            disable=not live,
-        )
-        self._overall = self._progress.add_task("batch", total=max(1.0, total_video_s), detail="")
+        self._display: Live | None = None
+        if live:
+            self._display = Live(
+                console=console,
+                auto_refresh=False,  # refreshed on every event and by the CLI's ticker
+                get_renderable=self.render,
+            )
+        self._stack = ExitStack()
 
     def __enter__(self) -> ProgressMonitor:
-        self._progress.start()
+        if self._display is not None:
+            self._stack.enter_context(self._display)
+            # a log record written straight to stderr would tear the display
+            self._stack.enter_context(route_logs(self.console))
         self._refresh(force_file=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.finish("stopped" if exc[0] is not None else self.state)
-        self._progress.stop()
+        self._stack.close()
 
     # -- figures -----------------------------------------------------------------
     @property
@@ -142,17 +164,71 @@ class ProgressMonitor:
             ],
         }
 
-    def status_line(self) -> str:
+    def counts_line(self) -> str:
+        parts = [f"{self.done} done", f"{self.failed} failed"]
+        for count, label in (
+            (len(self.retrying), "retrying"),
+            (len(self.waiting), "waiting for quota"),
+            (len(self.queued), "queued"),
+        ):
+            if count:
+                parts.append(f"{count} {label}")
+        return " · ".join(parts)
+
+    def video_line(self) -> str:
         rate = self.rate
         throughput = f" · {rate:.1f}× real time" if rate else ""
+        return f"{_hours(self.video_done_s)} of {_hours(self.total_video_s)} video{throughput}"
+
+    def status_line(self) -> str:
         eta = f" · ETA {mmss(self.eta_s)}" if self.eta_s is not None else ""
-        queued = f" · {len(self.queued)} queued" if self.queued else ""
-        return (
-            f"{self.done}/{self.total_tasks} done · {self.failed} failed · "
-            f"{len(self.retrying)} retrying · {len(self.waiting)} waiting for quota · "
-            f"{_hours(self.video_done_s)} of {_hours(self.total_video_s)} video"
-            f"{queued}{throughput}{eta}"
-        )
+        return f"{self.counts_line()} · {self.video_line()}{eta}"
+
+    # -- the live display --------------------------------------------------------
+    def render(self) -> RenderableType:
+        """The display, as wide as the console and at most ``max_lines`` + 5 lines high."""
+        finished = self.done + self.failed
+        share = self.video_done_s / self.total_video_s if self.total_video_s else 0.0
+        eta = mmss(self.eta_s) if self.eta_s is not None else "--:--"
+        overall = Table.grid(expand=True, padding=(0, 1))
+        overall.add_column(no_wrap=True)
+        overall.add_column(ratio=1)
+        overall.add_column(no_wrap=True, justify="right")
+        bar = ProgressBar(total=max(1.0, self.total_video_s), completed=self.video_done_s)
+        headline = f"{finished}/{self.total_tasks} · {share:.0%} · ETA {eta}"
+        overall.add_row("batch", bar, headline)
+        lines: list[RenderableType] = [
+            overall,
+            Text(self.counts_line(), no_wrap=True, overflow="ellipsis"),
+            Text(self.video_line(), no_wrap=True, overflow="ellipsis"),
+        ]
+        lines += self._video_lines()
+        if self.stopping is not None:
+            lines.append(Text(self.stopping, style="yellow"))
+        return Group(*lines)
+
+    def _video_lines(self) -> list[RenderableType]:
+        now = self.clock()
+        ordered = sorted(self.in_flight.values(), key=lambda f: (f.since, f.task.seq))
+        shown, rest = ordered[: self.max_lines], ordered[self.max_lines :]
+        if not shown:
+            return []
+        grid = Table.grid(expand=True, padding=(0, 1))
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH + 2)
+        grid.add_column(no_wrap=True, justify="right")
+        for entry in shown:
+            stage = entry.stage
+            if entry.fraction is not None:
+                stage += f" {entry.fraction:.0%}"
+            name = Text("  " + printable(entry.task.display_name))
+            grid.add_row(name, f"{stage} · {mmss(now - entry.since)}")
+        lines: list[RenderableType] = [grid]
+        if rest:
+            stages = Counter(entry.stage for entry in rest)
+            by_stage = ", ".join(f"{n} {stage}" for stage, n in sorted(stages.items()))
+            more = f"  + {len(rest)} more in flight: {by_stage}"
+            lines.append(Text(more, no_wrap=True, overflow="ellipsis"))
+        return lines
 
     # -- events ------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -175,8 +251,11 @@ class ProgressMonitor:
                     self.queued.add(task.id)
                 else:
                     self._show(task, activity.value, fraction)
-            case ev.BatchStopping(message=message) if self.live:
-                self.state = f"stopping: {message}"
+            case ev.BatchStopping():
+                self.state = f"stopping: {event.message}"
+                self.stopping = _stopping_text(event)
+                if not self.live:
+                    self.console.print(literal(self.stopping))
             case _:
                 return  # calls, buckets, budget: not shown line by line
         self._refresh()
@@ -188,7 +267,7 @@ class ProgressMonitor:
         self.retrying.discard(task.id)
         self.waiting.discard(task.id)
         if drop:
-            self._drop(task)
+            self.in_flight.pop(task.id, None)
 
     def tick(self) -> None:
         """Called on a timer: elapsed times and the steady status line move on their own."""
@@ -203,20 +282,6 @@ class ProgressMonitor:
         if entry is None:
             entry = self.in_flight[task.id] = _InFlight(task, stage, fraction, self.clock())
         entry.stage, entry.fraction = stage, fraction
-        if not self.live:
-            return
-        text = f"{stage} {fraction:.0%}" if fraction is not None else stage
-        if entry.line is None:
-            entry.line = self._progress.add_task(
-                f"  {task.display_name[:40]}", total=None, detail=text
-            )
-        else:
-            self._progress.update(entry.line, detail=text)
-
-    def _drop(self, task: ev.TaskView) -> None:
-        entry = self.in_flight.pop(task.id, None)
-        if entry is not None and entry.line is not None:
-            self._progress.remove_task(entry.line)
 
     def _finish_task(self, task: ev.TaskView, stage: str) -> None:
         self._settle(task)
@@ -225,22 +290,16 @@ class ProgressMonitor:
         else:
             self.failed += 1
         self.video_done_s += task.duration_s or 0.0
-        self._progress.advance(self._overall, task.duration_s or 0.0)
         if not self.live:
             length = f" ({mmss(task.duration_s)})" if task.duration_s else ""
             n = self.done + self.failed
-            self.console.print(f"[{n}/{self.total_tasks}] {stage}: {task.display_name}{length}")
+            name = literal(task.display_name)
+            self.console.print(f"\\[{n}/{self.total_tasks}] {stage}: {name}{length}")
 
     def _refresh(self, *, force_file: bool = False) -> None:
         now = self.clock()
-        self._progress.update(self._overall, detail=self.status_line())
-        if self.live:
-            for entry in self.in_flight.values():
-                if entry.line is not None:
-                    text = entry.stage
-                    if entry.fraction is not None:
-                        text += f" {entry.fraction:.0%}"
-                    self._progress.update(entry.line, detail=f"{text} · {mmss(now - entry.since)}")
+        if self._display is not None:
+            self._display.refresh()
         elif now - self._last_plain >= PLAIN_STATUS_EVERY_S:
             self._last_plain = now
             self.console.print(self.status_line())

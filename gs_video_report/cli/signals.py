@@ -25,7 +25,8 @@ class Interrupts:
     by the next resume, nothing else). Install inside the running event loop, around the
     engine call; ``control`` goes to the engine."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console | None = None) -> None:
+        # None: a display says it (on the engine's BatchStopping); else this console
         self.console = console
         self.control = RunControl()
         self.presses = 0
@@ -53,10 +54,11 @@ class Interrupts:
         name = "Ctrl-C" if sig is signal.SIGINT else sig.name
         if self.presses == 1:
             self.control.request_stop(StopReason.INTERRUPTED, f"interrupted ({name})")
-            self.console.print(
-                f"\n{name}: finishing the calls in flight, then stopping "
-                "(press Ctrl-C again to stop at once)",
-                highlight=False,
-            )
+            if self.console is not None:
+                self.console.print(
+                    f"\n{name}: finishing the calls in flight, then stopping "
+                    "(press Ctrl-C again to stop at once)",
+                    highlight=False,
+                )
         elif self._main is not None:
             self._main.cancel()

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from gs_video_report.batch.api import Engine, OneResult, RunOptions, parse_params
 from gs_video_report.batch.events import Event, TaskActivity, TaskFailed
@@ -23,6 +22,7 @@ from gs_video_report.cli.common import (
     setup_logging,
 )
 from gs_video_report.cli.signals import Interrupts
+from gs_video_report.cli.text import literal, printable
 from gs_video_report.errors import ExitCode, exit_code_of
 from gs_video_report.models import StopReason
 
@@ -43,7 +43,7 @@ class _Spinner:
         else:
             pct = f" {event.fraction:.0%}" if event.fraction is not None else ""
             text = f"{event.activity.value}{pct}"
-        self.status.update(escape(f"{event.task.display_name}: {text}"))  # type: ignore[attr-defined]
+        self.status.update(literal(f"{event.task.display_name}: {text}"))  # type: ignore[attr-defined]
 
 
 def main_command(
@@ -80,7 +80,7 @@ def main_command(
         settings = settings_from(config, model=model, **{"output.dir": output})
         params = parse_params(param or [])
         # every local check before the simulator or a key is touched
-        Engine(settings).registry().get(template or settings.templates.default)
+        Engine(settings).check_template(template)
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
             engine = Engine(target, keys=keys[:1], clock=rt.clock)  # one video, one key
             console = Console(stderr=True)
@@ -121,8 +121,8 @@ def _report(result: OneResult, simulate: bool) -> None:
     """Where the lesson is (stdout), or why there is none; exit 130 on any interruption,
     also one that came while the video's last call was in flight (it was finished first)."""
     if result.skipped_reason is not None:
-        typer.echo(f"{result.skipped_reason} (--force to generate it again)", err=True)
-        typer.echo(f"Lesson: {result.markdown}")
+        typer.echo(f"{printable(result.skipped_reason)} (--force to generate it again)", err=True)
+        typer.echo(f"Lesson: {printable(result.markdown)}")
         return
     outcome, task = result.outcome, result.task
     assert outcome is not None and task is not None
@@ -132,11 +132,14 @@ def _report(result: OneResult, simulate: bool) -> None:
         # one video: the exit code of what stopped it (a template refused at render: 3)
         code = outcome.exit_code if outcome.stop_reason else exit_code_of(task.last_error_kind)
         raise fail(f"{why or 'the video was not finished'}{resume}", code)
-    typer.echo(f"Lesson: {result.markdown}")
-    typer.echo(f"Answer: {result.answer_json}")
+    typer.echo(f"Lesson: {printable(result.markdown)}")
+    typer.echo(f"Answer: {printable(result.answer_json)}")
     note = " · simulated" if simulate else ""
     cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
-    typer.echo(f"Model {result.model} · {task.tokens or 0:,} tokens{cost}{note}", file=sys.stdout)
+    typer.echo(
+        f"Model {printable(result.model)} · {task.tokens or 0:,} tokens{cost}{note}",
+        file=sys.stdout,
+    )
     if outcome.stop_reason is StopReason.INTERRUPTED:
         typer.echo(f"{outcome.stop_message}: stopped after the lesson was saved", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,133 @@
+"""Showing a batch's plan: the inputs rejected and why, the videos skipped (a count by
+reason; one line each with -v), and with ``--dry-run`` what would run with its estimate
+(tokens, cost, the least time the rate limits allow) — on stdout, or as one JSON
+document with ``--json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gs_video_report.batch.api import PlannedBatch
+from gs_video_report.batch.cost import usd
+from gs_video_report.batch.planner import Plan, PlanEstimate, estimate_plan
+from gs_video_report.cli.text import literal
+from gs_video_report.config import Settings
+from gs_video_report.errors import ExitCode
+from gs_video_report.models import mmss
+
+
+def plan_exit_code(plan: Plan) -> ExitCode:
+    """A plan that is not run (``--dry-run``, nothing left to do) exits as its run would:
+    1 when an input was rejected, 3 when not one input was usable."""
+    if plan.problems and not plan.tasks:
+        return ExitCode.INPUT
+    return ExitCode.PARTIAL if plan.problems else ExitCode.OK
+
+
+def print_plan(console: Console, plan: Plan, *, verbose: bool) -> None:
+    """What planning turned away and skipped."""
+    for problem in plan.problems:
+        console.print(f"[yellow]rejected[/] {literal(problem.origin)}: {literal(problem.message)}")
+    if verbose:
+        for task in plan.skipped:
+            console.print(f"[dim]skip[/] {literal(task.entry.text)}: {literal(task.skip_reason)}")
+    counts = plan.skip_counts()
+    if counts:
+        why = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        more = "" if verbose else " (-v lists them)"
+        console.print(f"[dim]skipped {len(plan.skipped)}[/]: {literal(why)}{more}")
+
+
+def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) -> None:
+    """``--dry-run``: every video that would run, and the totals."""
+    plan = planned.plan
+    estimate = estimate_plan(plan, settings)
+    table = Table(title=f"Would run {len(plan.to_run)} video(s)")
+    for col in ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output"):
+        table.add_column(col, overflow="fold")
+    for row in estimate.rows:
+        split = ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in row.parts) if row.parts else "1"
+        duration = mmss(row.duration_s) if row.duration_s else "?"
+        table.add_row(
+            literal(row.video),
+            literal(row.template),
+            duration,
+            split,
+            f"{row.input_tokens:,}",
+            literal(row.output),
+        )
+    console.print(table)
+    cost = estimate.cost_usd
+    cost_text = usd(cost) if cost is not None else "unknown (no price for this model)"
+    console.print(
+        f"Total video {mmss(plan.total_duration_s)} · ~{estimate.input_tokens:,} input tokens · "
+        f"{estimate.calls} call(s) · estimated cost {cost_text} with {literal(estimate.model)}"
+    )
+    if estimate.min_minutes:
+        console.print(
+            f"Rate limits (rpm {estimate.rpm or '-'}, tpm {estimate.tpm or '-'}) allow this in no "
+            f"less than {mmss(estimate.min_minutes * 60)}"
+        )
+    else:
+        console.print(
+            "No rate limits configured for this model: the batch paces itself by the 429s it "
+            "meets (set 'limits' in the config to pace up front)"
+        )
+
+
+def plan_json(planned: PlannedBatch, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
+    """``--dry-run --json`` (and ``--json`` with nothing to run): the same figures as one
+    document."""
+    plan = planned.plan
+    estimate = estimate_plan(plan, settings)
+    return {
+        "dry_run": dry_run,
+        "batch_id": None,
+        "entries": [
+            {
+                "video": row.video,
+                "source": row.source,
+                "template": row.template,
+                "duration_s": row.duration_s,
+                "parts": max(1, len(row.parts)),
+                "part_spans_s": [list(span) for span in row.parts],
+                "estimated_input_tokens": row.input_tokens,
+                "output": str(row.output),
+            }
+            for row in estimate.rows
+        ],
+        "skipped": {
+            "count": len(plan.skipped),
+            "reasons": plan.skip_counts(),
+            "videos": [
+                {
+                    "video": t.video.source.display_name,
+                    "source": t.entry.text,
+                    "reason": t.skip_reason,
+                }
+                for t in plan.skipped
+            ],
+        },
+        "rejected": [{"input": p.origin, "reason": p.message} for p in plan.problems],
+        "totals": _totals(plan, estimate),
+        "exit_code": int(plan_exit_code(plan)),
+    }
+
+
+def _totals(plan: Plan, estimate: PlanEstimate) -> dict[str, Any]:
+    cost = estimate.cost_usd  # None: no price for the model
+    return {
+        "videos": len(plan.to_run),
+        "duration_s": round(float(plan.total_duration_s), 1),
+        "estimated_input_tokens": estimate.input_tokens,
+        "calls": estimate.calls,
+        "estimated_cost_usd": None if cost is None else round(cost, 6),
+        "model": estimate.model,
+        "rpm": estimate.rpm,
+        "tpm": estimate.tpm,
+        # None: no rate limit configured, nothing to bound the time by
+        "min_time_s": round(estimate.min_minutes * 60, 1) if estimate.min_minutes else None,
+    }
