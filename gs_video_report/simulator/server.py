@@ -9,6 +9,7 @@ Routes (``v1beta`` and ``v1`` both accepted):
   DELETE /{v}/files/{id}                       files.delete
   POST   /{v}/models/{model}:generateContent   JSON answer against the requested schema
   GET    /_sim/stats   POST /_sim/faults   POST /_sim/limits   POST /_sim/reset   (control)
+  POST   /_sim/network {"offline": true}      drop every API request until turned off
 """
 
 from __future__ import annotations
@@ -367,6 +368,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
+            if not self.path.startswith("/_sim/") and self.state.dropping():
+                self._reset()  # the network is down: the request never reaches the API
             self._dispatch(method)
         except _Abort:
             pass
@@ -400,6 +403,10 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 for key, value in data.items():
                     setattr(state.limits, key, value)
+            self._send(200, {})
+        elif path == "/_sim/network" and method == "POST":
+            with state.lock:
+                state.offline = bool(data.get("offline", False))
             self._send(200, {})
         elif path == "/_sim/reset" and method == "POST":
             state.reset_stats()
