@@ -60,6 +60,13 @@ class _Abort(Exception):
     """Stop handling this request; the connection has been dealt with."""
 
 
+def _endpoint(method: str, path: str) -> str:
+    for verb, pattern, endpoint in _ROUTES:
+        if verb == method and pattern.match(path):
+            return endpoint
+    return "other"
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -346,6 +353,8 @@ class Handler(BaseHTTPRequestHandler):
         if parsed.path.startswith("/_sim/"):
             self._control(method, parsed.path, self._body())
             return
+        if self.state.dropping(_endpoint(method, parsed.path)):
+            self._reset()  # the network is down: the request never reaches the API
         for verb, pattern, endpoint in _ROUTES:
             match = pattern.match(parsed.path)
             if verb == method and match:
@@ -368,8 +377,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
-            if not self.path.startswith("/_sim/") and self.state.dropping():
-                self._reset()  # the network is down: the request never reaches the API
             self._dispatch(method)
         except _Abort:
             pass

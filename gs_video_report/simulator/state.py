@@ -157,7 +157,8 @@ class SimState:
             self.bytes_received = 0
             self.files_deleted = 0
             self.trickles_cut = 0  # trickled answers the client left before their end
-            self.dropped = 0  # requests dropped while offline (never handled, never counted)
+            # requests dropped while offline, by endpoint (not handled, not in ``calls``)
+            self.dropped: Counter[str] = Counter()
             self.max_in_flight = 0
             # by family (an upload's start and chunks are one "upload")
             self.max_in_flight_by: Counter[str] = Counter()
@@ -216,12 +217,12 @@ class SimState:
             window.append(now)
             return None
 
-    def dropping(self) -> bool:
+    def dropping(self, endpoint: str) -> bool:
         """Whether the network is down for a request arriving now (counted as dropped)."""
         with self.lock:
             down = self.offline or self._in_outage()
             if down:
-                self.dropped += 1
+                self.dropped[endpoint] += 1
             return down
 
     def _in_outage(self) -> bool:
@@ -336,7 +337,7 @@ class SimState:
                 "files_live": len(live),
                 "files_deleted": self.files_deleted,
                 "trickles_cut": self.trickles_cut,
-                "dropped": self.dropped,
+                "dropped": dict(self.dropped),
                 "max_in_flight": self.max_in_flight,
                 "max_in_flight_by": dict(self.max_in_flight_by),
                 "generate_requests": list(self.generate_requests),
