@@ -22,7 +22,9 @@ from gs_video_report.cli.single import main_command
 
 EXIT_CODES = """Exit codes: 0 success · 1 some videos failed · 2 usage error ·
 3 bad input or configuration · 4 authentication or permission ·
-5 quota or budget exhausted (resumable) · 130 interrupted (resumable)"""
+5 quota or budget exhausted (resumable) ·
+6 offline: the Gemini API could not be reached (resumable) ·
+130 interrupted (resumable)"""
 
 app = typer.Typer(
     name="gs_videoreport",
