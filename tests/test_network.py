@@ -145,6 +145,19 @@ def test_a_stop_releases_the_held_calls_and_puts_their_tasks_back() -> None:
     assert stops == [] and network.probes == 2  # the check and the one at +5
 
 
+def test_a_probe_that_breaks_holds_nothing() -> None:
+    vc = VirtualClock()
+    network, _, _ = _network(vc, lambda n: {}["no such service"])  # a bug in the probe
+
+    async def main() -> None:
+        assert await network.settle(OFFLINE, vc.now) == OFFLINE.fallback
+        await network.ready()
+        await network.aclose()
+
+    asyncio.run(vc.run(main))
+    assert network.online
+
+
 def test_an_offline_fallback_can_be_a_failure() -> None:
     vc = VirtualClock()
     network, _, _ = _network(vc, lambda n: True)

@@ -57,7 +57,6 @@ class Network:
         self.down_since: float | None = None
         self._back_at: float | None = None  # when the latest outage ended
         self.gave_up: str | None = None  # why the batch stops
-        self.outages = 0
         self.probes = 0
         self._reason = ""
         self._closed = False
@@ -116,7 +115,13 @@ class Network:
     # -- an outage ------------------------------------------------------------------
     async def _reachable(self) -> bool:
         self.probes += 1
-        return await self._probe()
+        try:
+            return await self._probe()
+        except Exception:
+            # a probe that breaks must not hold every call forever: let the calls go on
+            # and meet whatever it is themselves
+            logger.exception("the network probe failed unexpectedly")
+            return True
 
     async def _check(self, reason: str) -> bool:
         """Probe at once: True when the network is down (an outage begins)."""
@@ -130,7 +135,6 @@ class Network:
 
     def _go_down(self, reason: str) -> None:
         self.down_since = self.clock.time()
-        self.outages += 1
         self._reason = reason
         logger.warning(
             "the Gemini API cannot be reached (%s): no call starts until it answers", reason
