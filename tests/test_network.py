@@ -18,7 +18,7 @@ from gs_video_report.batch.decide import Fail, Offline, Requeue, RetryAt, StopBa
 from gs_video_report.batch.network import Network
 from gs_video_report.clock import Clock
 from gs_video_report.config import ApiKey, PoolKey, load_settings
-from gs_video_report.errors import ExitCode, NetworkError
+from gs_video_report.errors import ConfigError, ExitCode, NetworkError
 from gs_video_report.models import BatchStatus, StopReason, TaskStage
 from gs_video_report.simulator import Simulator
 from tests.conftest import SAMPLES, TEST_KEY, make_lectures
@@ -168,6 +168,13 @@ def test_an_offline_fallback_can_be_a_failure() -> None:
         await network.aclose()
 
     asyncio.run(vc.run(main))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "inf", "nan", "a while"])
+def test_the_offline_wait_must_be_a_finite_positive_number(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="GS_VIDEOREPORT_API__OFFLINE_WAIT"):
+        load_settings(env={"GS_VIDEOREPORT_API__OFFLINE_WAIT": value}, cwd=tmp_path)
+    assert load_settings(env={}, cwd=tmp_path).api.offline_wait == 1800.0  # 30 minutes
 
 
 # -- the engine: real SDK, simulator ------------------------------------------------------
