@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -84,6 +84,10 @@ class InstantService:
         view = copy.copy(self)
         view._on_call = on_call
         return view
+
+    def gated(self, gate: Callable[[], Awaitable[None]]) -> InstantService:
+        """As GeminiService; an in-process service never loses the network."""
+        return self
 
     def _record(self, stage: str, usage: Usage | None = None) -> None:
         model = MODEL if stage == "generate" else None

@@ -126,6 +126,11 @@ class ApiSettings(_Section):
         900.0, description="Extra processing wait per GB of video"
     )
     max_retries: _Int = Field(3, ge=0, le=20, description="Retries of a retryable error per call")
+    offline_wait: Seconds = Field(
+        1800.0,
+        description="Seconds a batch waits for the network to come back (probing with"
+        " backoff, no video failed) before it stops, resumable (exit 6)",
+    )
 
 
 class TemplateSettings(_Section):

@@ -15,7 +15,9 @@ retry decision as data, so callers never parse messages)::
         ├── AuthError               exit 4   invalid key, permission denied, no key
         ├── FileAccessError         exit 1   403 on an uploaded file: upload again
         ├── FileProcessingError     exit 1   the uploaded file ended FAILED
-        ├── TransientError          exit 1   5xx, resets, unreadable bodies
+        ├── TransientError          exit 1   5xx, unreadable bodies
+        │   ├── NetworkError        exit 6   the connection failed (refused, reset, DNS,
+        │   │                                no route, connect timeout)
         │   ├── ApiTimeoutError     exit 1   no answer within the request timeout
         │   └── RateLimitError      exit 5   429; ``quota`` says per-minute or per-day
         ├── PermanentError          exit 1   400-class answers that will not change on retry
@@ -39,6 +41,7 @@ class ExitCode(IntEnum):
     INPUT = 3  # bad input or configuration
     AUTH = 4
     QUOTA = 5  # quota or budget exhausted; the work is resumable
+    OFFLINE = 6  # the API could not be reached (a batch: for api.offline_wait); resumable
     INTERRUPTED = 130
     # stdout went away while we wrote to it (``| head`` read what it wanted): the status
     # a shell gives a tool that SIGPIPE ends, and nothing more is written
@@ -169,6 +172,16 @@ class FileProcessingError(ApiError):
 class TransientError(ApiError):
     kind = "TransientError"
     retryable = True
+
+
+class NetworkError(TransientError):
+    """The connection to the endpoint failed (refused, reset, DNS failure, no route,
+    connect timeout): not a server's answer, and not a request that was accepted and then
+    ran out of time. Losing the network is not the video's fault; the batch pauses
+    every worker and probes until it is back (``batch.network``)."""
+
+    kind = "NetworkError"
+    exit_code = ExitCode.OFFLINE
 
 
 class ApiTimeoutError(TransientError):

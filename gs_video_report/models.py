@@ -26,6 +26,7 @@ class StopReason(StrEnum):
     BUDGET = "budget"  # --cost-limit
     AUTH = "auth"  # every key of the pool is disabled
     LEASE_LOST = "lease_lost"  # another process took the batch over
+    OFFLINE = "offline"  # the API stayed unreachable for api.offline_wait
 
 
 class BatchStatus(StrEnum):
@@ -39,6 +40,7 @@ class BatchStatus(StrEnum):
     BUDGET = "budget"
     AUTH = "auth"
     LEASE_LOST = "lease_lost"
+    OFFLINE = "offline"
 
     @property
     def final(self) -> bool:

@@ -38,7 +38,13 @@ from tests.test_batch_runner import record
 from tests.test_processes import Child, db_rows, lessons, stages, the_batch, wait_until
 from tests.virtual_time import SteppingClock
 
-RETRYABLE_KINDS = ("TransientError", "ApiTimeoutError", "RateLimitError", "FileAccessError")
+RETRYABLE_KINDS = (
+    "TransientError",
+    "NetworkError",
+    "ApiTimeoutError",
+    "RateLimitError",
+    "FileAccessError",
+)
 
 
 def course(folder: Path, count: int) -> Path:

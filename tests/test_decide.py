@@ -11,6 +11,7 @@ from gs_video_report.batch.cost import BudgetExceeded
 from gs_video_report.batch.decide import (
     Adapt,
     Fail,
+    Offline,
     Outcome,
     ParkBucket,
     PauseBucket,
@@ -29,6 +30,7 @@ from gs_video_report.errors import (
     FileAccessError,
     FileProcessingError,
     InputError,
+    NetworkError,
     OutputError,
     PermanentError,
     QuotaScope,
@@ -61,6 +63,8 @@ TABLE: list[tuple[str, BaseException, Situation, type[Outcome]]] = [
     ("503 on the first try: retry later", TransientError("503"), at(0), RetryAt),
     ("timeout: retry later", ApiTimeoutError("slow"), at(1), RetryAt),
     ("503 with every try used: fail", TransientError("503"), at(3), Fail),
+    ("connection failed: offline", NetworkError("refused"), at(0), Offline),
+    ("connection failed, every try used: still offline", NetworkError("refused"), at(3), Offline),
     ("403 on the file: upload again", FileAccessError("403"), at(0), RetryAt),
     ("processing FAILED: fail", FileProcessingError("bad video"), at(0), Fail),
     ("400: fail", PermanentError("400"), at(0), Fail),
@@ -112,6 +116,18 @@ def test_the_outcomes_carry_what_to_do() -> None:
     assert safety == Fail("AnswerError", "stopped by filters")  # one line
     adapted = decide(AnswerError("cut", reason="MAX_TOKENS"), at(0, answer=True), POLICY)
     assert isinstance(adapted, Adapt) and adapted.adjustments.max_output_tokens == 16384
+
+
+def test_a_failed_connection_uses_no_try_unless_the_network_proves_fine() -> None:
+    """``Offline``: free while the network is down; its fallback (what a 503 would get)
+    applies only when a probe gets through at once, so one video's resets cannot loop."""
+    first = decide(NetworkError("upload: connection failed (ConnectError: refused)"), at(0), POLICY)
+    assert isinstance(first, Offline)
+    assert first.reason == "upload: connection failed (ConnectError: refused)"
+    assert isinstance(first.fallback, RetryAt) and first.fallback.at > NOW
+    assert not first.fallback.reupload
+    last = decide(NetworkError("reset\nby peer"), at(3), POLICY)
+    assert last == Offline(Fail("NetworkError", "reset by peer"), "reset by peer")
 
 
 def test_a_timed_out_call_gets_a_longer_timeout_next_time() -> None:

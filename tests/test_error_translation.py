@@ -13,6 +13,7 @@ from gs_video_report.errors import (
     ApiTimeoutError,
     AuthError,
     FileAccessError,
+    NetworkError,
     PermanentError,
     QuotaScope,
     RateLimitError,
@@ -120,9 +121,16 @@ def test_storage_quota_with_int64_delay_is_not_a_wait() -> None:
         (api_error(504, "DEADLINE_EXCEEDED", "Deadline expired"), ApiTimeoutError, True),
         (httpx2.ReadTimeout("timed out"), ApiTimeoutError, True),
         (TimeoutError(), ApiTimeoutError, True),
-        (httpx2.ConnectError("refused"), TransientError, True),
-        (httpx2.ReadError("reset"), TransientError, True),
-        (httpx2.RemoteProtocolError("incomplete"), TransientError, True),
+        (httpx2.PoolTimeout("no free connection"), ApiTimeoutError, True),  # ours, local
+        (httpx2.ConnectError("All connection attempts failed"), NetworkError, True),  # refused
+        (httpx2.ConnectError("[Errno -2] Name or service not known"), NetworkError, True),
+        (httpx2.ConnectError("[Errno 101] Network is unreachable"), NetworkError, True),
+        (httpx2.ConnectTimeout("timed out"), NetworkError, True),  # nothing was sent
+        (httpx2.ReadError("reset"), NetworkError, True),
+        (httpx2.WriteError("broken pipe"), NetworkError, True),
+        (httpx2.RemoteProtocolError("Server disconnected"), NetworkError, True),
+        (ConnectionResetError(104, "Connection reset by peer"), NetworkError, True),
+        (httpx2.UnsupportedProtocol("ftp://"), TransientError, True),
         (json.JSONDecodeError("Unterminated string", "{", 1), TransientError, True),
     ],
 )
@@ -131,6 +139,25 @@ def test_classification(exc: Exception, cls: type, retryable: bool) -> None:
     assert type(err) is cls
     assert err.retryable is retryable
     assert "\n" not in err.message
+
+
+def test_a_lost_connection_is_neither_a_server_error_nor_a_timeout_and_names_its_cause() -> None:
+    """httpx2 wraps the OS error in exceptions with empty messages: the line shows the OS's."""
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError as os_error:
+            raise httpx2.ReadError("") from os_error
+    except httpx2.ReadError as exc:
+        err = translate(exc, stage="generate")
+    assert isinstance(err, NetworkError) and err.kind == "NetworkError" and err.exit_code == 6
+    assert (
+        err.message
+        == "generate: connection failed (ReadError: [Errno 104] Connection reset by peer)"
+    )
+    server = translate(api_error(503, "UNAVAILABLE", "overloaded"), stage="generate")
+    slow = translate(httpx2.ReadTimeout("timed out"), stage="generate")
+    assert not isinstance(server, NetworkError) and not isinstance(slow, NetworkError)
 
 
 def test_403_on_a_file_means_upload_again_not_bad_key() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from gs_video_report.errors import (
     AuthError,
     FileAccessError,
     FileProcessingError,
+    NetworkError,
     PermanentError,
     QuotaScope,
     RateLimitError,
@@ -181,10 +183,10 @@ def test_a_file_belongs_to_the_key_that_uploaded_it(sim: Simulator) -> None:
         (Fault("rate_limit_day", "generate"), RateLimitError),
         (Fault("server_error", "generate"), TransientError),
         (Fault("unavailable", "generate"), TransientError),
-        (Fault("reset", "generate"), TransientError),
+        (Fault("reset", "generate"), NetworkError),
         (Fault("truncated", "generate"), TransientError),
         (Fault("permission_denied", "generate"), FileAccessError),
-        (Fault("reset", "upload_chunk"), TransientError),
+        (Fault("reset", "upload_chunk"), NetworkError),
         (Fault("server_error", "upload_start"), TransientError),
         (Fault("unavailable", "get_file"), TransientError),
     ],
@@ -280,3 +282,62 @@ def test_rpm_limit_answers_429_with_retry_delay(sim: Simulator) -> None:
     with pytest.raises(RateLimitError) as err:
         run(sim, twice)
     assert err.value.quota is QuotaScope.PER_MINUTE and 0 < (err.value.retry_after or 0) <= 60
+
+
+# -- a lost network ------------------------------------------------------------------------
+def _closed_port() -> str:
+    """A loopback port nothing listens on: every connect is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def _service(base_url: str, key: str = TEST_KEY) -> GeminiService:
+    return GeminiService(ApiKey(key, "test"), ApiSettings(base_url=base_url), sleep=FakeSleep())
+
+
+def test_a_refused_connection_is_a_network_error_and_the_probe_says_unreachable() -> None:
+    async def main() -> None:
+        async with _service(_closed_port()) as service:
+            with pytest.raises(NetworkError, match=r"^upload: connection failed \(ConnectError"):
+                await service.upload(VIDEO, "video/mp4", display_name=VIDEO.name)
+            assert await service.reachable() is False
+
+    asyncio.run(main())
+
+
+def test_an_offline_simulator_resets_every_call_and_counts_none(sim: Simulator) -> None:
+    sim.set_offline()
+    with pytest.raises(
+        NetworkError, match=r"connection failed \((ReadError|WriteError|ConnectError)"
+    ):
+        run(sim, lesson)
+    assert run(sim, lambda s: s.reachable()) is False
+    stats = sim.stats()
+    assert stats["calls"] == {} and stats["dropped"] == {"upload_start": 1, "list_files": 1}
+    sim.set_offline(False)
+    assert run(sim, lambda s: s.reachable()) is True
+    # any answer means the network works, an error status too (here: a rejected key)
+    sim.invalidate_key("key-bad-1234567890")
+    assert run(sim, lambda s: s.reachable(), key="key-bad-1234567890") is True
+
+
+def test_a_gated_service_waits_at_the_gate_before_every_call(sim: Simulator) -> None:
+    """The gate runs before the call: what it raises leaves the call unmade, unrecorded."""
+    opened: list[str] = []
+    calls: list[CallRecord] = []
+
+    async def gate() -> None:
+        opened.append("call")
+        if len(opened) == 3:
+            raise NetworkError("the network is down and the batch is stopping")
+
+    async def body(service: GeminiService) -> Any:
+        return await lesson(service.gated(gate))
+
+    with pytest.raises(NetworkError, match="stopping"):
+        run(sim, body, calls=calls)
+    assert opened == ["call"] * 3  # upload, poll, (held) poll
+    assert sim.stats()["calls"] == {"upload_start": 1, "upload_chunk": 1, "get_file": 1}
+    assert [c.stage for c in calls] == ["upload", "poll"]

@@ -12,6 +12,9 @@ applies what it returns and nothing else retries. The outcomes:
   batch stops when no other key can go on (``stop``);
 - ``Adapt``: the answer came back unusable in a fixable way — the next call changes
   (``batch.adapt``);
+- ``Offline``: the connection failed — back in the queue without using a try while the
+  pool finds the network down (``batch.network``); ``fallback`` (a retry that uses a try,
+  or a failure) when a probe gets through at once: then the failure was the call's own;
 - ``StopBatch``: nothing more starts (the task goes back to the queue);
 - ``Fail``: the task ends failed with a one-line reason.
 """
@@ -31,6 +34,7 @@ from gs_video_report.errors import (
     AuthError,
     FileAccessError,
     GsVideoReportError,
+    NetworkError,
     QuotaScope,
     RateLimitError,
 )
@@ -82,7 +86,13 @@ class Fail:
     message: str
 
 
-Outcome = RetryAt | Requeue | PauseBucket | ParkBucket | Adapt | StopBatch | Fail
+@dataclass(frozen=True)
+class Offline:
+    fallback: RetryAt | Fail
+    reason: str
+
+
+Outcome = RetryAt | Requeue | PauseBucket | ParkBucket | Adapt | StopBatch | Fail | Offline
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,14 @@ def decide(error: BaseException, situation: Situation, policy: RetryPolicy) -> O
         changed = adapt(error, situation.adjustments, situation.base or GenerationSettings())
         if changed is not None:
             return Adapt(changed)
+    if isinstance(error, NetworkError):
+        return Offline(_retry_or_fail(error, situation, policy), one_line(error))
+    return _retry_or_fail(error, situation, policy)
+
+
+def _retry_or_fail(
+    error: BaseException, situation: Situation, policy: RetryPolicy
+) -> RetryAt | Fail:
     if isinstance(error, ApiError):
         delay = policy.delay(error, situation.attempts + 1)
         if delay is not None:

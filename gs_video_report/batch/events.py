@@ -115,6 +115,25 @@ class BudgetChanged:
 
 
 @dataclass(frozen=True)
+class NetworkLost:
+    """Calls fail at the connection level: no upload or generate call starts until a probe
+    gets through. Emitted before each wait: the next probe is at ``retry_at`` (in
+    ``delay_s``); ``since`` is when the outage was noticed, ``reason`` its first error."""
+
+    since: float
+    retry_at: float
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class NetworkBack:
+    """A probe got through after ``after_s`` seconds offline; the workers go on."""
+
+    after_s: float
+
+
+@dataclass(frozen=True)
 class BatchStopping:
     """No new work starts; what is in flight finishes (or is put back)."""
 
@@ -132,6 +151,8 @@ Event = (
     | BucketPaused
     | BucketParked
     | BudgetChanged
+    | NetworkLost
+    | NetworkBack
     | BatchStopping
 )
 

@@ -47,6 +47,7 @@ _EXIT_BY_STOP = {
     StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
     StopReason.CANCELLED: ExitCode.INTERRUPTED,
     StopReason.LEASE_LOST: ExitCode.INTERRUPTED,
+    StopReason.OFFLINE: ExitCode.OFFLINE,
 }
 
 

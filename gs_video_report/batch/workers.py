@@ -10,7 +10,8 @@ stage, committing each stage before the next starts.
   reservation, its key and its lookahead place, whatever happened; an exception the code
   did not expect fails that task alone, with a one-line reason;
 - on a stop (Ctrl-C, quota, budget) a task that has not started its generate call goes
-  back to the queue, its upload kept.
+  back to the queue, its upload kept;
+- a lost network holds every call and fails no video (``batch.network``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gs_video_report.batch.calls import CallLog
 from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
     Fail,
+    Offline,
     ParkBucket,
     PauseBucket,
     Requeue,
@@ -41,6 +43,7 @@ from gs_video_report.batch.estimates import Estimates
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Bucket
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
+from gs_video_report.batch.network import Network
 from gs_video_report.batch.parts import StoredParts
 from gs_video_report.batch.pipeline import LessonWriter, PreparedVideo, VideoPipeline, rebuild
 from gs_video_report.batch.reuse import find_done
@@ -102,7 +105,6 @@ class WorkerPool:
         self.batch_id = batch_id
         self.owner = owner  # the batch's lease holder: this process
         self.store = store
-        self.services = services  # by key fingerprint
         self.router = router
         self.settings = settings
         self.registry = registry
@@ -120,6 +122,15 @@ class WorkerPool:
         self.stop_reason: StopReason | None = None
         self.stop_message: str | None = None
         self.aborted = False
+        self.network = Network(
+            clock,
+            self.reporter,
+            wait_s=settings.api.offline_wait,
+            probe=self._reachable,
+            on_give_up=lambda message: self.request_stop(StopReason.OFFLINE, message),
+        )
+        # by key fingerprint; every call waits at the network's gate while it is down
+        self.services = {fp: s.gated(self.network.ready) for fp, s in services.items()}
         self._active = 0
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
@@ -141,6 +152,7 @@ class WorkerPool:
             self.stop_reason, self.stop_message = reason, message
             self._lookahead.close()
             self.budget.close()
+            self.network.close()
             logger.warning("stopping batch %s: %s", self.batch_id, message or reason)
             self.reporter.emit(ev.BatchStopping(reason, message or reason.value))
 
@@ -166,6 +178,10 @@ class WorkerPool:
             self.lose_lease()
             raise _LeaseLost
 
+    async def _reachable(self) -> bool:
+        # any key will do: a key's own trouble (401, 429) is still an answer
+        return await next(iter(self.services.values())).reachable()
+
     async def run(self) -> None:
         # Enough workers for every generate slot plus the lookahead's ceiling; the
         # lookahead decides how many of them hold a task.
@@ -178,6 +194,7 @@ class WorkerPool:
         finally:
             for worker in self._workers:
                 worker.cancel()
+            await self.network.aclose()
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
@@ -423,6 +440,9 @@ class WorkerPool:
             self.clock.time(), task.attempts, task.model, keys_usable=self.router.usable()
         )
         outcome = decide(exc, situation, self.retry)
+        if isinstance(outcome, Offline):  # free while the network is down, else a retry
+            # the claimed row's updated_at is when this attempt began
+            outcome = await self.network.settle(outcome, attempt_started=task.updated_at)
         now = self.clock.time()
         bucket = self.limiter.bucket(key.project if key else "", task.model)
         match outcome:

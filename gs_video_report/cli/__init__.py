@@ -30,7 +30,8 @@ from gs_video_report.errors import ExitCode
 
 EXIT_CODES = """Exit codes: 0 success · 1 some videos failed or inputs rejected · 2 usage
 error · 3 bad input or configuration · 4 authentication or permission · 5 quota or budget
-exhausted (resumable) · 130 interrupted (resumable) · 141 output closed (| head)"""
+exhausted (resumable) · 6 offline: the Gemini API could not be reached (resumable) ·
+130 interrupted (resumable) · 141 output closed (| head)"""
 
 
 class _CommandTypo(Exception):

@@ -21,7 +21,14 @@ from types import TracebackType
 from typing import Any
 
 from gs_video_report.simulator.server import Handler
-from gs_video_report.simulator.state import ENDPOINTS, FAULT_KINDS, Fault, SimState, fingerprint
+from gs_video_report.simulator.state import (
+    ENDPOINTS,
+    FAULT_KINDS,
+    Fault,
+    Outage,
+    SimState,
+    fingerprint,
+)
 
 SIMULATED_KEY = "simulated-key-not-a-secret"
 
@@ -130,6 +137,18 @@ class Simulator:
                 self.state.daily_exhausted.add(name)
             else:
                 self.state.daily_exhausted.discard(name)
+
+    def set_offline(self, offline: bool = True) -> None:
+        """While offline, every API request is dropped unanswered (the connection reset,
+        as a lost network does to the client): not handled, not counted, only ``dropped``."""
+        with self.state.lock:
+            self.state.offline = offline
+
+    def outage(self, *, after_calls: int, duration_s: float) -> None:
+        """The network goes down once ``after_calls`` API calls got through, for
+        ``duration_s`` seconds of the simulator's clock (pass the tests' virtual one)."""
+        with self.state.lock:
+            self.state.outage = Outage(after_calls, duration_s)
 
     def hand_out_upload_urls_on(self, base: str) -> None:
         """Make upload URLs point at ``base`` (as the real API points at its own host)."""

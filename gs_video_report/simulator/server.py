@@ -9,6 +9,7 @@ Routes (``v1beta`` and ``v1`` both accepted):
   DELETE /{v}/files/{id}                       files.delete
   POST   /{v}/models/{model}:generateContent   JSON answer against the requested schema
   GET    /_sim/stats   POST /_sim/faults   POST /_sim/limits   POST /_sim/reset   (control)
+  POST   /_sim/network {"offline": true}      drop every API request until turned off
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ _QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_re
 
 class _Abort(Exception):
     """Stop handling this request; the connection has been dealt with."""
+
+
+def _endpoint(method: str, path: str) -> str:
+    for verb, pattern, endpoint in _ROUTES:
+        if verb == method and pattern.match(path):
+            return endpoint
+    return "other"
 
 
 def _iso(ts: float) -> str:
@@ -362,6 +370,8 @@ class Handler(BaseHTTPRequestHandler):
         if parsed.path.startswith("/_sim/"):
             self._control(method, parsed.path, self._body())
             return
+        if self.state.dropping(_endpoint(method, parsed.path)):
+            self._reset()  # the network is down: the request never reaches the API
         for verb, pattern, endpoint in _ROUTES:
             match = pattern.match(parsed.path)
             if verb == method and match:
@@ -417,6 +427,10 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 for key, value in data.items():
                     setattr(state.limits, key, value)
+            self._send(200, {})
+        elif path == "/_sim/network" and method == "POST":
+            with state.lock:
+                state.offline = bool(data.get("offline", False))
             self._send(200, {})
         elif path == "/_sim/reset" and method == "POST":
             state.reset_stats()

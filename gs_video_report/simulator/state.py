@@ -70,6 +70,16 @@ class Fault:
 
 
 @dataclass
+class Outage:
+    """The network goes down once ``after_calls`` API calls got through, for
+    ``duration_s`` seconds of the simulator's clock: every request meanwhile is dropped."""
+
+    after_calls: int
+    duration_s: float
+    started: float | None = None
+
+
+@dataclass
 class SimFile:
     id: str
     owner: str  # key fingerprint
@@ -128,6 +138,8 @@ class SimState:
         self.projects: dict[str, str] = {}  # key fingerprint -> project (quota owner)
         self.daily_exhausted: set[str] = set()  # projects whose per-day quota is used up
         self.upload_host: str | None = None  # hand out upload URLs on another host
+        self.offline = False  # every API request is dropped (the connection reset)
+        self.outage: Outage | None = None
         self.stop_event = threading.Event()
         self.handled = threading.Condition(self.lock)  # notified as each request ends
         self.releases = 0  # Simulator.release() calls: a held call waits for the next one
@@ -148,6 +160,8 @@ class SimState:
             self.bytes_received = 0
             self.files_deleted = 0
             self.trickles_cut = 0  # trickled answers the client left before their end
+            # requests dropped while offline, by endpoint (not handled, not in ``calls``)
+            self.dropped: Counter[str] = Counter()
             self.max_in_flight = 0
             # by family (an upload's start and chunks are one "upload")
             self.max_in_flight_by: Counter[str] = Counter()
@@ -205,6 +219,27 @@ class SimState:
                 return max(0.5, 60 - (now - window[0]))
             window.append(now)
             return None
+
+    def dropping(self, endpoint: str) -> bool:
+        """Whether the network is down for a request arriving now (counted as dropped)."""
+        with self.lock:
+            down = self.offline or self._in_outage()
+            if down:
+                self.dropped[endpoint] += 1
+            return down
+
+    def _in_outage(self) -> bool:
+        outage = self.outage
+        if outage is None:
+            return False
+        if outage.started is None:
+            if sum(self.calls[e] for e in ENDPOINTS) < outage.after_calls:
+                return False
+            outage.started = self.clock()
+        if self.clock() < outage.started + outage.duration_s:
+            return True
+        self.outage = None  # over
+        return False
 
     # -- faults ------------------------------------------------------------
     def take_fault(self, endpoint: str, subject: str) -> Fault | None:
@@ -305,6 +340,7 @@ class SimState:
                 "files_live": len(live),
                 "files_deleted": self.files_deleted,
                 "trickles_cut": self.trickles_cut,
+                "dropped": dict(self.dropped),
                 "max_in_flight": self.max_in_flight,
                 "max_in_flight_by": dict(self.max_in_flight_by),
                 "generate_requests": list(self.generate_requests),

@@ -21,6 +21,7 @@ from gs_video_report.errors import (
     ApiTimeoutError,
     AuthError,
     FileAccessError,
+    NetworkError,
     PermanentError,
     QuotaScope,
     RateLimitError,
@@ -40,6 +41,16 @@ _AUTH_REASONS = {
 # (FileStorageBytesPerProject answers with int64-max seconds).
 _MAX_SENSIBLE_DELAY_S = 86_400.0
 _MAX_MESSAGE = 300
+# The connection itself failed: refused, reset, DNS failure, no route (httpx2's
+# NetworkError family: ConnectError, ReadError, WriteError, CloseError), a connect that
+# timed out (nothing was sent), or a server gone without a complete answer. Not a read
+# timeout of a request the server accepted (ApiTimeoutError), nor a pool timeout (local).
+_CONNECTION_FAILED = (
+    httpx2.NetworkError,
+    httpx2.ConnectTimeout,
+    httpx2.RemoteProtocolError,
+    ConnectionError,
+)
 
 
 def parse_duration(value: Any) -> float | None:
@@ -100,6 +111,19 @@ def _error_reason(details: list[Mapping[str, Any]]) -> str | None:
         if detail.get("@type") == _ERROR_INFO:
             return str(detail.get("reason") or "") or None
     return None
+
+
+def _cause(exc: BaseException, secret: str | None) -> str:
+    """The first non-empty message down the chain: httpx2 often wraps the OS error
+    (``[Errno 104] Connection reset by peer``) in exceptions that say nothing."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if str(seen).strip():
+            return _one_line(str(seen), secret)
+        seen = seen.__cause__ or seen.__context__
+    return "no details"
 
 
 def translate_api_error(
@@ -163,6 +187,8 @@ def _classify(
     if isinstance(exc, genai_errors.APIError):
         return translate_api_error(exc, touches_file=touches_file, secret=secret)
     name = type(exc).__name__
+    if isinstance(exc, _CONNECTION_FAILED):
+        return NetworkError(f"{stage}: connection failed ({name}: {_cause(exc, secret)})")
     if isinstance(exc, httpx2.TimeoutException | TimeoutError):
         return ApiTimeoutError(f"{stage}: no answer within the timeout ({name})")
     if isinstance(exc, httpx2.TransportError | ConnectionError):

@@ -38,6 +38,7 @@ from gs_video_report.errors import (
     ApiTimeoutError,
     FileProcessingError,
     InputError,
+    NetworkError,
 )
 from gs_video_report.models import (
     CallRecord,
@@ -55,6 +56,7 @@ ProgressCallback = Callable[[int, int], None]
 Sleep = Callable[[float], Awaitable[None]]
 
 _SHORT_CALL_TIMEOUT_S = 60.0  # polls, deletes, lists: capped by api.request_timeout too
+_PROBE_TIMEOUT_S = 10.0  # a one-file list that takes longer: the network is not back
 _POLL_DELAYS_S = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
 _CHUNK_BYTES = 8 * 1024 * 1024  # the SDK uploads in chunks of this size
 _RESOLUTIONS = {
@@ -147,6 +149,7 @@ class GeminiService:
         on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
         self.key_fingerprint = key.fingerprint
+        self._gate: Callable[[], Awaitable[None]] | None = None  # see ``gated``
         self._secret = key.reveal()
         self._api = api
         self._sleep = sleep
@@ -159,6 +162,14 @@ class GeminiService:
         The copy shares the connection pool; only the original is closed."""
         view = copy.copy(self)
         view._on_call = on_call
+        return view
+
+    def gated(self, gate: Callable[[], Awaitable[None]]) -> GeminiService:
+        """The same client, awaiting ``gate`` before every call (the batch's
+        ``Network.ready``: no call starts while the network is down). What the gate raises
+        leaves the call unmade and unrecorded. The probe (``reachable``) is never gated."""
+        view = copy.copy(self)
+        view._gate = gate
         return view
 
     async def __aenter__(self) -> GeminiService:
@@ -195,6 +206,8 @@ class GeminiService:
         """Time the call, hold it to ``timeout_s`` overall, translate its failure, and
         report it to ``on_call``. The SDK's timeout is httpx's, which is per read: a server
         that trickles its answer would hold the call forever without this deadline."""
+        if self._gate is not None:
+            await self._gate()  # before the clock starts: waiting offline is not the call's time
         started = self._clock()
         deadline = asyncio.timeout(timeout_s)
         try:
@@ -313,6 +326,27 @@ class GeminiService:
             )
             files = [_uploaded(f) async for f in pager]
         return files
+
+    async def reachable(self, timeout_s: float = _PROBE_TIMEOUT_S) -> bool:
+        """Whether the endpoint answers at all: one cheap call (a one-file list), past the
+        gate and unrecorded. Any HTTP answer, an error status too, means the network
+        works; a failed connection, or no answer within ``timeout_s``, means it does not."""
+        timeout_s = min(timeout_s, self._short_timeout)
+        try:
+            async with asyncio.timeout(timeout_s):
+                config = types.ListFilesConfig(
+                    page_size=1, http_options=self._call_options(timeout_s)
+                )
+                await self._client.aio.files.list(config=config)
+        except Exception as exc:
+            error = translate(exc, stage="probe", secret=self._secret)
+            if error is None:
+                # not the network's doing: let the real calls meet it and be judged there
+                logger.warning("probe: unexpected %s", type(exc).__name__)
+                return True
+            logger.debug("probe failed: %s", error.message)
+            return not isinstance(error, NetworkError | ApiTimeoutError)
+        return True
 
     def _request(
         self,
