@@ -28,30 +28,21 @@ from gs_video_report.batch.adapt import MAX_OUTPUT_CEILING, Adjustments
 from gs_video_report.batch.calls import CallLog
 from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
-    Fail,
-    Offline,
-    ParkBucket,
-    PauseBucket,
-    Requeue,
-    RetryAt,
-    Situation,
-    StopBatch,
     call_timeout,
-    decide,
 )
 from gs_video_report.batch.estimates import Estimates
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Bucket
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
 from gs_video_report.batch.network import Network
+from gs_video_report.batch.outcomes import Outcomes
 from gs_video_report.batch.parts import StoredParts
 from gs_video_report.batch.pipeline import LessonWriter, PreparedVideo, VideoPipeline, rebuild
-from gs_video_report.batch.reuse import find_done
-from gs_video_report.batch.uploads import Uploader, check_unchanged
+from gs_video_report.batch.uploads import Uploader
 from gs_video_report.clock import Clock
-from gs_video_report.config import PoolKey, Settings
+from gs_video_report.config import Settings
 from gs_video_report.errors import GsVideoReportError, OutputError, StorageError
-from gs_video_report.models import Generation, GenerationSettings, StopReason, Usage
+from gs_video_report.models import Generation, GenerationSettings, StopReason
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.templates import TemplateRegistry
@@ -144,6 +135,20 @@ class WorkerPool:
         )
         self._workers: list[asyncio.Task[None]] = []
         self._sent_at: dict[int, float] = {}  # task -> when its generate call was let through
+        self.outcomes = Outcomes(
+            store,
+            router,
+            limiter,
+            self.network,
+            self.writer,
+            retry,
+            clock,
+            self.reporter,
+            self.request_stop,
+            self._sent_at,
+            budget,
+            self.prices,
+        )
 
     # -- control -----------------------------------------------------------------
     def request_stop(self, reason: StopReason, message: str | None = None) -> None:
@@ -250,26 +255,26 @@ class WorkerPool:
         except _LeaseLost:
             return  # the task is the other process's now: no state written
         except _Stopping:
-            await self._requeue(task, view, None, "stopping")
+            await self.outcomes.requeue(task, view, None, "stopping")
         except (sqlite3.Error, StorageError):
             raise  # not this task's failure: the pool stops
         except Exception as exc:
             if not isinstance(exc, GsVideoReportError | BudgetExceeded):
                 logger.exception("%s: unexpected error", task.display_name)
-            await self._flush(task, log)
-            await self._failed(task, view, exc)
+            await self.outcomes.record_calls(task, log)
+            await self.outcomes.failed(task, view, exc)
         finally:
             # Given back whatever happened, before the next await: once re-queued, another
             # worker may claim the task while this one still writes the attempt log.
             self.budget.release(task.id)
             held = self.router.unassign(task.id)
             self._sent_at.pop(task.id, None)
-            await self._flush(task, log, held)
+            await self.outcomes.record_calls(task, log, held)
             await self.store.release_claim(task.id, self.owner)
 
     async def _attempt(self, task: TaskRow, view: ev.TaskView, log: CallLog) -> None:
         video = rebuild(task, self.registry, datetime.fromtimestamp(self.clock.time(), UTC))
-        if self.options.reuse and await self._reuse(task, view, video):
+        if self.options.reuse and await self.outcomes.reuse(task, view, video):
             return
 
         def estimate() -> float:
@@ -291,7 +296,7 @@ class WorkerPool:
             ref = VideoRef("", None)  # answered before a crash: written with no upload, no call
         else:
             ref = await self.uploader.video_ref(task, view, video, service)
-        await self._flush(task, log)
+        await self.outcomes.record_calls(task, log)
         self._lookahead.move(task.id, READY)
         self._show(view, ev.Activity.WAITING_FOR_GENERATE)
         bucket = self.limiter.bucket(key.project, task.model)
@@ -331,25 +336,6 @@ class WorkerPool:
             await pipeline.delete_quietly(ref.file_name)
             await self.store.clear_upload(task.id, self.clock.time())
 
-    async def _reuse(self, task: TaskRow, view: ev.TaskView, video: PreparedVideo) -> bool:
-        """A lesson from an answer already paid for (``batch.reuse``), with no call."""
-        found = await find_done(self.store, task)
-        if found is None:
-            return False
-        if video.source.path is not None:
-            check_unchanged(video.source.path, task)  # the answer is for the video planned
-        logger.info("%s: %s", task.display_name, found.note)
-        generation = Generation(found.answer, Usage(), "STOP", task.model, None, 0.0, (found.note,))
-        self._show(view, ev.Activity.WRITING)
-        if found.same_as is not None or not video.files.answer_json.is_file():
-            self.writer.answer(video, generation, [], task.done_key)
-        self.writer.lesson(video, generation)
-        await self.store.complete(
-            task.id, Usage(), 0.0, self.clock.time(), same_as=found.same_as or "(on disk)"
-        )
-        self.reporter.emit(ev.TaskDone(view, 0.0, found.same_as))
-        return True
-
     async def _reserve(
         self, task: TaskRow, view: ev.TaskView, estimate: Callable[[], float]
     ) -> None:
@@ -373,7 +359,7 @@ class WorkerPool:
 
         async def before_call(share: float, call: GenerationSettings, adapted: bool) -> None:
             if sent:  # a later call (an adaptation, a part) reserves its own estimate
-                await self._flush(task, log)
+                await self.outcomes.record_calls(task, log)
                 self.budget.release(task.id)
                 # after MAX_TOKENS the answer may fill its new budget: reserve all of it
                 out = (call.max_output_tokens or MAX_OUTPUT_CEILING) if adapted else tokens_out
@@ -388,7 +374,7 @@ class WorkerPool:
             # stored before the call it changes
             await self.store.set_adjustments(task.id, changed.to_json(), self.clock.time())
             log.note(changed.notes[-1])
-            await self._flush(task, log)
+            await self.outcomes.record_calls(task, log)
 
         try:
             # The slot is held for the call only: bookkeeping happens after it frees.
@@ -415,69 +401,4 @@ class WorkerPool:
         finally:
             # Spent now; the reservation is given back once the real usage has corrected
             # the estimates (or when the task ends): others reserve at the corrected price.
-            await self._flush(task, log)
-
-    async def _flush(self, task: TaskRow, log: CallLog, key: PoolKey | None = None) -> None:
-        calls = log.take()
-        if not calls:
-            return
-        view = view_of(task)
-        for call in calls:
-            if call.usage is not None:
-                self.budget.budget.spend(self.prices.of_usage(call.model or task.model, call.usage))
-            self.reporter.emit(ev.CallFinished(view, call))
-        key = key or self.router.key_of(task.id)
-        await self.store.record_attempts(
-            task.id, calls, key_fingerprint=key.fingerprint if key else None, now=self.clock.time()
-        )
-        await self.router.save()
-
-    # -- failures -----------------------------------------------------------------
-    async def _failed(self, task: TaskRow, view: ev.TaskView, exc: Exception) -> None:
-        key = self.router.key_of(task.id)
-        self.router.failed(key, exc)
-        situation = Situation(
-            self.clock.time(), task.attempts, task.model, keys_usable=self.router.usable()
-        )
-        outcome = decide(exc, situation, self.retry)
-        if isinstance(outcome, Offline):  # free while the network is down, else a retry
-            # the claimed row's updated_at is when this attempt began
-            outcome = await self.network.settle(outcome, attempt_started=task.updated_at)
-        now = self.clock.time()
-        bucket = self.limiter.bucket(key.project if key else "", task.model)
-        match outcome:
-            case RetryAt(at=at, delay_s=delay, reupload=reupload):
-                if reupload:
-                    await self.store.clear_upload(task.id, now)
-                kind = exc.kind if isinstance(exc, GsVideoReportError) else "InternalError"
-                await self.store.schedule_retry(
-                    task.id, at=at, kind=kind, message=str(exc), now=now
-                )
-                self.reporter.emit(ev.RetryScheduled(view, at, delay, str(exc)))
-            case PauseBucket(retry_after=retry_after):
-                bucket.rate_limited(retry_after, sent_at=self._sent_at.get(task.id))
-                self.reporter.emit(ev.BucketPaused(bucket.name, bucket.paused_until))
-                await self._requeue(task, view, bucket.paused_until, "waiting for quota")
-            case ParkBucket(resets_at=resets, stop=stop):
-                bucket.park(f"the daily quota for {task.model} is used up", resets)
-                self.reporter.emit(ev.BucketParked(bucket.name, resets))
-                await self._requeue(task, view, None, "daily quota")
-                if stop is not None:
-                    self.request_stop(stop.reason, stop.message)
-            case Requeue(reason=reason):
-                await self._requeue(task, view, None, reason)
-            case StopBatch(reason=reason, message=message):
-                await self._requeue(task, view, None, reason.value)
-                self.request_stop(reason, message)
-            case Fail(kind=kind, message=message):
-                await self.store.fail(task.id, kind, message, now)
-                self.reporter.emit(ev.TaskFailed(view, kind, message))
-                logger.info("%s failed: %s", task.display_name, message)  # the display says it
-            case _:  # Adapt is applied by the pipeline, before an error reaches here
-                raise AssertionError(f"unexpected outcome {outcome!r}")
-
-    async def _requeue(
-        self, task: TaskRow, view: ev.TaskView, at: float | None, reason: str
-    ) -> None:
-        await self.store.requeue(task.id, self.clock.time(), at=at)
-        self.reporter.emit(ev.TaskRequeued(view, at, reason))
+            await self.outcomes.record_calls(task, log)
