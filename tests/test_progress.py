@@ -123,3 +123,16 @@ def test_a_warning_logged_meanwhile_goes_above_the_display(
     # after the display, records go to stderr again
     logging.getLogger("gs_video_report").warning("after")
     assert "after" in capsys.readouterr().err
+
+
+def test_offline_is_said_in_the_display_until_the_network_is_back() -> None:
+    console, out = terminal()
+    with monitor(console, Clock()) as display:
+        display.emit(ev.TaskActivity(view(1), ev.Activity.UPLOADING, 0.5))
+        display.emit(ev.NetworkLost(100.0, 120.0, 20.0, "connection failed (ConnectError)"))
+        lost = " ".join(last_frame(out))
+        assert "offline — retrying in 20 s" in lost
+        assert display.snapshot()["offline"].startswith("offline — retrying in 20 s")
+        display.emit(ev.NetworkBack(45.0))
+        back = " ".join(last_frame(out))
+    assert "offline" not in back and display.snapshot()["offline"] is None

@@ -91,6 +91,7 @@ class ProgressMonitor:
         self.in_flight: dict[int, _InFlight] = {}
         self.state = "running"
         self.stopping: str | None = None  # what the display says once a stop is asked for
+        self.offline: str | None = None  # while the API cannot be reached: until when
         self._started = clock()
         self._last_plain = self._started
         self._last_file = float("-inf")
@@ -136,6 +137,7 @@ class ProgressMonitor:
         return {
             "batch_id": self.batch_id,
             "state": self.state,
+            "offline": self.offline,
             "updated_at": time.time(),
             "elapsed_s": round(now - self._started, 1),
             "videos": {
@@ -203,6 +205,8 @@ class ProgressMonitor:
             Text(self.video_line(), no_wrap=True, overflow="ellipsis"),
         ]
         lines += self._video_lines()
+        if self.offline is not None:
+            lines.append(Text(self.offline, style="red", no_wrap=True, overflow="ellipsis"))
         if self.stopping is not None:
             lines.append(Text(self.stopping, style="yellow"))
         return Group(*lines)
@@ -251,6 +255,14 @@ class ProgressMonitor:
                     self.queued.add(task.id)
                 else:
                     self._show(task, activity.value, fraction)
+            case ev.NetworkLost(delay_s=delay, reason=reason):
+                self.offline = f"offline — retrying in {delay:.0f} s ({printable(reason)})"
+                if not self.live:
+                    self.console.print(literal(self.offline))
+            case ev.NetworkBack(after_s=after):
+                self.offline = None
+                if not self.live:
+                    self.console.print(f"back online after {mmss(after)}")
             case ev.BatchStopping():
                 self.state = f"stopping: {event.message}"
                 self.stopping = _stopping_text(event)
