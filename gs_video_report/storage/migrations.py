@@ -228,6 +228,7 @@ migration("m008_pending_index")(
     """
 )
 
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""
