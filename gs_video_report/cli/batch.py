@@ -9,13 +9,14 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from gs_video_report.batch.api import (
+    BatchOutcome,
     Engine,
     PlannedBatch,
     PlanRequest,
@@ -28,7 +29,6 @@ from gs_video_report.batch.api import (
 )
 from gs_video_report.batch.cost import usd
 from gs_video_report.batch.planner import estimate_plan
-from gs_video_report.batch.runner import BatchOutcome
 from gs_video_report.cli.common import (
     ApiKeyOpt,
     ConfigOpt,
@@ -46,9 +46,11 @@ from gs_video_report.cli.common import (
     setup_logging,
 )
 from gs_video_report.cli.progress import ProgressMonitor
-from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode, UsageError
 from gs_video_report.models import StopReason, mmss
+
+if TYPE_CHECKING:
+    from gs_video_report.config import Settings
 
 Opt = typer.Option
 
