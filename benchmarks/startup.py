@@ -65,16 +65,23 @@ async def _one_batch(home: Path) -> None:
         )
 
 
-def _wall(argv: list[str], env: dict[str, str]) -> float:
+def _wall(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
     return time.perf_counter() - started
 
 
-def _loaded(args: tuple[str, ...], env: dict[str, str]) -> list[str]:
+def _loaded(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> list[str]:
     probe = _PROBE.format(heavy=HEAVY)
     done = subprocess.run(
-        [sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", probe, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     line = next(x for x in done.stderr.splitlines() if x.startswith("HEAVY"))
     return line.split()[1:]
@@ -91,6 +98,8 @@ def main() -> int:
         home.mkdir()
         asyncio.run(_one_batch(home))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GS_VIDEOREPORT_")}
+        # run from the home, not the repository: ``-m``/``-c`` put the working directory
+        # first on sys.path, so REPO (this checkout) is what is imported
         env.update(GS_VIDEOREPORT_HOME=str(home), PYTHONPATH=str(REPO))
         floors = {
             "python -c pass": [sys.executable, "-c", "pass"],
@@ -101,13 +110,13 @@ def main() -> int:
             ],
         }
         rows = [
-            _row(name, [_wall(argv, env) for _ in range(args.runs)], None)
+            _row(name, [_wall(argv, env, home) for _ in range(args.runs)], None)
             for name, argv in floors.items()
         ]
         for command in COMMANDS:
             argv = [sys.executable, "-m", "gs_video_report", *command]
-            walls = [_wall(argv, env) for _ in range(args.runs)]
-            rows.append(_row(" ".join(command[:1]), walls, _loaded(command, env)))
+            walls = [_wall(argv, env, home) for _ in range(args.runs)]
+            rows.append(_row(" ".join(command[:1]), walls, _loaded(command, env, home)))
     ok = True
     for row in rows:
         if row.loaded is not None:
