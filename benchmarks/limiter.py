@@ -17,7 +17,7 @@ the last call back along those two chains gives the earliest possible end:
 Target: the run (first video started -> last video finished) within 1.05 x bound,
 no call answered 429, no failed video.
 
-    python benchmarks/limiter.py                  # R = 120, N = 240, P = 4, L = 0.5 s (~2 min)
+    python benchmarks/limiter.py                  # R = 120, N = 240, P = 4, L = 0.5 s (~1.5 min)
     python benchmarks/limiter.py -n 30 -r 20 -p 2 -l 0.2
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._harness import machine, make_videos, phases, run_cli
+from benchmarks._harness import machine, make_videos, phases, run_cli, window_bound
 from gs_video_report.simulator import ENDPOINTS, Simulator
 
 
@@ -45,8 +45,7 @@ class Scenario:
 
     @property
     def bound_s(self) -> float:
-        windows, rest = divmod(self.videos - 1, self.rpm)
-        return 60.0 * windows + self.latency_s * (rest // self.parallel + 1)
+        return window_bound(self.videos, self.rpm, self.parallel, self.latency_s)
 
     @property
     def even_spacing_s(self) -> float:
