@@ -46,6 +46,18 @@ def make_videos(folder: Path, count: int, *, pad_bytes: int = 0) -> list[Path]:
     return made
 
 
+def window_bound(videos: int, rpm: int, parallel: int, latency_s: float) -> float:
+    """The earliest N generate calls of L seconds each can all be answered, with P slots
+    and at most R calls starting in any 60 s (the server's sliding window).
+
+    Call k (0-based) cannot start before call k - R started plus 60 s (the window), nor
+    before call k - P started plus L (its slot is busy); following the last call back
+    along those chains: 60 * floor((N - 1) / R) + L * (floor(((N - 1) mod R) / P) + 1).
+    With N <= R it is the concurrency bound; with N >> R it tends to N / (R / 60)."""
+    windows, rest = divmod(videos - 1, rpm)
+    return 60.0 * windows + latency_s * (rest // parallel + 1)
+
+
 @dataclass
 class Run:
     code: int

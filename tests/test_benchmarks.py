@@ -43,3 +43,21 @@ def test_throughput_custom_scenario_finishes_every_video() -> None:
     assert (row["videos"], row["done"], row["failed"], row["exit_code"]) == (6, 6, 0, 0)
     assert row["api_calls"] >= 6 * 3  # upload, generate and delete of every video, at least
     assert row["calls_429"] == 0
+
+
+def test_limiter_benchmark_reports_its_bound_and_every_video() -> None:
+    result = _run("limiter.py", "-n", "6", "-r", "6000", "-p", "3", "-l", "0.02", "--json")
+    row = json.loads(result.stdout.splitlines()[-1])
+    assert (row["videos"], row["done"], row["failed"], row["exit_code"]) == (6, 6, 0, 0)
+    # one window, the 6 calls two at a time on 3 slots: 0.02 s x 2
+    assert row["bound_s"] == 0.04 and row["first_window_calls"] == 6
+    assert row["calls_429"] == 0
+
+
+def test_claims_benchmark_claims_every_pending_task_through_the_pending_index() -> None:
+    result = _run(
+        "claims.py", "-n", "40", "-n", "80", "--pending", "10", "--samples", "5", "--json"
+    )
+    rows = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert [(r["tasks"], r["done"], r["samples"]) for r in rows] == [(40, 30, 5), (80, 70, 5)]
+    assert all("tasks_pending" in r["plans"]["claim"] for r in rows), rows

@@ -12,33 +12,27 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gs_video_report.batch.cleanup import CleanupReport, cleanup, simulated_batches
 from gs_video_report.batch.cost import Prices
 from gs_video_report.batch.events import Reporter
 from gs_video_report.batch.inputs import InputEntry
-from gs_video_report.batch.planner import Plan, build_plan, find_template, plan_entry
 from gs_video_report.batch.requests import (
     PlannedBatch,
     PlanRequest,
     RunChanges,
     RunControl,
+    RunOptions,
     SyncEngine,
+    new_batch_id,
     read_inputs,
 )
-from gs_video_report.batch.runner import (
-    BatchOutcome,
-    RunOptions,
-    new_batch_id,
-    record_plan,
-    run_batch,
-)
 from gs_video_report.batch.views import (
+    BatchOutcome,
     BatchView,
     Cancelled,
     CancelResult,
@@ -48,19 +42,21 @@ from gs_video_report.batch.views import (
     TaskStatus,
 )
 from gs_video_report.clock import REAL, Clock
-from gs_video_report.config import PoolKey, Settings, home_dir
 from gs_video_report.errors import UnknownBatchError
 from gs_video_report.models import BatchStatus
-from gs_video_report.services.gemini.keypool import KeyPool, KeyState
-from gs_video_report.services.templates import (
-    TemplateEntry,
-    TemplateRegistry,
-    load_template,
-    parse_params,
-)
 from gs_video_report.services.writer import FileWriter, atomic_write_text
 from gs_video_report.storage import CheckpointManager, open_db
 from gs_video_report.storage.db import DB_NAME
+
+# Every front-end imports this module at start-up, so it loads only what ``--help``,
+# ``status`` or ``list-batches`` need. What plans and runs (the planner, the runner and
+# the SDK behind it, PyAV, the templates' Jinja, pydantic's settings) is imported by the
+# methods that use it.
+if TYPE_CHECKING:
+    from gs_video_report.batch.cleanup import CleanupReport
+    from gs_video_report.batch.planner import Plan
+    from gs_video_report.config import PoolKey, Settings
+    from gs_video_report.services.templates import TemplateEntry, TemplateRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +82,26 @@ __all__ = [
 ]
 
 
+def parse_params(pairs: Iterable[str]) -> dict[str, str]:
+    """``--param key=value`` strings to a dict; a malformed pair is a ``TemplateError``
+    (the templates' own rule, loaded with them when first used)."""
+    from gs_video_report.services.templates import parse_params as parse
+
+    return parse(pairs)
+
+
 def state_db_path(home: Path | None = None) -> Path:
-    return (home or home_dir()) / DB_NAME
+    if home is None:
+        from gs_video_report.config import home_dir  # pydantic, for the one call
+
+        home = home_dir()
+    return home / DB_NAME
 
 
 def list_templates(settings: Settings) -> list[TemplateEntry]:
     """Every template the settings can see, broken ones with the reason."""
+    from gs_video_report.services.templates import TemplateRegistry
+
     return TemplateRegistry.with_builtins(settings.templates.dirs).entries()
 
 
@@ -135,6 +145,8 @@ class Engine:
         self.sync = SyncEngine(self)
 
     def registry(self, extra: Sequence[Path] = ()) -> TemplateRegistry:
+        from gs_video_report.services.templates import TemplateRegistry, load_template
+
         registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
         for file in extra:
             registry.add(load_template(file))
@@ -148,6 +160,8 @@ class Engine:
     def check_template(self, name: str | None) -> None:
         """Raises ``TemplateError`` unless ``name`` (default: the configured one) loads;
         a typo's error names the closest template."""
+        from gs_video_report.batch.planner import find_template
+
         find_template(self.registry(), name or self.settings.templates.default)
 
     # -- planning -------------------------------------------------------------------
@@ -156,6 +170,8 @@ class Engine:
         the whole batch is checked first, before any input is read or probed."""
         if request.template is not None:
             self.check_template(request.template)
+        from gs_video_report.batch.planner import build_plan
+
         output = request.output.expanduser().resolve()
         ledger = None
         if request.skip_existing and not request.force and self.db_path.exists():
@@ -241,6 +257,8 @@ class Engine:
         after an interruption resumes it (an answer already paid for is not paid again),
         and a video already done with the same settings is not generated again unless
         ``force``."""
+        from gs_video_report.batch.planner import Plan, plan_entry
+
         settings = self.settings
         folder = (output or settings.output.dir).expanduser().resolve()
         writer = FileWriter(folder, template_subfolders=settings.output.template_subfolders)
@@ -275,6 +293,8 @@ class Engine:
         options: RunOptions,
         single: str | None = None,
     ) -> None:
+        from gs_video_report.batch.runner import record_plan
+
         names = set(self.registry().names())
         # templates given by path: stored, so a resume finds them by name
         files = sorted(
@@ -315,6 +335,8 @@ class Engine:
         reporter: Reporter | None,
         control: RunControl | None,
     ) -> BatchOutcome:
+        from gs_video_report.batch.runner import run_batch
+
         stored = await read_stored_run(batch_id, self.db_path.parent)
         return await run_batch(
             store,
@@ -368,6 +390,8 @@ class Engine:
 
     async def uploads_need_keys(self) -> bool:
         """Whether ``cleanup`` has uploads of real (not simulated) batches to delete."""
+        from gs_video_report.batch.cleanup import simulated_batches
+
         if not self.db_path.exists():
             return False
         async with self._store() as store:
@@ -377,6 +401,8 @@ class Engine:
     async def cleanup(
         self, *, older_than_days: float, all_uploads: bool, dry_run: bool
     ) -> CleanupReport:
+        from gs_video_report.batch.cleanup import CleanupReport, cleanup
+
         if not self.db_path.exists():
             return CleanupReport()
         async with self._store() as store:
@@ -398,6 +424,8 @@ class Engine:
 
     async def key_pool(self) -> list[KeyView]:
         """The engine's keys as the batches see them: health from the state database."""
+        from gs_video_report.services.gemini.keypool import KeyPool, KeyState
+
         known = {fp: KeyState(**row) for fp, row in (await self.key_health()).items()}
         pool = KeyPool(self.keys, states=known, clock=self.clock.time)
         now = self.clock.time()

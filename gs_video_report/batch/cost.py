@@ -10,10 +10,13 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from gs_video_report.catalog import MODELS, PricePoint
-from gs_video_report.config import PriceOverride
 from gs_video_report.models import GenerationSettings, Usage
+
+if TYPE_CHECKING:
+    from gs_video_report.config import PriceOverride  # pydantic: not needed to price
 
 # Tokens per second of video (Gemini docs): frames at the media resolution x fps, plus audio.
 FRAME_TOKENS = {"low": 66, "medium": 66, "high": 258}

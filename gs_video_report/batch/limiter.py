@@ -1,11 +1,14 @@
 """APILimiter: pace calls *before* making them, per (project or key, model).
 
-- requests per minute: starts are spaced at least 60/rpm seconds apart (a leaky bucket
-  of capacity one, so no 60-second window can ever hold more than ``rpm`` starts);
-- input tokens per minute: a token bucket filled at tpm/60 per second; a request waits
-  until its estimate fits (one larger than the whole bucket waits for a full bucket);
+- requests per minute: a sliding window — a call may start while fewer than ``rpm``
+  calls started in the last minute, so the first ``rpm`` calls go at once (the burst a
+  per-minute quota allows) and no 60-second window ever holds more than ``rpm`` starts;
+- input tokens per minute: the same window over the tokens the calls started with (their
+  estimates); a call waits until its tokens fit, one larger than the whole window waits
+  for an empty window;
 - a per-minute 429 pauses every caller of that bucket once, until the server's delay
-  has passed, and lowers the pace, which recovers step by step with successes;
+  has passed, and shrinks both windows' capacity, which recovers step by step with
+  successes;
 - a per-day 429 parks the bucket: ``acquire`` raises ``QuotaParked`` until it is reset.
 
 Time is injected (``clock``, ``sleep``), so tests run on a virtual clock.
@@ -14,7 +17,9 @@ Time is injected (``clock``, ``sleep``), so tests run on a virtual clock.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,9 +27,10 @@ from gs_video_report.errors import ExitCode, GsVideoReportError
 
 Sleep = Callable[[float], Awaitable[None]]
 
-_BACKOFF_FACTOR = 0.7  # pace after a per-minute 429
-_FLOOR = 0.2  # never below this share of the configured pace
-_RECOVERY_STEP = 0.05  # share of the configured pace regained ...
+WINDOW_S = 60.0  # the server's per-minute window
+_BACKOFF_FACTOR = 0.7  # capacity after a per-minute 429
+_FLOOR = 0.2  # never below this share of the configured capacity
+_RECOVERY_STEP = 0.05  # share of the configured capacity regained ...
 _RECOVERY_EVERY = 10  # ... per this many successes
 
 
@@ -43,8 +49,11 @@ class QuotaParked(GsVideoReportError):
 class Limits:
     rpm: float | None = None  # requests per minute; None = unlimited
     tpm: float | None = None  # input tokens per minute; None = unlimited
-    # Pace slightly under the limit: our clock and the server's window disagree by the
-    # network's jitter. 1.5 % of a minute is ~0.9 s of slack, far above loopback or LAN jitter.
+    # Our window is a little longer than the server's minute: a call reaches the server
+    # later than it started here, by a delay that varies (network, the SDK building the
+    # request), so two starts exactly a minute apart could land less than a minute apart
+    # there. 60 / 0.985 = 60.9 s absorbs 0.9 s of that, far above loopback or LAN jitter.
+    # The capacity is not cut: rounding it down would waste a whole call per window.
     safety: float = 0.985
 
 
@@ -55,12 +64,13 @@ class Bucket:
         self._clock = clock
         self._sleep = sleep
         self._lock = asyncio.Lock()
-        self._next_start = 0.0
-        self._tokens = limits.tpm or 0.0
-        self._tokens_at = clock()
+        self._window_s = WINDOW_S / limits.safety
+        self._starts: deque[float] = deque()  # calls started within the window
+        self._spent: deque[tuple[float, float]] = deque()  # (start, tokens) within it
+        self._spent_total = 0.0
         self._pause_until = 0.0
         self._episode_start = float("-inf")  # when the latest 429 episode began
-        self._scale = 1.0  # share of the configured pace in force
+        self._scale = 1.0  # share of the configured capacity in force
         self._successes = 0
         self.parked: QuotaParked | None = None
         self.pauses = 0
@@ -68,8 +78,11 @@ class Bucket:
 
     @property
     def pace_rpm(self) -> float | None:
-        rpm = self.limits.rpm
-        return None if rpm is None else rpm * self.limits.safety * self._scale
+        """The sustained rate the window allows now (calls per minute), past its burst."""
+        if self.limits.rpm is None:
+            return None
+        capacity, window = self._request_window()
+        return capacity * WINDOW_S / window
 
     @property
     def paused_until(self) -> float:
@@ -83,41 +96,71 @@ class Bucket:
                 if self.parked is not None:
                     raise self.parked
                 now = self._clock()
+                self._forget(now)
                 wait = max(
-                    self._pause_until - now, self._next_start - now, self._token_wait(now, tokens)
+                    self._pause_until - now, self._request_wait(now), self._token_wait(now, tokens)
                 )
                 if wait <= 0:
                     break
                 self.waited_s += wait
                 await self._sleep(wait)
-            now = self._clock()
-            pace = self.pace_rpm
-            if pace:
-                self._next_start = max(now, self._next_start) + 60.0 / pace
-            if self.limits.tpm:
-                self._refill(now)
-                self._tokens -= min(tokens, self.limits.tpm)
+            if self.limits.rpm:
+                self._starts.append(now)
+            if self.limits.tpm and tokens > 0:
+                self._spent.append((now, tokens))
+                self._spent_total += tokens
             return now
 
-    def _refill(self, now: float) -> None:
-        tpm = self.limits.tpm or 0.0
-        self._tokens = min(tpm, self._tokens + (now - self._tokens_at) * tpm / 60.0)
-        self._tokens_at = now
+    def _request_window(self) -> tuple[int, float]:
+        """How many calls the window holds now, and its length. Under one call a minute
+        (a low limit, or one cut down by 429s), one call per proportionally longer window."""
+        allowed = (self.limits.rpm or 0.0) * self._scale
+        if allowed >= 1:
+            return math.floor(allowed), self._window_s
+        return 1, self._window_s / allowed
+
+    def _forget(self, now: float) -> None:
+        # a start exactly a window ago no longer counts (as in the server's window)
+        if self._starts:
+            _, window = self._request_window()
+            while self._starts and self._starts[0] <= now - window:
+                self._starts.popleft()
+        while self._spent and self._spent[0][0] <= now - self._window_s:
+            self._spent_total -= self._spent.popleft()[1]
+        if not self._spent:
+            self._spent_total = 0.0  # no float drift left behind
+
+    def _request_wait(self, now: float) -> float:
+        if not self.limits.rpm:
+            return 0.0
+        capacity, window = self._request_window()
+        if len(self._starts) < capacity:
+            return 0.0
+        # the start that must leave the window for one fewer than capacity to remain in it
+        return self._starts[len(self._starts) - capacity] + window - now
 
     def _token_wait(self, now: float, tokens: float) -> float:
         tpm = self.limits.tpm
-        if not tpm or tokens <= 0:
+        if not tpm or tokens <= 0 or not self._spent:
             return 0.0
-        self._refill(now)
-        need = min(tokens, tpm) - self._tokens
-        return 0.0 if need <= 0 else need * 60.0 / (tpm * self._scale)
+        capacity = tpm * self._scale
+        if self._spent_total + tokens <= capacity:
+            return 0.0
+        if tokens > capacity:  # never fits beside another call: wait for an empty window
+            return self._spent[-1][0] + self._window_s - now
+        left = self._spent_total
+        for started, spent in self._spent:
+            left -= spent
+            if left + tokens <= capacity:
+                return started + self._window_s - now
+        return self._spent[-1][0] + self._window_s - now  # float rounding only
 
     def rate_limited(self, retry_after: float | None, sent_at: float | None = None) -> None:
-        """A per-minute 429: one shared pause, and a slower pace from now on.
+        """A per-minute 429: one shared pause, and a smaller window from now on.
 
         429s for calls sent before the current pause began (``sent_at``) belong to the same
         episode: several workers' calls were on the wire together. They may stretch the
-        pause to the server's latest delay but do not slow the pace again."""
+        pause to the server's latest delay but do not shrink the window again."""
         now = self._clock()
         until = now + (retry_after if retry_after is not None else 30.0)
         if sent_at is None or sent_at > self._episode_start:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch.adapt import Adjustments
 from gs_video_report.batch.decide import Adapt, Situation, decide
@@ -41,12 +41,15 @@ from gs_video_report.models import (
 )
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.formatter import LessonFormatter, LessonMeta
-from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.probe import probe_video
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter, write_answer, write_markdown
 from gs_video_report.storage.checkpoint import TaskRow
+
+if TYPE_CHECKING:
+    # only named here: planning (and so the CLI) loads without google-genai
+    from gs_video_report.services.gemini import GeminiService, VideoRef
 
 logger = logging.getLogger(__name__)
 

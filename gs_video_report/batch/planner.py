@@ -16,18 +16,22 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gs_video_report.batch.cost import Prices, estimate_input_tokens, expected_output_tokens
 from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
 from gs_video_report.batch.parts import input_limit, spans
-from gs_video_report.batch.pipeline import PreparedVideo, prepare, read_sidecar
-from gs_video_report.config import Settings
 from gs_video_report.errors import InputError, TemplateError
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage.checkpoint import LedgerEntry
+
+if TYPE_CHECKING:
+    from gs_video_report.batch.pipeline import PreparedVideo
+    from gs_video_report.config import Settings
+    from gs_video_report.services.templates import TemplateRegistry
 
 Ledger = Mapping[str, LedgerEntry]  # done key -> where its lesson was written
 ALREADY_DONE = "already done"
@@ -126,6 +130,8 @@ def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
     previous = ledger.get(planned.done_key) if ledger is not None else None
     if previous is not None and Path(previous.output_md).is_file():
         return f"{ALREADY_DONE} in {previous.batch_id}: {previous.output_md}"
+    from gs_video_report.batch.pipeline import read_sidecar  # see plan_entry
+
     files = planned.video.files
     if files.answer_json.is_file() and files.markdown.is_file():
         sidecar = read_sidecar(files.answer_json)
@@ -159,6 +165,10 @@ def plan_entry(
     taken: set[Path] | None = None,
 ) -> PlannedTask:
     """One entry through every local check; raises ``InputError``/``TemplateError``."""
+    # The pipeline (templates, Jinja, the formatter) loads with the first plan, not with
+    # this module: the CLI imports ``estimate_plan`` for every command, --help included.
+    from gs_video_report.batch.pipeline import prepare
+
     chosen = find_template(registry, entry.template or template or settings.templates.default)
     merged = {**params, **entry.params}
     source = parse_source(entry.text)

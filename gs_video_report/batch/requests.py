@@ -1,20 +1,42 @@
-"""What callers hand the engine: what to plan (``PlanRequest``), what to change on a
-resume (``RunChanges``), and a running batch's remote control (``RunControl``)."""
+"""What callers hand the engine: what to plan (``PlanRequest``), how to run it
+(``RunOptions``) and what to change on a resume (``RunChanges``), and a running batch's
+remote control (``RunControl``). Light on purpose: front-ends import these at start-up,
+before (and often without) running anything, so nothing here loads the SDK or PyAV."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch.inputs import Inputs, read_file_list, read_url_list, scan_folder
-from gs_video_report.batch.planner import Plan
-from gs_video_report.batch.runner import RunOptions
-from gs_video_report.batch.workers import WorkerPool
 from gs_video_report.errors import UsageError
 from gs_video_report.models import StopReason
+
+if TYPE_CHECKING:
+    from gs_video_report.batch.planner import Plan
+    from gs_video_report.batch.workers import WorkerPool
+
+
+def new_batch_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"batch_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    parallel: int = 4
+    max_uploads: int = 2
+    max_retries: int = 3
+    simulated: bool = False
+    timeout_s: float | None = None  # per video generate call
+    cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
+    reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
+    reuse: bool = True  # reuse lessons already paid for (False: --force)
 
 
 @dataclass(frozen=True)

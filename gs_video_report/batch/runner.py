@@ -15,8 +15,6 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from gs_video_report.batch.cost import Budget, BudgetGate, Prices
@@ -25,76 +23,27 @@ from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
+
+# The run's options and outcome live with the engine's API values (cheap to import, so
+# front-ends start without this module's SDK); they are the runner's names too.
+from gs_video_report.batch.requests import RunOptions as RunOptions
+from gs_video_report.batch.requests import new_batch_id as new_batch_id
+from gs_video_report.batch.views import BatchOutcome as BatchOutcome
 from gs_video_report.batch.workers import PoolOptions, WorkerPool
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.config import PoolKey, Settings
-from gs_video_report.errors import ExitCode, OutputError, UnknownBatchError, UsageError
+from gs_video_report.errors import OutputError, UnknownBatchError, UsageError
 from gs_video_report.models import BatchStatus, StopReason
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.gemini.keypool import KeyPool, KeyState
 from gs_video_report.services.templates import TemplateRegistry
 from gs_video_report.services.writer import remove_leftovers
-from gs_video_report.storage.checkpoint import CheckpointManager, NewTask, TaskStage
+from gs_video_report.storage.checkpoint import CheckpointManager, NewTask
 
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 2.0
-_EXIT_BY_STOP = {
-    StopReason.QUOTA: ExitCode.QUOTA,
-    StopReason.BUDGET: ExitCode.QUOTA,
-    StopReason.AUTH: ExitCode.AUTH,
-    StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
-    StopReason.CANCELLED: ExitCode.INTERRUPTED,
-    StopReason.LEASE_LOST: ExitCode.INTERRUPTED,
-    StopReason.OFFLINE: ExitCode.OFFLINE,
-}
-
-
-def new_batch_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return f"batch_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(4)}"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    parallel: int = 4
-    max_uploads: int = 2
-    max_retries: int = 3
-    simulated: bool = False
-    timeout_s: float | None = None  # per video generate call
-    cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
-    reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
-    reuse: bool = True  # reuse lessons already paid for (False: --force)
-
-
-@dataclass
-class BatchOutcome:
-    batch_id: str
-    counts: dict[TaskStage, int] = field(default_factory=dict)
-    stop_reason: StopReason | None = None
-    stop_message: str | None = None
-    report_dir: Path | None = None
-    spent_usd: float = 0.0
-    rest_usd: float | None = None  # estimate for what is left (None: unknown)
-    rejected: int = 0  # inputs the plan turned away
-
-    @property
-    def partial(self) -> bool:
-        """The one rule: a video failed, or an input was rejected."""
-        return bool(self.counts.get(TaskStage.FAILED) or self.rejected)
-
-    @property
-    def status(self) -> BatchStatus:
-        if self.stop_reason is not None:
-            return BatchStatus.stopped(self.stop_reason)
-        return BatchStatus.PARTIAL if self.partial else BatchStatus.DONE
-
-    @property
-    def exit_code(self) -> ExitCode:
-        if self.stop_reason is not None:
-            return _EXIT_BY_STOP[self.stop_reason]
-        return ExitCode.PARTIAL if self.partial else ExitCode.OK
 
 
 async def record_plan(

@@ -9,9 +9,51 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from gs_video_report.batch.runner import BatchOutcome, RunOptions
-from gs_video_report.models import BatchStatus
+from gs_video_report.batch.requests import RunOptions
+from gs_video_report.errors import ExitCode
+from gs_video_report.models import BatchStatus, StopReason
 from gs_video_report.storage.checkpoint import TaskRow, TaskStage
+
+_EXIT_BY_STOP = {
+    StopReason.QUOTA: ExitCode.QUOTA,
+    StopReason.BUDGET: ExitCode.QUOTA,
+    StopReason.AUTH: ExitCode.AUTH,
+    StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
+    StopReason.CANCELLED: ExitCode.INTERRUPTED,
+    StopReason.LEASE_LOST: ExitCode.INTERRUPTED,
+    StopReason.OFFLINE: ExitCode.OFFLINE,
+}
+
+
+@dataclass
+class BatchOutcome:
+    """How a run ended (``run_batch``, ``Engine.start``/``resume``)."""
+
+    batch_id: str
+    counts: dict[TaskStage, int] = field(default_factory=dict)
+    stop_reason: StopReason | None = None
+    stop_message: str | None = None
+    report_dir: Path | None = None
+    spent_usd: float = 0.0
+    rest_usd: float | None = None  # estimate for what is left (None: unknown)
+    rejected: int = 0  # inputs the plan turned away
+
+    @property
+    def partial(self) -> bool:
+        """The one rule: a video failed, or an input was rejected."""
+        return bool(self.counts.get(TaskStage.FAILED) or self.rejected)
+
+    @property
+    def status(self) -> BatchStatus:
+        if self.stop_reason is not None:
+            return BatchStatus.stopped(self.stop_reason)
+        return BatchStatus.PARTIAL if self.partial else BatchStatus.DONE
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.stop_reason is not None:
+            return _EXIT_BY_STOP[self.stop_reason]
+        return ExitCode.PARTIAL if self.partial else ExitCode.OK
 
 
 @dataclass(frozen=True)

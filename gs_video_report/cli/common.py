@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,17 +22,13 @@ from rich.text import Text
 
 from gs_video_report.cli.text import printable
 from gs_video_report.clock import REAL, Clock
-from gs_video_report.config import (
-    ApiKey,
-    PoolKey,
-    Settings,
-    home_dir,
-    load_settings,
-    read_keys_file,
-    resolve_keys,
-)
 from gs_video_report.errors import ExitCode, GsVideoReportError
-from gs_video_report.simulator import SIMULATED_KEY, Simulator
+
+# The settings (pydantic) and the simulator (http.server) load when a command uses them:
+# ``--help`` and ``version`` use neither, and every command imports this module.
+if TYPE_CHECKING:
+    from gs_video_report.config import PoolKey, Settings
+    from gs_video_report.simulator import Simulator
 
 logger = logging.getLogger("gs_video_report")
 Opt = typer.Option
@@ -159,6 +155,8 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
     stderr.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [stderr]
     if to_file:
+        from gs_video_report.config import home_dir
+
         log_dir = home_dir() / "logs"
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -250,6 +248,8 @@ def handle_errors(verbose: bool) -> Iterator[None]:
 
 
 def settings_from(config: Path | None, **flags: Any) -> Settings:
+    from gs_video_report.config import load_settings
+
     return load_settings(config_path=config, overrides=flags)
 
 
@@ -265,6 +265,9 @@ def api_target(
     """Real Gemini with the user's keys, or the built-in simulator on a loopback port (with
     the keys file's keys or the ``--api-key`` when given, so a pool or a key's handling
     can be tried out; the simulator accepts any key)."""
+    from gs_video_report.config import ApiKey, PoolKey, read_keys_file, resolve_keys
+    from gs_video_report.simulator import SIMULATED_KEY, Simulator
+
     if not simulate:
         keys = resolve_keys(settings, flag=api_key, keys_file=keys_file)
         for key in keys:

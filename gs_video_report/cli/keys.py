@@ -22,7 +22,6 @@ from gs_video_report.cli.common import (
     settings_from,
 )
 from gs_video_report.cli.text import literal
-from gs_video_report.config import resolve_keys
 from gs_video_report.errors import ExitCode
 
 
@@ -51,6 +50,8 @@ def keys_command(
                 raise fail(f"no key {fingerprint} in the state database", ExitCode.INPUT)
             console.print(f"{literal(fingerprint)} is enabled again")
             return
+        from gs_video_report.config import resolve_keys  # see cli.common
+
         settings = settings_from(config)
         keys = resolve_keys(settings, keys_file=keys_file)
         for key in keys:

@@ -23,7 +23,7 @@ from gs_video_report.cli.common import (
     setup_logging,
 )
 from gs_video_report.cli.text import literal, printable
-from gs_video_report.config import PoolKey, resolve_keys
+from gs_video_report.config import PoolKey
 from gs_video_report.errors import AuthError, ConfigError
 from gs_video_report.models import BatchStatus, TaskStage
 
@@ -163,6 +163,8 @@ def cleanup_command(
     setup_logging(rt, verbose=verbose, to_file=not dry_run)
     console = Console(stderr=True, highlight=False)
     with handle_errors(verbose):
+        from gs_video_report.config import resolve_keys  # see cli.common
+
         settings = settings_from(config)
         engine = Engine(settings, clock=rt.clock)
         if not engine.db_path.exists():

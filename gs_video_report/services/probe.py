@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import av
+from typing import TYPE_CHECKING
 
 from gs_video_report.errors import InputError
 from gs_video_report.models import VideoInfo
+
+if TYPE_CHECKING:
+    import av
 
 # Gemini's documented video MIME types, by file extension.
 MIME_BY_EXTENSION: dict[str, str] = {
@@ -79,6 +81,10 @@ def check_file(path: Path, *, max_bytes: int) -> tuple[int, str, int]:
 def probe_video(path: Path, *, max_bytes: int) -> VideoInfo:
     """Raise ``InputError`` with a one-line reason unless ``path`` is a usable video."""
     size, mime, mtime_ns = check_file(path, max_bytes=max_bytes)
+    # PyAV (FFmpeg's libraries) takes a while to load; commands that probe nothing
+    # (--help, status, list-templates) must not pay for it
+    import av
+
     try:
         container = av.open(os.fspath(path))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -125,6 +131,8 @@ def _check_not_truncated(
         return
     start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
     target = max(0.0, duration - 3.0)
+    import av  # loaded by probe_video already
+
     try:
         container.seek(int((start + target) / time_base), stream=stream, backward=True)
     except av.FFmpegError:

@@ -26,8 +26,6 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import av
-
 from gs_video_report.simulator.answers import fake_answer
 from gs_video_report.simulator.state import (
     FILE_TTL_S,
@@ -91,6 +89,8 @@ def probe_upload(path: str | None, size: int) -> tuple[float, str | None]:
     """Duration of an uploaded video, or why Gemini would fail to process it."""
     if path is None:
         return max(1.0, size / 250_000), None  # the docs' rule of thumb: ~250 kB per second
+    import av  # slow to load: every command imports the simulator (--simulate), few probe
+
     try:
         with av.open(path) as container:
             if not container.streams.video:

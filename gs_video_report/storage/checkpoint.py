@@ -31,6 +31,18 @@ _LIVE_CLAIM = (
     " AND (c.owner = ? OR (b.lease_owner = c.owner AND b.lease_until > ?))"
 )
 
+# One statement (see ``claim_next``); its parameters: now, owner, now, batch id, now,
+# owner, now. The literal stage = 'pending' lets SQLite use the pending-only index
+# (migration 9), so a claim never steps over done tasks.
+CLAIM_NEXT = (
+    "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
+    " next_attempt_at = NULL, claimed_by = ?, updated_at = ? WHERE id = ("
+    "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND NOT EXISTS ("
+    + _LIVE_CLAIM
+    + ") ORDER BY seq LIMIT 1) RETURNING *"
+)
+
 __all__ = ["CheckpointManager", "LeaseHeldError", "LedgerEntry", "NewTask", "TaskRow", "TaskStage"]
 
 
@@ -333,13 +345,7 @@ class CheckpointManager:
         processes and one round trip."""
         async with self._tx_lock:
             rows = await self.conn.execute_fetchall(
-                "UPDATE tasks SET stage = 'uploading', started_at = COALESCE(started_at, ?),"
-                " next_attempt_at = NULL, claimed_by = ?, updated_at = ? WHERE id = ("
-                "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
-                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND NOT EXISTS ("
-                + _LIVE_CLAIM
-                + ") ORDER BY seq LIMIT 1) RETURNING *",
-                (now, owner, now, batch_id, now, owner, now),
+                CLAIM_NEXT, (now, owner, now, batch_id, now, owner, now)
             )
         return next((TaskRow.from_row(row) for row in rows), None)
 

@@ -222,6 +222,20 @@ migration("m008_task_mtime")(
 )
 
 
+# The claim asks for a batch's first pending task in ``seq`` order: through the unique
+# (batch_id, seq) index it stepped over every done task before it (1.8 ms a claim at
+# 4,900 done, 18 ms at 50,000). An index of pending tasks only, in seq order, makes it
+# one step whatever is done; with next_attempt_at in it, tasks still waiting for their
+# retry are passed over without reading their rows. (The other queries on pending tasks
+# go by (batch_id, stage), which holds no done task either.)
+migration("m009_pending_index")(
+    """
+    CREATE INDEX tasks_pending ON tasks (batch_id, seq, next_attempt_at)
+    WHERE stage = 'pending'
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""

@@ -37,10 +37,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
-
-from google import genai
 
 from gs_video_report.config import (
     ApiSettings,
@@ -58,8 +56,9 @@ from gs_video_report.errors import (
     RateLimitError,
 )
 from gs_video_report.retry import RetryPolicy
-from gs_video_report.services.gemini.client import build_client
-from gs_video_report.services.gemini.errors import translate
+
+if TYPE_CHECKING:
+    from google import genai
 
 logger = logging.getLogger(__name__)
 
@@ -275,9 +274,15 @@ class KeyPool:
     # -- the public API: run a function with a client, moving keys on key-level errors --
     def make_client(self, key: PoolKey, **http: Any) -> genai.Client:
         """A client as the service builds it; ``http`` overrides HttpOptions fields."""
+        # google-genai loads on the first call, not with the pool: the batch's decisions
+        # and ``keys``/``status`` use its bookkeeping alone
+        from gs_video_report.services.gemini.client import build_client
+
         return build_client(key.key, self.api, **http)
 
     def _translate(self, exc: BaseException, key: PoolKey) -> ApiError | None:
+        from gs_video_report.services.gemini.errors import translate  # see make_client
+
         return translate(exc, stage="call", touches_file=False, secret=key.key.reveal())
 
     def _after_failure(self, exc: Exception, key: PoolKey, attempt: int) -> float:
