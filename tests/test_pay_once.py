@@ -146,7 +146,7 @@ def test_a_lost_state_database_never_makes_a_rerun_pay(
 def test_a_paused_process_stops_before_paying_again_once_taken_over(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    videos = course(tmp_path / "videos", 3)
+    videos = course(tmp_path / "videos", 8)
     # the first video's first call hangs while the process is paused past its lease
     sim.add_fault(Fault("hang", "generate", times=1, delay=4.0, match="lecture_00"))
     env = {"GS_VIDEOREPORT_RUN__LEASE_TTL": "2"}
@@ -162,15 +162,26 @@ def test_a_paused_process_stops_before_paying_again_once_taken_over(
             time.sleep(0.05)  # waiting on the paused process's lease to run out
         batch_id = str(db_rows(tmp_path, "SELECT id FROM batches")[0][0])
         taker = Child(tmp_path, sim, "resume", batch_id, "-q", env=env)
-        code, _, err = taker.finish(120)
-        assert code == 0, err
+        code, _, taker_err = taker.finish(120)
+        assert code == 0, taker_err
     finally:
         os.kill(paused.proc.pid, signal.SIGCONT)
     code, _, err = paused.finish(60)
     assert code == 130 and "another process took over" in err, (code, err)
-    # one lesson served per video, and no call but the one on the wire when it was paused
-    assert sim.stats()["generate_by_subject"] == {f"lecture_0{i}.mp4": 1 for i in range(3)}
-    assert generates(sim) == 4
-    assert len(lessons(tmp_path / "out")) == 3
-    status = db_rows(tmp_path, "SELECT status, lease_owner FROM batches")
-    assert status == [("done", None)]
+    # one lesson served per video, and no call but those on the wire when it was paused
+    served = sim.stats()["generate_by_subject"]
+    assert set(served) == {f"lecture_0{i}.mp4" for i in range(8)}
+    assert sum(served.values()) <= 8 + 1  # the other slot's call may have been on the wire
+    assert generates(sim) <= 8 + 2  # + the hung call (and a second slot's, if it was busy)
+    assert len(lessons(tmp_path / "out")) == 8
+    # the process taken over wrote nothing back over the new owner's work: the batch is
+    # done, or (rarely, under a 2 s lease on a loaded machine) says what is left, and a
+    # resume finishes it without paying again
+    stages = db_rows(tmp_path, "SELECT stage, COUNT(*) FROM tasks GROUP BY stage")
+    if stages != [("done", 8)]:
+        paid = generates(sim)
+        again = Child(tmp_path, sim, "resume", batch_id, "-q", env=env)
+        assert again.finish(120)[0] == 0
+        assert generates(sim) == paid, (stages, taker_err, err)
+    assert db_rows(tmp_path, "SELECT stage, COUNT(*) FROM tasks GROUP BY stage") == [("done", 8)]
+    assert db_rows(tmp_path, "SELECT status, lease_owner FROM batches") == [("done", None)]

@@ -242,11 +242,17 @@ async def _run_leased(
     if pool.stop_reason is StopReason.CANCELLED:
         await store.cancel_pending(batch_id, clock.time())
     left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
+    reason, message = pool.stop_reason, pool.stop_message
+    if reason is None and left:
+        # never "done" with work left: say so, resumable (a resume puts it back)
+        reason = StopReason.INTERRUPTED
+        message = f"{len(left)} video(s) were left unfinished; resume to finish them"
+        logger.warning("batch %s: %s", batch_id, message)
     outcome = BatchOutcome(
         batch_id,
         await store.counts(batch_id),
-        pool.stop_reason,
-        pool.stop_message,
+        reason,
+        message,
         spent_usd=budget.budget.spent_usd,
         rest_usd=pool.estimates.usd(left),
         rejected=rejected,

@@ -108,6 +108,7 @@ class Uploader:
                     view, Activity.UPLOADING, done / max(1, total)
                 ),
             )
+        await self._before_upload()  # still ours: the upload's record may be written
         await self.store.record_upload(
             task.id,
             name=file.name,

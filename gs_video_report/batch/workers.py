@@ -175,13 +175,32 @@ class WorkerPool:
             self.request_stop(StopReason.LEASE_LOST, "another process took over this batch")
 
     async def _check_lease(self) -> None:
-        """Before every paid call: still ours? A process paused past its lease (SIGSTOP, a
-        closed laptop) may have been taken over; then it stops before paying again."""
-        if self.lease_lost or not await self.store.holds_lease(
+        """Before every paid call, and before writing what a call brought back: still
+        ours? A process paused past its lease (SIGSTOP, a closed laptop) may have been
+        taken over; then it stops, paying and writing nothing more. A `cancel` from
+        another terminal is noticed here too, before the next call starts."""
+        if self.lease_lost:
+            raise _LeaseLost
+        held, cancel = await self.store.lease_state(
             self.batch_id, self.owner, self.clock.time(), self.options.lease_ttl_s
-        ):
+        )
+        if not held:
             self.lose_lease()
             raise _LeaseLost
+        if cancel:
+            self.abort(StopReason.CANCELLED, "cancelled from another terminal")
+            raise _Stopping
+
+    async def _still_ours(self) -> bool:
+        """Before writing a task's outcome: a call that failed while the process was
+        paused past its lease must not put back a task the new owner has finished."""
+        if not self.lease_lost:
+            held, _ = await self.store.lease_state(
+                self.batch_id, self.owner, self.clock.time(), self.options.lease_ttl_s
+            )
+            if not held:
+                self.lose_lease()
+        return not self.lease_lost
 
     async def _reachable(self) -> bool:
         # any key will do: a key's own trouble (401, 429) is still an answer
@@ -255,14 +274,16 @@ class WorkerPool:
         except _LeaseLost:
             return  # the task is the other process's now: no state written
         except _Stopping:
-            await self.outcomes.requeue(task, view, None, "stopping")
+            if await self._still_ours():
+                await self.outcomes.requeue(task, view, None, "stopping")
         except (sqlite3.Error, StorageError):
             raise  # not this task's failure: the pool stops
         except Exception as exc:
             if not isinstance(exc, GsVideoReportError | BudgetExceeded):
                 logger.exception("%s: unexpected error", task.display_name)
             await self.outcomes.record_calls(task, log)
-            await self.outcomes.failed(task, view, exc)
+            if await self._still_ours():  # else the task is the other process's now
+                await self.outcomes.failed(task, view, exc)
         finally:
             # Given back whatever happened, before the next await: once re-queued, another
             # worker may claim the task while this one still writes the attempt log.
@@ -310,6 +331,7 @@ class WorkerPool:
         generation = await self._generate(task, view, video, ref, pipeline, bucket, parts, log)
         pace = bucket.pace_rpm
         self._lookahead.rate_limit_per_s = None if pace is None else pace / 60
+        await self._check_lease()  # what the call brought back is written only if still ours
         bucket.succeeded()
         self.router.succeeded(key)
         self.estimates.observe(video, generation.usage)
@@ -325,7 +347,7 @@ class WorkerPool:
         await parts.keep(generation, video.duration_s or 0.0)
         if unwritten is not None:
             raise unwritten
-        await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time())
+        await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time(), owner=self.owner)
         self._show(view, ev.Activity.WRITING)
         self.writer.lesson(video, generation)
         cost = self.prices.of_usage(task.model, generation.usage)
@@ -382,7 +404,10 @@ class WorkerPool:
                 if self.stop_reason is not None:
                     raise _Stopping  # uploaded, not paid for: the resume reuses the upload
                 self._lookahead.move(task.id, GENERATING)
-                await self.store.set_stage(task.id, TaskStage.GENERATING, self.clock.time())
+                await self._check_lease()  # a process taken over while it waited writes nothing
+                await self.store.set_stage(
+                    task.id, TaskStage.GENERATING, self.clock.time(), owner=self.owner
+                )
                 self._show(view, ev.Activity.GENERATING)
                 base = self.options.timeout_s or self.settings.api.request_timeout
                 generation = await pipeline.lesson(

@@ -40,7 +40,10 @@ CLAIM_NEXT = (
     "SELECT id FROM tasks WHERE batch_id = ? AND stage = 'pending'"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND NOT EXISTS ("
     + _LIVE_CLAIM
-    + ") ORDER BY seq LIMIT 1) RETURNING *"
+    + ") ORDER BY seq LIMIT 1)"
+    # only while the claimer holds the batch: a process taken over claims nothing more
+    " AND EXISTS (SELECT 1 FROM batches WHERE id = tasks.batch_id AND lease_owner = ?)"
+    " RETURNING *"
 )
 
 __all__ = ["CheckpointManager", "LeaseHeldError", "LedgerEntry", "NewTask", "TaskRow", "TaskStage"]
@@ -345,7 +348,7 @@ class CheckpointManager:
         processes and one round trip."""
         async with self._tx_lock:
             rows = await self.conn.execute_fetchall(
-                CLAIM_NEXT, (now, owner, now, batch_id, now, owner, now)
+                CLAIM_NEXT, (now, owner, now, batch_id, now, owner, now, owner)
             )
         return next((TaskRow.from_row(row) for row in rows), None)
 
@@ -370,6 +373,20 @@ class CheckpointManager:
         taken the batch over (this one must then stop before its next paid call)."""
         return await self.heartbeat(batch_id, owner=owner, now=now, ttl_s=ttl_s)
 
+    async def lease_state(
+        self, batch_id: str, owner: str, now: float, ttl_s: float
+    ) -> tuple[bool, bool]:
+        """(still ours — the lease extended —, cancel requested): both checked before
+        every paid call, in one round trip."""
+        async with self._tx_lock:
+            rows = await self.conn.execute_fetchall(
+                "UPDATE batches SET lease_until = ? WHERE id = ? AND lease_owner = ?"
+                " RETURNING cancel_requested",
+                (now + ttl_s, batch_id, owner),
+            )
+        row = next(iter(rows), None)
+        return row is not None, bool(row and row[0])
+
     async def unfinished_single(self, done_key: str) -> str | None:
         """The newest one-video (``main``) batch for this work that has not finished."""
         rows = await self._rows(
@@ -389,8 +406,18 @@ class CheckpointManager:
         )
         return rows[0][0] if rows else None
 
-    async def set_stage(self, task_id: int, stage: TaskStage, now: float) -> None:
-        await self._update_task(task_id, now, stage=stage.value)
+    async def set_stage(
+        self, task_id: int, stage: TaskStage, now: float, *, owner: str | None = None
+    ) -> None:
+        """``owner``: only while the task is still claimed by it (after a takeover the
+        new owner's stage stands)."""
+        if owner is None:
+            await self._update_task(task_id, now, stage=stage.value)
+            return
+        await self._write(
+            "UPDATE tasks SET stage = ?, updated_at = ? WHERE id = ? AND claimed_by = ?",
+            (stage.value, now, task_id, owner),
+        )
 
     async def set_adjustments(self, task_id: int, adjustments_json: str, now: float) -> None:
         """What the next generate call changes (stored before it is made)."""
