@@ -68,6 +68,7 @@ async def _fill(store: CheckpointManager, tasks: int, pending: int, now: float) 
         tasks=(_task(seq) for seq in range(tasks)),
         now=now,
     )
+    await store.acquire_lease(BATCH, owner=OWNER, pid=1, now=now, ttl_s=1e9)
     # done as the engine leaves them (the ledger trigger runs as for a real one)
     await store.conn.execute(
         "UPDATE tasks SET stage = 'done', started_at = ?, finished_at = ?, updated_at = ?"
@@ -118,7 +119,9 @@ async def measure(
                 took[i].append(await _sample(store, now))
         plans = [
             {
-                "claim": await _plan(store, CLAIM_NEXT, (now, OWNER, now, BATCH, now, OWNER, now)),
+                "claim": await _plan(
+                    store, CLAIM_NEXT, (now, OWNER, now, BATCH, now, OWNER, now, OWNER)
+                ),
                 "next_retry_at": await _plan(store, NEXT_RETRY_AT, (BATCH,)),
             }
             for store in stores

@@ -185,3 +185,37 @@ def test_a_paused_process_stops_before_paying_again_once_taken_over(
         assert generates(sim) == paid, (stages, taker_err, err)
     assert db_rows(tmp_path, "SELECT stage, COUNT(*) FROM tasks GROUP BY stage") == [("done", 8)]
     assert db_rows(tmp_path, "SELECT status, lease_owner FROM batches") == [("done", None)]
+
+
+def test_a_new_output_folder_gets_its_lessons_without_paying_again(
+    cli: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    videos = course(tmp_path / "videos", 3)
+    first = cli("batch", "-d", str(videos), "-o", str(tmp_path / "a"), "--simulate", "-q")
+    assert first.exit_code == 0, first.output
+    again = cli("batch", "-d", str(videos), "-o", str(tmp_path / "b"), "--simulate", "-q")
+    assert again.exit_code == 0, again.output
+    assert generates(sim) == 3  # written from the answers already paid for
+    assert len(lessons(tmp_path / "b")) == 3
+
+
+def test_lessons_are_readable_by_others_and_an_unwritable_output_costs_nothing(
+    cli: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    videos = course(tmp_path / "videos", 2)
+    old = os.umask(0o022)
+    try:
+        assert (
+            cli("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--simulate").exit_code
+            == 0
+        )
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "out").rglob("*.*"):
+        assert path.stat().st_mode & 0o777 == 0o644, path  # not mkstemp's 0600
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    calls = sim.api_calls()
+    result = cli("batch", "-d", str(videos), "-o", str(blocked / "out"), "--simulate", "--force")
+    assert result.exit_code == 1 and "cannot be written" in result.stderr, result.output
+    assert "Traceback" not in result.output and sim.api_calls() == calls  # nothing paid

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -75,14 +76,15 @@ def test_skip_existing_uses_the_ledger_and_needs_the_lesson_on_disk(tmp_path: Pa
     inputs = Inputs(entries=[InputEntry(str(video), "x")])
     out = tmp_path / "out"
     first = plan_for(inputs, out).tasks[0]
-    lesson = tmp_path / "old" / "v.md"
+    lesson = first.video.files.markdown  # done before, where this plan writes it
     fields = {name: None for name in TaskRow.__dataclass_fields__}
     previous = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(lesson)})  # type: ignore[arg-type]
     ledger = {first.done_key: previous}
 
     assert plan_for(inputs, out, ledger).tasks[0].skip_reason is None  # lesson missing: redo
-    lesson.parent.mkdir()
+    lesson.parent.mkdir(parents=True)
     lesson.write_text("# done")
+    lesson.with_suffix(".json").write_text(json.dumps({"source": str(video.resolve())}))
     skipped = plan_for(inputs, out, ledger).tasks[0]
     assert skipped.skip_reason and "batch_old" in skipped.skip_reason
     assert plan_for(inputs, out, ledger, force=True).tasks[0].skip_reason is None

@@ -42,6 +42,11 @@ def new_task(seq: int, name: str = "v", done_key: str | None = None) -> NewTask:
     )
 
 
+async def lease(store: CheckpointManager, batch_id: str = "b1") -> None:
+    """Claims are taken only by the batch's lease holder."""
+    await store.acquire_lease(batch_id, owner="test-owner", pid=1, now=100.0, ttl_s=1e9)
+
+
 async def make_batch(store: CheckpointManager, n: int = 3, batch_id: str = "b1") -> None:
     await store.create_batch(
         batch_id,
@@ -95,6 +100,7 @@ def test_a_failed_migration_leaves_the_previous_version(
 def test_stage_transitions_are_committed_and_visible_to_another_connection(tmp_path: Path) -> None:
     async def body(store: CheckpointManager) -> None:
         await make_batch(store)
+        await lease(store)
         task = await store.claim_next("b1", now=101.0, owner="test-owner")
         assert task is not None and task.seq == 0 and task.stage is TaskStage.UPLOADING
         await store.record_upload(
@@ -133,6 +139,7 @@ def test_stage_transitions_are_committed_and_visible_to_another_connection(tmp_p
 def test_retry_waits_until_its_time_and_recover_requeues_in_flight(tmp_path: Path) -> None:
     async def body(store: CheckpointManager) -> None:
         await make_batch(store, n=2)
+        await lease(store)
         first = await store.claim_next("b1", now=100.0, owner="test-owner")
         assert first is not None
         await store.schedule_retry(
@@ -169,12 +176,13 @@ def test_queries_on_pending_tasks_never_step_over_done_ones(tmp_path: Path) -> N
 
     async def body(store: CheckpointManager) -> dict[str, str]:
         await make_batch(store, n=30)
+        await lease(store)
         await store.conn.execute(
             "UPDATE tasks SET stage = 'done', finished_at = 150.0 WHERE seq < 25"
         )
         await store.conn.commit()
         calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "claim_next": lambda: store.claim_next("b1", now=200.0, owner="o"),
+            "claim_next": lambda: store.claim_next("b1", now=200.0, owner="test-owner"),
             "next_retry_at": lambda: store.next_retry_at("b1"),
             "blocked_pending": lambda: store.blocked_pending("b1", 200.0, "o"),
             "cancel_pending": lambda: store.cancel_pending("b1", 200.0),
@@ -218,6 +226,7 @@ def test_lease_blocks_a_second_owner_until_it_expires(tmp_path: Path) -> None:
 def test_done_ledger_spans_batches_and_cancel_flag(tmp_path: Path) -> None:
     async def body(store: CheckpointManager) -> None:
         await make_batch(store, n=1, batch_id="b1")
+        await lease(store)
         task = await store.claim_next("b1", now=100.0, owner="test-owner")
         assert task is not None
         assert task.done_key not in await store.done_ledger()

@@ -44,7 +44,7 @@ from gs_video_report.batch.views import (
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.errors import UnknownBatchError
 from gs_video_report.models import BatchStatus
-from gs_video_report.services.writer import FileWriter, atomic_write_text
+from gs_video_report.services.writer import FileWriter, atomic_write_text, check_writable
 from gs_video_report.storage import CheckpointManager, open_db
 from gs_video_report.storage.db import DB_NAME
 
@@ -201,6 +201,8 @@ class Engine:
     ) -> BatchOutcome:
         """Commit the plan as a new batch, then run it."""
         batch_id = batch_id or new_batch_id()
+        if planned.plan.to_run:
+            check_writable(planned.output)
         async with self._store() as store:
             await self._record(store, planned.plan, batch_id, planned, options)
             return await self._run(store, batch_id, options, reporter, control)
@@ -265,6 +267,7 @@ class Engine:
         entry = InputEntry(text=video, origin=video)
         planned = plan_entry(entry, settings, self.registry(), writer, template, params or {})
         files = planned.video.files
+        check_writable(files.markdown.parent)
         result = OneResult(None, None, files.markdown, files.answer_json, settings.model)
         options = replace(
             options or RunOptions(parallel=1, max_uploads=1), reports=False, reuse=not force

@@ -128,7 +128,10 @@ def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
     or its own lesson is on disk with this work's done key in its sidecar (a state
     database lost or replaced since)."""
     previous = ledger.get(planned.done_key) if ledger is not None else None
-    if previous is not None and Path(previous.output_md).is_file():
+    # Only where this plan would write it: done into another folder, the task runs and
+    # its lesson is written there from that answer, with no call (``batch.reuse``).
+    same_place = previous is not None and Path(previous.output_md) == planned.video.files.markdown
+    if previous is not None and same_place and Path(previous.output_md).is_file():
         return f"{ALREADY_DONE} in {previous.batch_id}: {previous.output_md}"
     from gs_video_report.batch.pipeline import read_sidecar  # see plan_entry
 

@@ -117,14 +117,27 @@ def write_markdown(files: LessonFiles, markdown: str) -> None:
     atomic_write_text(files.markdown, markdown)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (before any thread): os.umask can only be read by setting it.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write via a temp file in the same folder, fsync, then rename over ``path``. The
+    file gets the mode any new file would (mkstemp's own is 0600, unreadable to the
+    colleague or web server the lessons are for)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
@@ -134,6 +147,20 @@ def atomic_write_text(path: Path, text: str) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     _fsync_dir(path.parent)
+
+
+def check_writable(folder: Path) -> None:
+    """``OutputError`` unless a lesson can be written into ``folder`` — checked before
+    anything is paid for (a read-only or missing mount is not found after the calls)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".gs_videoreport-check.", suffix=".tmp")
+        os.close(fd)
+        Path(name).unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"the output folder {folder} cannot be written: {exc.strerror or exc}"
+        ) from exc
 
 
 def remove_leftovers(paths: Iterable[Path]) -> int:
