@@ -219,3 +219,25 @@ def test_lessons_are_readable_by_others_and_an_unwritable_output_costs_nothing(
     result = cli("batch", "-d", str(videos), "-o", str(blocked / "out"), "--simulate", "--force")
     assert result.exit_code == 1 and "cannot be written" in result.stderr, result.output
     assert "Traceback" not in result.output and sim.api_calls() == calls  # nothing paid
+
+
+def test_the_state_database_deleted_mid_run_never_makes_a_rerun_pay(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    videos = course(tmp_path / "videos", 3)
+    sim.add_fault(Fault("hold", "generate", match="lecture_01"))
+    args = ("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "-q", "-p", "1")
+    child = Child(tmp_path, sim, *args)
+    held = lambda: sim.stats()["faults_injected"].get("hold", 0) >= 1  # noqa: E731
+    wait_until("the second video's call in flight", held, child)
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (tmp_path / "home" / name).unlink(missing_ok=True)  # mid-run, the call on the wire
+    sim.release()
+    child.finish(120)  # whatever it says, it has paid for the three answers
+    paid = generates(sim)
+    assert paid == 3
+    rerun = Child(tmp_path, sim, *args)
+    code, _, err = rerun.finish(120)
+    assert code == 0, err
+    assert generates(sim) == paid  # every answer was found beside its lesson
+    assert len(lessons(tmp_path / "out")) == 3
