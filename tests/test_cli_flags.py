@@ -101,3 +101,10 @@ def test_a_mistyped_command_suggests_the_command(cli, sim: Simulator, sample: Pa
     # and a video that is not there is still "not found", not a command typo
     gone = cli("batch.mp4", "--simulate")
     assert gone.exit_code == ExitCode.INPUT and "not found" in one_error_line(gone.stderr)
+
+
+def test_cleanup_days_must_be_finite(cli) -> None:  # type: ignore[no-untyped-def]
+    for value in ("inf", "nan", "-1", "1e308"):
+        result = cli("cleanup", "--days", value, "--dry-run")
+        assert result.exit_code == 2, (value, result.output)
+        assert result.stderr.strip().startswith("error: --days must be"), result.stderr

@@ -22,6 +22,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.options import number
 from gs_video_report.cli.text import literal, printable
 from gs_video_report.config import PoolKey
 from gs_video_report.errors import AuthError, ConfigError
@@ -138,7 +139,12 @@ def cancel_command(
 def cleanup_command(
     ctx: typer.Context,
     days: Annotated[
-        float, Opt("--days", min=0, help="Drop finished batches older than this many days")
+        float,
+        Opt(
+            "--days",
+            parser=number("--days", 0, 36_500, "a number of days from 0 to 36500"),
+            help="Drop finished batches older than this many days",
+        ),
     ] = 30,
     all_uploads: Annotated[
         bool,

@@ -42,7 +42,9 @@ def _whole(flag: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _number(flag: str, low: float, high: float, what: str) -> Callable[[str], float]:
+def number(flag: str, low: float, high: float, what: str) -> Callable[[str], float]:
+    """A Typer parser: a finite number in [low, high], else one error line and exit 2."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -79,7 +81,7 @@ TimeoutOpt = Annotated[
     float | None,
     Opt(
         "--timeout",
-        parser=_number(
+        parser=number(
             "--timeout", 1, MAX_TIMEOUT_S, f"seconds from 1 to {MAX_TIMEOUT_S:.0f} (7 days)"
         ),
         help="Seconds a video's generate call may take before it is retried with a longer "
@@ -90,7 +92,7 @@ CostLimitOpt = Annotated[
     float | None,
     Opt(
         "--cost-limit",
-        parser=_number("--cost-limit", 0, sys.float_info.max, "a finite number of USD, 0 or more"),
+        parser=number("--cost-limit", 0, sys.float_info.max, "a finite number of USD, 0 or more"),
         help="Stop before the batch's spend (earlier runs included) would pass this many USD",
     ),
 ]
