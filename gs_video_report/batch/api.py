@@ -108,10 +108,15 @@ def list_templates(settings: Settings) -> list[TemplateEntry]:
 async def read_stored_run(batch_id: str, home: Path | None = None) -> StoredRun:
     """What ``batch_id`` was started with (its options, config file, progress file)."""
     path = state_db_path(home)
-    batch = None
-    if path.exists():
-        async with open_db(path) as conn:
-            batch = await CheckpointManager(conn).batch(batch_id)
+    if not path.exists():
+        raise UnknownBatchError(batch_id)
+    async with open_db(path) as conn:
+        return await _stored_run(CheckpointManager(conn), batch_id)
+
+
+async def _stored_run(store: CheckpointManager, batch_id: str) -> StoredRun:
+    """``read_stored_run`` on a store that is open already."""
+    batch = await store.batch(batch_id)
     if batch is None:
         raise UnknownBatchError(batch_id)
     snapshot: dict[str, Any] = json.loads(batch["settings_json"])
@@ -340,7 +345,7 @@ class Engine:
     ) -> BatchOutcome:
         from gs_video_report.batch.runner import run_batch
 
-        stored = await read_stored_run(batch_id, self.db_path.parent)
+        stored = await _stored_run(store, batch_id)  # the store is open: no second connection
         return await run_batch(
             store,
             batch_id,
