@@ -108,3 +108,14 @@ def test_cleanup_days_must_be_finite(cli) -> None:  # type: ignore[no-untyped-de
         result = cli("cleanup", "--days", value, "--dry-run")
         assert result.exit_code == 2, (value, result.output)
         assert result.stderr.strip().startswith("error: --days must be"), result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("batch", "--bogus"), ("status",), ("batch", "-p"), ("--nope",), ("resume",)],
+)
+def test_a_usage_mistake_is_one_error_line_not_a_box(cli, argv: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*argv)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    line = one_error_line(result.stderr)
+    assert "-h'" in line and "╭" not in result.output

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
 
 from gs_video_report import __version__
@@ -81,10 +82,27 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
 
 
+class _OneLineUsage(ClickException):
+    """Click's usage error is three lines (usage, hint, message); ours is the one
+    ``error:`` line every other mistake gets, naming where the help is."""
+
+    exit_code = int(ExitCode.USAGE)
+
+    def __init__(self, error: UsageError) -> None:
+        super().__init__(error.format_message())
+        ctx = error.ctx
+        self.help_hint = f"{ctx.command_path} -h" if ctx is not None else "gs_videoreport -h"
+
+    def show(self, file: Any = None) -> None:
+        typer.echo(f"error: {printable(self.message)} (see '{self.help_hint}')", err=True)
+
+
 @contextmanager
 def _output_guard() -> Iterator[None]:
     try:
         yield
+    except UsageError as exc:
+        raise _OneLineUsage(exc) from None
     except (SystemExit, OSError) as exc:
         if output_closed(exc):
             raise quiet_exit() from None
@@ -97,6 +115,7 @@ app = typer.Typer(
     epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     cls=_Group,
