@@ -217,7 +217,11 @@ def home_dir(env: Mapping[str, str] | None = None) -> Path:
     """All state and caches live here (``$GS_VIDEOREPORT_HOME`` or the user data dir)."""
     env = os.environ if env is None else env
     if env.get(HOME_ENV):
-        return Path(env[HOME_ENV]).expanduser()
+        home = Path(env[HOME_ENV]).expanduser()
+        # Said before anything is planned, not found out when the state database opens.
+        if home.exists() and not home.is_dir():
+            raise ConfigError(f"{HOME_ENV} is not a folder: {home}")
+        return home
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 

@@ -119,3 +119,16 @@ def test_a_usage_mistake_is_one_error_line_not_a_box(cli, argv: tuple[str, ...])
     assert result.exit_code == ExitCode.USAGE, result.output
     line = one_error_line(result.stderr)
     assert "-h'" in line and "╭" not in result.output
+
+
+@pytest.mark.parametrize("argv", [("batch", "-d", "."), ("list-batches",), ("status", "b")])
+def test_a_state_home_that_is_a_file_is_one_line_before_anything_runs(
+    cli, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]
+) -> None:  # type: ignore[no-untyped-def]
+    not_a_folder = tmp_path / "home-file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("GS_VIDEOREPORT_HOME", str(not_a_folder))
+    result = cli(*argv, "--simulate") if argv[0] == "batch" else cli(*argv)
+    assert result.exit_code == ExitCode.INPUT, result.output
+    assert "is not a folder" in one_error_line(result.stderr)
+    assert sim.stats()["calls"] == {} and not_a_folder.read_text() == "x"

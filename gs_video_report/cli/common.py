@@ -22,7 +22,7 @@ from rich.text import Text
 
 from gs_video_report.cli.text import printable
 from gs_video_report.clock import REAL, Clock
-from gs_video_report.errors import ExitCode, GsVideoReportError
+from gs_video_report.errors import ConfigError, ExitCode, GsVideoReportError
 
 # The settings (pydantic) and the simulator (http.server) load when a command uses them:
 # ``--help`` and ``version`` use neither, and every command imports this module.
@@ -157,7 +157,10 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
     if to_file:
         from gs_video_report.config import home_dir
 
-        log_dir = home_dir() / "logs"
+        try:
+            log_dir = home_dir() / "logs"
+        except ConfigError:
+            return _install(handlers, redacting, verbose)  # the command itself says why
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             file = logging.handlers.RotatingFileHandler(
@@ -168,6 +171,11 @@ def setup_logging(rt: Runtime, *, verbose: bool, to_file: bool) -> None:
             handlers.append(file)
         except OSError as exc:
             print(f"warning: cannot write logs to {log_dir}: {exc}", file=sys.stderr)
+    _install(handlers, redacting, verbose)
+
+
+def _install(handlers: list[logging.Handler], redacting: logging.Filter, verbose: bool) -> None:
+    root = logging.getLogger()
     for handler in handlers:
         handler.addFilter(redacting)
         handler._gs_videoreport = True  # type: ignore[attr-defined]
