@@ -114,3 +114,30 @@ def test_an_unexpected_exception_fails_its_task_alone(sim: Simulator, tmp_path: 
         assert any(isinstance(e, ev.TaskFailed) for e in reporter.events)
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_options_changed_on_resume_are_the_batchs_from_then_on(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """``resume --cost-limit 3`` and then ``retry-failed`` (with no flags) keeps the limit
+    of 3, not the one the batch started with."""
+    from gs_video_report.batch.api import RunChanges, read_stored_run
+
+    sim.add_fault(Fault("processing_failed", "upload_start", match="a_first"))
+    engine = _engine(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=_two_videos(tmp_path))
+
+    async def main() -> tuple[RunOptions, RunOptions]:
+        planned = await engine.plan(request)
+        first = await engine.start(planned, RunOptions(parallel=2, cost_limit_usd=5.0))
+        assert first.status == BatchStatus.PARTIAL
+        await engine.resume(first.batch_id, RunChanges(cost_limit_usd=3.0, max_retries=1))
+        after_resume = (await read_stored_run(first.batch_id, engine.db_path.parent)).options
+        await engine.retry_failed(first.batch_id)
+        after_retry = (await read_stored_run(first.batch_id, engine.db_path.parent)).options
+        return after_resume, after_retry
+
+    after_resume, after_retry = asyncio.run(main())
+    for options in (after_resume, after_retry):
+        assert (options.cost_limit_usd, options.max_retries, options.parallel) == (3.0, 1, 2)

@@ -222,8 +222,11 @@ class Engine:
     ) -> BatchOutcome:
         """Carry on where ``batch_id`` stopped, with its own settings unless changed."""
         stored = await read_stored_run(batch_id, self.db_path.parent)
-        options = (changes or RunChanges()).apply(stored.options)
+        changes = changes or RunChanges()
+        options = changes.apply(stored.options)
         async with self._store() as store:
+            if changes.given:  # kept: a later resume or retry-failed runs with them too
+                await store.update_batch_settings(batch_id, changes.given, self.clock.time())
             return await self._run(store, batch_id, options, reporter, control)
 
     async def requeue_failed(self, batch_id: str) -> int:

@@ -81,9 +81,14 @@ class RunChanges:
     timeout_s: float | None = None
     cost_limit_usd: float | None = None
 
+    @property
+    def given(self) -> dict[str, Any]:
+        """The options this change sets (the rest stay the batch's own)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in values.items() if v is not None}
+
     def apply(self, base: RunOptions) -> RunOptions:
-        given = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(base, **{k: v for k, v in given.items() if v is not None})
+        return replace(base, **self.given)
 
 
 class RunControl:

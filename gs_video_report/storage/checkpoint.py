@@ -237,6 +237,17 @@ class CheckpointManager:
             (status.value, now, finished, batch_id),
         )
 
+    async def update_batch_settings(
+        self, batch_id: str, changes: Mapping[str, Any], now: float
+    ) -> None:
+        """Merge ``changes`` into the batch's stored settings (``resume --cost-limit``
+        is the batch's limit from then on, also for a later ``retry-failed``)."""
+        await self._write(
+            "UPDATE batches SET settings_json = json_patch(settings_json, ?), updated_at = ?"
+            " WHERE id = ?",
+            (json.dumps(dict(changes)), now, batch_id),
+        )
+
     async def batch(self, batch_id: str) -> dict[str, Any] | None:
         rows = await self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return dict(rows[0]) if rows else None
