@@ -41,7 +41,7 @@ from gs_video_report.models import (
     mmss,
 )
 from gs_video_report.retry import RetryPolicy
-from gs_video_report.services.formatter import LessonFormatter, LessonMeta
+from gs_video_report.services.formatter import LessonFormatter, LessonMeta, relative_video
 from gs_video_report.services.outputs import RenderedLesson, render_lesson
 from gs_video_report.services.probe import probe_video
 from gs_video_report.services.sources import parse_source
@@ -301,6 +301,8 @@ class LessonWriter:
         formatter = LessonFormatter(video.template)
         document = {
             "source": video.source.identity,
+            # the video from the sidecar's folder: found again after both were moved
+            "video": relative_video(video.source, video.files.answer_json),
             "done_key": done_key,
             "meta": formatter.front_matter(generation.data, self._meta(video, generation)),
             "finish_reason": generation.finish_reason,

@@ -18,12 +18,12 @@ from gs_video_report.batch.pipeline import read_sidecar, write_rendered
 from gs_video_report.batch.views import RenderedLessonView, RenderResult
 from gs_video_report.errors import GsVideoReportError, InputError
 from gs_video_report.models import LessonFiles, LessonFormat
-from gs_video_report.services.formatter import LessonMeta
+from gs_video_report.services.formatter import LessonMeta, relative_video, relocated
 from gs_video_report.services.html import render_page
 from gs_video_report.services.outputs import render_lesson
 from gs_video_report.services.sources import printable
 from gs_video_report.services.templates import TemplateRegistry
-from gs_video_report.services.writer import atomic_write_text, check_writable
+from gs_video_report.services.writer import check_writable, write_answer
 
 REPORTS_DIR = "_reports"  # the batch reports' folder: JSON that is no lesson
 
@@ -44,7 +44,7 @@ def find_sidecars(root: Path) -> list[Path]:
 
 
 def _load(sidecar: Path, registry: TemplateRegistry) -> tuple[dict[str, Any], LessonMeta]:
-    """The sidecar's answer and metadata, checked against its template as it is now."""
+    """The sidecar and its metadata, its answer checked against its template as it is now."""
     document = read_sidecar(sidecar)
     if document is None:
         raise InputError("not a readable lesson sidecar (broken JSON or no answer in it)")
@@ -53,11 +53,11 @@ def _load(sidecar: Path, registry: TemplateRegistry) -> tuple[dict[str, Any], Le
     if not isinstance(name, str) or not name:
         raise InputError("the sidecar names no template")
     template = registry.get(name)
-    answer: dict[str, Any] = document["answer"]
-    problems = template.validate_answer(answer)
+    problems = template.validate_answer(document["answer"])
     if problems:
         raise InputError(f"the answer no longer fits template '{name}': {problems[0]}")
-    return answer, LessonMeta.from_sidecar(document, template)
+    meta = LessonMeta.from_sidecar(document, template)
+    return document, relocated(meta, document.get("video"), sidecar)
 
 
 def render_one(
@@ -68,11 +68,13 @@ def render_one(
 ) -> RenderedLessonView:
     """One lesson into ``target`` (its sidecar copied there when that is elsewhere)."""
     try:
-        answer, meta = _load(sidecar, registry)
-        rendered = render_lesson(answer, meta, target, formats)
+        document, meta = _load(sidecar, registry)
+        rendered = render_lesson(document["answer"], meta, target, formats)
         if target.answer_json.absolute() != sidecar.absolute():
-            # the new folder can be rendered again: its lessons keep their answers
-            atomic_write_text(target.answer_json, sidecar.read_text(encoding="utf-8"))
+            # the new folder can be rendered again: its lessons keep their answers, with
+            # the video's path from there
+            video = relative_video(meta.source, target.answer_json)
+            write_answer(target, {**document, "video": video} if video else document)
         write_rendered(rendered)
     except GsVideoReportError as exc:
         return RenderedLessonView(sidecar, (), error=printable(str(exc)))
@@ -130,5 +132,5 @@ def page_for(sidecar: Path, registry: TemplateRegistry, page_path: Path | None =
     """A lesson's HTML page, rendered in memory (nothing written): for the dashboard.
     ``page_path``: where the page is taken to be (the relative video link is made from
     it); by default beside the sidecar. Raises ``InputError``/``TemplateError``."""
-    answer, meta = _load(sidecar, registry)
-    return render_page(answer, meta, page_path or sidecar.with_suffix(".html"))
+    document, meta = _load(sidecar, registry)
+    return render_page(document["answer"], meta, page_path or sidecar.with_suffix(".html"))

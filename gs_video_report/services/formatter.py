@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ class LessonMeta:
             duration = front.get("duration_seconds")
             return cls(
                 source=parse_source(str(document["source"])),
-                duration_s=None if duration is None else float(duration),
+                # as stored (45, not 45.0): the front matter comes out as it was
+                duration_s=duration if isinstance(duration, int | float) else None,
                 template=template,
                 model=str(front["model"]),
                 created=datetime.fromisoformat(str(front["created"])),
@@ -61,6 +62,28 @@ class LessonMeta:
             raise InputError(
                 f"the sidecar has no usable 'meta' ({type(exc).__name__}: {exc})"
             ) from exc
+
+
+def relative_video(source: VideoSource, beside: Path) -> str | None:
+    """The local video's path from ``beside``'s folder (None for YouTube or another drive)."""
+    if source.path is None:
+        return None
+    try:
+        return Path(os.path.relpath(source.path, beside.parent)).as_posix()
+    except ValueError:
+        return None
+
+
+def relocated(meta: LessonMeta, relative: object, sidecar: Path) -> LessonMeta:
+    """``meta`` with the video found by its path relative to the sidecar, when the folder
+    was moved with its videos (the absolute path then leads nowhere)."""
+    path = meta.source.path
+    if path is None or not isinstance(relative, str) or path.exists():
+        return meta
+    moved = Path(os.path.normpath(sidecar.parent / relative))  # not resolve(): as linked
+    if not moved.is_file():
+        return meta
+    return replace(meta, source=replace(meta.source, path=moved))
 
 
 def timestamp_target(source: VideoSource, lesson_path: Path, seconds: int) -> str:
