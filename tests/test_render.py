@@ -4,6 +4,7 @@ call (the simulator's counters prove it), in every format, in place or elsewhere
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import shutil
@@ -171,3 +172,16 @@ def test_the_dashboard_gets_a_lesson_page_in_memory(cli, sim: Simulator, tmp_pat
     title = json.loads(sidecar.read_text())["answer"]["title"]
     assert page.startswith("<!DOCTYPE html>") and f"<title>{title}</title>" in page
     assert not sidecar.with_suffix(".html").exists()  # nothing written
+
+
+def test_main_writes_the_formats_for_a_youtube_video(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "o"
+    url = "https://youtu.be/dQw4w9WgXcQ"
+    result = cli("main", url, "--simulate", "-o", str(out), "--format", "html,srt")
+    assert result.exit_code == ExitCode.OK, result.output
+    stem = out / "chinese_transcript" / "youtube-dQw4w9WgXcQ"
+    page = stem.with_suffix(".html").read_text()
+    assert 'src="https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ?start=0' in page
+    cues = list(srt.parse(stem.with_suffix(".srt").read_text()))
+    assert cues and all(a.end <= b.start for a, b in itertools.pairwise(cues))
+    assert not stem.with_suffix(".md").exists() and stem.with_suffix(".json").is_file()
