@@ -120,13 +120,16 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     _batch(cli, root, out, "-t", "summary_report")
     broken = out / "summary_report" / "week1" / "intro.json"
     broken.write_text("{not json")
+    pointing = out / "summary_report" / "week2" / "intro.json"  # a sidecar naming a file
+    document = json.loads(pointing.read_text())
+    document["meta"]["template"] = str(tmp_path / "evil.yaml")
+    pointing.write_text(json.dumps(document))
     result = cli("render", str(out), "--format", "md,srt")
     assert result.exit_code == ExitCode.PARTIAL, result.output
     assert f"error: {broken}: not a readable lesson sidecar" in result.stderr
-    assert "note: srt skipped: template 'summary_report' has no timed segments (2 lessons)" in (
-        result.stderr
-    )
-    assert "Rendered 2 lesson(s), 2 file(s)" in result.stdout and "1 failed" in result.stdout
+    assert f"error: {pointing}: the sidecar names no template" in result.stderr
+    assert "note: srt skipped: template 'summary_report' has no timed segments" in result.stderr
+    assert "Rendered 1 lesson(s), 1 file(s)" in result.stdout and "2 failed" in result.stdout
     assert not list(out.rglob("*.srt")) and "Traceback" not in result.output
 
 
