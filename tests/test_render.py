@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import srt
 import webvtt
@@ -19,7 +20,7 @@ from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode
 from gs_video_report.models import LessonFormat
 from gs_video_report.simulator import Fault, Simulator
-from tests.conftest import REPO, make_lectures
+from tests.conftest import REPO, SAMPLES, copy_lecture, make_lectures
 
 LESSONS = [
     "chinese_transcript/week1/intro",
@@ -40,7 +41,7 @@ def _without_created(text: str) -> str:
 
 def _video_of(page: Path) -> Path:
     src = re.search(r'<video id="player"[^>]* src="([^"]+)"', page.read_text()).group(1)  # type: ignore[union-attr]
-    return (page.parent / unquote(src)).resolve()
+    return (page.parent / os.fsdecode(unquote_to_bytes(src))).resolve()
 
 
 def test_render_reproduces_every_lesson_with_no_api_call(
@@ -188,3 +189,20 @@ def test_main_writes_the_formats_for_a_youtube_video(cli, sim: Simulator, tmp_pa
     cues = list(srt.parse(stem.with_suffix(".srt").read_text()))
     assert cues and all(a.end <= b.start for a, b in itertools.pairwise(cues))
     assert not stem.with_suffix(".md").exists() and stem.with_suffix(".json").is_file()
+
+
+def test_odd_names_keep_working_links_after_a_move(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    course = tmp_path / "course"
+    names = ["café #1? 100%.mp4", os.fsdecode(b"caf\xe9 [old].mp4")]  # the 2nd: not UTF-8
+    for name in names:
+        copy_lecture(SAMPLES / "intro_to_fractions.mp4", course / "videos" / name)
+    out = course / "out"
+    _batch(cli, course / "videos", out, "--format", "md,html")
+    moved = Path(shutil.move(course, tmp_path / "elsewhere"))
+    result = cli("render", str(moved / "out"), "--format", "html")
+    assert result.exit_code == ExitCode.OK, result.output
+    pages = sorted((moved / "out" / "chinese_transcript").glob("*.html"))
+    assert len(pages) == 2
+    videos = {os.fsencode(_video_of(p).name) for p in pages}
+    assert videos == {os.fsencode(n) for n in names}
+    assert all(_video_of(p).is_file() for p in pages)

@@ -45,7 +45,7 @@ from gs_video_report.batch.views import (
 )
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.errors import InputError, UnknownBatchError
-from gs_video_report.models import BatchStatus, LessonFormat, TaskStage
+from gs_video_report.models import BatchStatus, LessonFormat, TaskStage, parse_formats
 from gs_video_report.services.sources import printable
 from gs_video_report.services.writer import FileWriter, atomic_write_text, check_writable
 from gs_video_report.storage import CheckpointManager, open_db
@@ -474,7 +474,7 @@ class Engine:
         there or holds no lesson; ``UnknownBatchError`` for a batch id that is unknown."""
         from gs_video_report.batch.render import existing_folder, render_lessons
 
-        wanted = tuple(formats or self.settings.output.formats)
+        wanted = parse_formats(list(formats or self.settings.output.formats))
         folder = await asyncio.to_thread(existing_folder, target)
         if folder is not None:
             return await asyncio.to_thread(
