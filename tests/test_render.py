@@ -118,7 +118,8 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     cli, sim: Simulator, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
-    _batch(cli, root, out, "-t", "summary_report")
+    first = cli("batch", "-d", str(root), "-o", str(out), "-t", "summary_report", "--simulate")
+    assert first.exit_code == ExitCode.OK, first.output
     broken = out / "summary_report" / "week1" / "intro.json"
     broken.write_text("{not json")
     pointing = out / "summary_report" / "week2" / "intro.json"  # a sidecar naming a file
@@ -132,6 +133,22 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     assert "note: srt skipped: template 'summary_report' has no timed segments" in result.stderr
     assert "Rendered 1 lesson(s), 1 file(s)" in result.stdout and "2 failed" in result.stdout
     assert not list(out.rglob("*.srt")) and "Traceback" not in result.output
+    # said before a batch runs, once
+    again = cli(
+        "batch",
+        "-d",
+        str(root),
+        "-o",
+        str(out),
+        "-t",
+        "summary_report",
+        "--simulate",
+        "--format",
+        "vtt",
+        "--force",
+        "-q",
+    )
+    assert again.stderr.count("note: vtt skipped: template 'summary_report' has no timed") == 1
 
 
 def test_bad_targets_and_formats_are_one_line_errors(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
