@@ -118,7 +118,8 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     cli, sim: Simulator, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
-    first = cli("batch", "-d", str(root), "-o", str(out), "-t", "summary_report", "--simulate")
+    run = ["batch", "-d", str(root), "-o", str(out), "-t", "summary_report", "--simulate"]
+    first = cli(*run)
     assert first.exit_code == ExitCode.OK, first.output
     broken = out / "summary_report" / "week1" / "intro.json"
     broken.write_text("{not json")
@@ -134,20 +135,7 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     assert "Rendered 1 lesson(s), 1 file(s)" in result.stdout and "2 failed" in result.stdout
     assert not list(out.rglob("*.srt")) and "Traceback" not in result.output
     # said before a batch runs, once
-    again = cli(
-        "batch",
-        "-d",
-        str(root),
-        "-o",
-        str(out),
-        "-t",
-        "summary_report",
-        "--simulate",
-        "--format",
-        "vtt",
-        "--force",
-        "-q",
-    )
+    again = cli(*run, "--format", "vtt", "--force", "-q")
     assert again.stderr.count("note: vtt skipped: template 'summary_report' has no timed") == 1
 
 
