@@ -21,10 +21,11 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.options import FormatOpt, formats_of
 from gs_video_report.cli.signals import Interrupts
 from gs_video_report.cli.text import literal, printable
 from gs_video_report.errors import ExitCode, exit_code_of
-from gs_video_report.models import StopReason
+from gs_video_report.models import LessonFormat, StopReason
 
 TEMPLATE_HELP = "Template name (see list-templates) or path to a template .yaml file"
 
@@ -62,6 +63,7 @@ def main_command(
     force: Annotated[
         bool, typer.Option("--force", help="Generate again even if this video is done")
     ] = False,
+    formats: FormatOpt = None,
     simulate: Annotated[
         bool,
         typer.Option("--simulate", help="Use the built-in Gemini simulator (no key, no network)"),
@@ -70,7 +72,8 @@ def main_command(
         bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks")
     ] = False,
 ) -> None:
-    """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer).
+    """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer, and the
+    other --format files).
     It runs as a one-video batch: interrupted, it resumes when run again."""
     rt = runtime(ctx)
     if api_key:
@@ -81,12 +84,19 @@ def main_command(
         params = parse_params(param or [])
         # every local check before the simulator or a key is touched
         Engine(settings).check_template(template)
+        wanted = formats_of(formats) or settings.output.formats
+        for note in Engine(settings).format_notes([template or settings.templates.default], wanted):
+            typer.echo(f"note: {printable(note)}", err=True)
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
             engine = Engine(target, keys=keys[:1], clock=rt.clock)  # one video, one key
             console = Console(stderr=True)
             interrupts = Interrupts(console)
             options = RunOptions(
-                parallel=1, max_uploads=1, max_retries=target.api.max_retries, simulated=simulate
+                parallel=1,
+                max_uploads=1,
+                max_retries=target.api.max_retries,
+                simulated=simulate,
+                formats=wanted,
             )
             show = console.is_terminal and not verbose
             with console.status("starting", spinner="dots") if show else nullcontext() as status:
@@ -105,7 +115,7 @@ def main_command(
                 except (KeyboardInterrupt, asyncio.CancelledError):
                     typer.echo("Stopped at once. Run the same command again to resume.", err=True)
                     raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        _report(result, simulate)
+        _report(result, simulate, options.formats)
 
 
 async def _run_one(engine: Engine, interrupts: Interrupts, video: str, **kwargs: Any) -> OneResult:
@@ -117,7 +127,7 @@ async def _run_one(engine: Engine, interrupts: Interrupts, video: str, **kwargs:
         interrupts.uninstall()
 
 
-def _report(result: OneResult, simulate: bool) -> None:
+def _report(result: OneResult, simulate: bool, formats: tuple[LessonFormat, ...]) -> None:
     """Where the lesson is (stdout), or why there is none; exit 130 on any interruption,
     also one that came while the video's last call was in flight (it was finished first)."""
     if result.skipped_reason is not None:
@@ -132,7 +142,10 @@ def _report(result: OneResult, simulate: bool) -> None:
         # one video: the exit code of what stopped it (a template refused at render: 3)
         code = outcome.exit_code if outcome.stop_reason else exit_code_of(task.last_error_kind)
         raise fail(f"{why or 'the video was not finished'}{resume}", code)
-    typer.echo(f"Lesson: {printable(result.markdown)}")
+    for fmt in formats:  # the files written, the Markdown first as ever
+        path = result.markdown.with_suffix(f".{fmt.value}")
+        if path.is_file():
+            typer.echo(f"Lesson: {printable(path)}")
     typer.echo(f"Answer: {printable(result.answer_json)}")
     note = " · simulated" if simulate else ""
     cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
