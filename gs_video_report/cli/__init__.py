@@ -24,6 +24,7 @@ from gs_video_report.cli.manage import (
     list_batches_command,
     status_command,
 )
+from gs_video_report.cli.serve import serve_command
 from gs_video_report.cli.single import main_command
 from gs_video_report.cli.text import printable
 from gs_video_report.errors import ExitCode
@@ -127,6 +128,7 @@ app.command("retry-failed", epilog=EXIT_CODES)(retry_failed_command)
 app.command("list-batches")(list_batches_command)
 app.command("cleanup")(cleanup_command)
 app.command("keys")(keys_command)
+app.command("serve")(serve_command)
 app.command("list-templates")(list_templates_command)
 app.command("list-models")(list_models_command)
 app.command("version")(version_command)
