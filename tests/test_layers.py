@@ -39,7 +39,8 @@ def test_a_front_end_that_imports_storage_breaks_them(tmp_path: Path, module: st
     shutil.copytree(REPO / "gs_video_report", tmp_path / "gs_video_report")
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     target = tmp_path / "gs_video_report" / module
-    target.write_text(target.read_text() + "\nfrom gs_video_report.storage import open_db  # noqa\n")
+    line = "\nfrom gs_video_report.storage import open_db  # noqa\n"
+    target.write_text(target.read_text() + line)
     result = _lint(tmp_path, pythonpath=tmp_path)
     assert result.returncode != 0
     assert "the CLI and the dashboard go through the engine's API BROKEN" in result.stdout

@@ -85,6 +85,7 @@ class Dashboard:
                 web.static("/static", STATIC),
             ]
         )
+        app.on_shutdown.append(lambda _app: self.pages.close_streams())
         app.on_shutdown.append(lambda _app: self.runs.close())
         return app
 

@@ -3,6 +3,7 @@ runs this server holds) and answers a page, JSON, an event stream or a file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -48,6 +49,11 @@ class Pages:
         self.runs = runs
         self.token = token
         self.env = _jinja()
+        self.streams: set[asyncio.Task[Any]] = set()  # ended at shutdown, not waited for
+
+    async def close_streams(self) -> None:
+        for task in list(self.streams):
+            task.cancel()
 
     def _page(self, name: str, status: int = 200, **values: Any) -> web.Response:
         html = self.env.get_template(name).render(token=self.token, **values)
@@ -110,16 +116,30 @@ class Pages:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
-        last, quiet = "", 0.0
+        task = asyncio.current_task()
+        assert task is not None
+        self.streams.add(task)
+        try:
+            return await self._stream(batch_id, snapshot, response)
+        except asyncio.CancelledError:
+            return response  # the server stops
+        finally:
+            self.streams.discard(task)
+
+    async def _stream(
+        self, batch_id: str, snapshot: dict[str, Any], response: web.StreamResponse
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        last, sent_at = "", loop.time()
         while True:
             data = json.dumps(snapshot, separators=(",", ":"))
             try:
                 if data != last:
                     await response.write(f"event: batch\ndata: {data}\n\n".encode())
-                    last, quiet = data, 0.0
-                elif quiet >= HEARTBEAT_S:
-                    await response.write(b": still here\n\n")
-                    quiet = 0.0
+                    last, sent_at = data, loop.time()
+                elif loop.time() - sent_at >= HEARTBEAT_S:
+                    await response.write(b": still here\n\n")  # proxies keep it open
+                    sent_at = loop.time()
             except (ConnectionResetError, RuntimeError):
                 return response  # the tab went away
             live = snapshot["here"] or snapshot["running"]
@@ -127,7 +147,6 @@ class Pages:
             await self.runs.live.wait(batch_id, tick)
             if live:
                 await self.runs.live.wait(batch_id, COALESCE_S)
-            quiet += tick
             snapshot = await self._snapshot(batch_id)
 
     # -- buttons ----------------------------------------------------------------------
