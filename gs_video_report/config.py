@@ -28,6 +28,7 @@ from dotenv import dotenv_values
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gs_video_report.errors import AuthError, ConfigError
+from gs_video_report.models import LessonFormat, parse_formats
 
 APP_NAME = "gs_videoreport"
 ENV_PREFIX = "GS_VIDEOREPORT_"
@@ -141,10 +142,21 @@ class TemplateSettings(_Section):
     )
 
 
+def _formats(value: Any) -> Any:
+    # "md,html" from the environment or a flag-like string; a YAML list otherwise
+    if isinstance(value, str | list | tuple):
+        return parse_formats(value)
+    return value
+
+
 class OutputSettings(_Section):
     dir: Path = Field(Path("output"), description="Where `main` writes lessons")
     template_subfolders: bool = Field(
         True, description="Put each template's lessons in its own folder"
+    )
+    formats: Annotated[tuple[LessonFormat, ...], BeforeValidator(_formats)] = Field(
+        (LessonFormat.MD,),
+        description="What each lesson is written as: md, html, srt, vtt (all from its sidecar)",
     )
 
 

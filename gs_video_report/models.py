@@ -189,10 +189,43 @@ class GenerationSettings:
     end_offset_s: float | None = None
 
 
+class LessonFormat(StrEnum):
+    """What a lesson is written as; every format comes from the answer in the sidecar."""
+
+    MD = "md"
+    HTML = "html"
+    SRT = "srt"
+    VTT = "vtt"
+
+
+def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[LessonFormat, ...]:
+    """``"md,html"`` (or a list of names) to formats, in the order given, duplicates
+    dropped; ``ValueError`` names an unknown one."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    out: list[LessonFormat] = []
+    for name in (n.strip().lower() for n in names):
+        if not name:
+            continue
+        try:
+            fmt = LessonFormat(name)
+        except ValueError:
+            known = ", ".join(f.value for f in LessonFormat)
+            raise ValueError(f"unknown format '{name}' (formats: {known})") from None
+        if fmt not in out:
+            out.append(fmt)
+    if not out:
+        raise ValueError("no format given (formats: md, html, srt, vtt)")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class LessonFiles:
     markdown: Path
     answer_json: Path
+
+    def path(self, fmt: LessonFormat) -> Path:
+        """The file of ``fmt``: beside the Markdown, with the same stem."""
+        return self.markdown.with_suffix(f".{fmt.value}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ See docs/python-api.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -40,12 +41,14 @@ from gs_video_report.batch.views import (
     KeyView,
     OneResult,
     PresetView,
+    RenderResult,
     StoredRun,
     TaskStatus,
 )
 from gs_video_report.clock import REAL, Clock
-from gs_video_report.errors import UnknownBatchError
-from gs_video_report.models import BatchStatus
+from gs_video_report.errors import InputError, UnknownBatchError
+from gs_video_report.models import BatchStatus, LessonFormat, TaskStage
+from gs_video_report.services.sources import printable
 from gs_video_report.services.writer import FileWriter, atomic_write_text, check_writable
 from gs_video_report.storage import CheckpointManager, open_db
 from gs_video_report.storage.db import DB_NAME
@@ -74,6 +77,7 @@ __all__ = [
     "PlanRequest",
     "PlannedBatch",
     "PresetView",
+    "RenderResult",
     "RunChanges",
     "RunControl",
     "RunOptions",
@@ -468,6 +472,52 @@ class Engine:
                 )
             )
         return views
+
+    # -- lessons ----------------------------------------------------------------------
+    async def render(
+        self,
+        target: str | Path,
+        *,
+        formats: Sequence[LessonFormat] | None = None,
+        output: Path | None = None,
+    ) -> RenderResult:
+        """Rebuild lessons from their JSON sidecars, with no API call: every lesson under
+        a folder, or a batch's (by id) — in place, or at the same places under ``output``.
+        ``formats``: default ``output.formats``. ``InputError`` for a folder that is not
+        there or holds no lesson; ``UnknownBatchError`` for a batch id that is unknown."""
+        from gs_video_report.batch.render import existing_folder, render_lessons
+
+        wanted = tuple(formats or self.settings.output.formats)
+        folder = await asyncio.to_thread(existing_folder, target)
+        if folder is not None:
+            return await asyncio.to_thread(
+                render_lessons, folder, None, output, self.registry(), wanted
+            )
+        text = str(target)
+        if not (text.startswith("batch_") and self.db_path.exists()):
+            raise InputError(f"no such folder or batch: {printable(text)}")
+        view = await self.status(text)  # UnknownBatchError
+        stored = await read_stored_run(text, self.db_path.parent)
+        done = [t for t in view.tasks if t.stage is TaskStage.DONE]
+        sidecars = [Path(t.output).with_suffix(".json") for t in done]
+        registry = self.registry(stored.template_files)
+        return await asyncio.to_thread(
+            render_lessons,
+            Path(view.output_dir),
+            sidecars,
+            output,
+            registry,
+            wanted,
+            len(view.tasks) - len(done),
+        )
+
+    def lesson_page(self, lesson: Path, *, page_path: Path | None = None) -> str:
+        """A lesson's HTML page (its ``.json`` sidecar or any of its files), rendered in
+        memory with nothing written — what the dashboard serves. The video link is made
+        relative to ``page_path`` (default: the ``.html`` beside the sidecar)."""
+        from gs_video_report.batch.render import page_for
+
+        return page_for(lesson.with_suffix(".json"), self.registry(), page_path)
 
     async def enable_key(self, fingerprint: str) -> bool:
         async with self._store() as store:

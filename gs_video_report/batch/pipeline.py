@@ -34,17 +34,19 @@ from gs_video_report.models import (
     Generation,
     GenerationSettings,
     LessonFiles,
+    LessonFormat,
     Usage,
     VideoInfo,
     VideoSource,
     mmss,
 )
 from gs_video_report.retry import RetryPolicy
-from gs_video_report.services.formatter import LessonFormatter, LessonMeta
+from gs_video_report.services.formatter import LessonFormatter, LessonMeta, relative_video
+from gs_video_report.services.outputs import RenderedLesson, render_lesson
 from gs_video_report.services.probe import probe_video
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
-from gs_video_report.services.writer import FileWriter, write_answer, write_markdown
+from gs_video_report.services.writer import FileWriter, atomic_write_text, write_answer
 from gs_video_report.storage.checkpoint import TaskRow
 
 if TYPE_CHECKING:
@@ -278,6 +280,7 @@ class LessonWriter:
 
     clock: Clock
     simulated: bool = False
+    formats: tuple[LessonFormat, ...] = (LessonFormat.MD,)
 
     def _meta(self, video: PreparedVideo, generation: Generation) -> LessonMeta:
         return LessonMeta(
@@ -298,6 +301,8 @@ class LessonWriter:
         formatter = LessonFormatter(video.template)
         document = {
             "source": video.source.identity,
+            # the video from the sidecar's folder: found again after both were moved
+            "video": relative_video(video.source, video.files.answer_json),
             "done_key": done_key,
             "meta": formatter.front_matter(generation.data, self._meta(video, generation)),
             "finish_reason": generation.finish_reason,
@@ -309,10 +314,18 @@ class LessonWriter:
         write_answer(video.files, document)
 
     def lesson(self, video: PreparedVideo, generation: Generation) -> None:
-        formatter = LessonFormatter(video.template)
+        """The lesson in every format, from what its sidecar holds (``render`` later
+        writes the same bytes from the sidecar alone)."""
         meta = self._meta(video, generation)
-        markdown = formatter.render(generation.data, meta, video.files.markdown)
-        write_markdown(video.files, markdown)
+        rendered = render_lesson(generation.data, meta, video.files, self.formats)
+        for note in rendered.notes:
+            logger.info("%s: %s", video.source.display_name, note)
+        write_rendered(rendered)
+
+
+def write_rendered(rendered: RenderedLesson) -> None:
+    for file in rendered.files:
+        atomic_write_text(file.path, file.text)
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:

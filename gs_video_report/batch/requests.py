@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch.inputs import Inputs, read_file_list, read_url_list, scan_folder
 from gs_video_report.errors import UsageError
-from gs_video_report.models import StopReason
+from gs_video_report.models import LessonFormat, StopReason, parse_formats
 
 if TYPE_CHECKING:
     from gs_video_report.batch.planner import Plan
@@ -37,6 +37,13 @@ class RunOptions:
     cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
     reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
     reuse: bool = True  # reuse lessons already paid for (False: --force)
+    # what each lesson is written as; stored with the batch (a resume keeps it) and no
+    # part of the done key: every format comes from the sidecar
+    formats: tuple[LessonFormat, ...] = (LessonFormat.MD,)
+
+    def __post_init__(self) -> None:
+        # read back from the batch's JSON snapshot as a list of names
+        object.__setattr__(self, "formats", parse_formats(self.formats))
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,7 @@ async def _run_leased(
                 options.timeout_s,
                 reuse=options.reuse,
                 lease_ttl_s=settings.run.lease_ttl,
+                formats=options.formats,
             ),
             clock=clock,
             budget=budget,

@@ -229,3 +229,26 @@ class PresetView:
     template: str | None
     params: dict[str, str]
     origin: str  # "config" (read-only here) or "saved" (the state database)
+
+
+@dataclass(frozen=True)
+class RenderedLessonView:
+    sidecar: Path
+    written: tuple[Path, ...]
+    notes: tuple[str, ...] = ()
+    error: str | None = None  # one line: why this lesson was not rendered
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    lessons: tuple[RenderedLessonView, ...]
+    output: Path  # where the lessons went
+    not_done: int = 0  # a batch's tasks with no lesson yet (nothing to render)
+
+    @property
+    def failed(self) -> tuple[RenderedLessonView, ...]:
+        return tuple(lesson for lesson in self.lessons if lesson.error is not None)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.failed else ExitCode.OK

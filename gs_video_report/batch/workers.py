@@ -42,7 +42,7 @@ from gs_video_report.batch.uploads import Uploader
 from gs_video_report.clock import Clock
 from gs_video_report.config import Settings
 from gs_video_report.errors import GsVideoReportError, OutputError, StorageError
-from gs_video_report.models import Generation, GenerationSettings, StopReason
+from gs_video_report.models import Generation, GenerationSettings, LessonFormat, StopReason
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.templates import TemplateRegistry
@@ -73,6 +73,7 @@ class PoolOptions:
     timeout_s: float | None = None  # per video generate call; None = api.request_timeout
     reuse: bool = True  # a lesson already paid for (by any task) is reused; False: --force
     lease_ttl_s: float = 30.0
+    formats: tuple[LessonFormat, ...] = (LessonFormat.MD,)  # written beside the sidecar
 
 
 class WorkerPool:
@@ -108,7 +109,7 @@ class WorkerPool:
         self.prices = Prices(settings.prices)
         self.estimates = Estimates(registry, self.prices, clock)
         budget.calibrated = lambda: self.estimates.calibrated
-        self.writer = LessonWriter(clock, options.simulated)
+        self.writer = LessonWriter(clock, options.simulated, options.formats)
         self.lease_lost = False
         self.stop_reason: StopReason | None = None
         self.stop_message: str | None = None

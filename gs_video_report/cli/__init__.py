@@ -24,6 +24,7 @@ from gs_video_report.cli.manage import (
     list_batches_command,
     status_command,
 )
+from gs_video_report.cli.render import render_command
 from gs_video_report.cli.serve import serve_command
 from gs_video_report.cli.single import main_command
 from gs_video_report.cli.text import printable
@@ -126,6 +127,7 @@ app.command("status")(status_command)
 app.command("cancel")(cancel_command)
 app.command("retry-failed", epilog=EXIT_CODES)(retry_failed_command)
 app.command("list-batches")(list_batches_command)
+app.command("render", epilog=EXIT_CODES)(render_command)
 app.command("cleanup")(cleanup_command)
 app.command("keys")(keys_command)
 app.command("serve")(serve_command)

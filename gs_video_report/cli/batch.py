@@ -40,12 +40,14 @@ from gs_video_report.cli.common import (
 )
 from gs_video_report.cli.options import (
     CostLimitOpt,
+    FormatOpt,
     MaxRetriesOpt,
     MaxUploadsOpt,
     ParallelOpt,
     ProgressFileOpt,
     RunFlags,
     TimeoutOpt,
+    formats_of,
 )
 from gs_video_report.cli.plan import plan_exit_code, plan_json, print_estimate, print_plan
 from gs_video_report.cli.progress import ProgressMonitor
@@ -177,6 +179,7 @@ def batch_command(
     timeout: TimeoutOpt = None,
     cost_limit: CostLimitOpt = None,
     progress_file: ProgressFileOpt = None,
+    formats: FormatOpt = None,
     model: ModelOpt = None,
     api_key: ApiKeyOpt = None,
     keys_file: KeysFileOpt = None,
@@ -233,7 +236,10 @@ def _start(
     length = mmss(plan.total_duration_s)
     console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
     reuse = not planned.request.force  # --force: generate again, reuse nothing
-    options = flags.changes.apply(RunOptions(simulated=flags.simulate, reuse=reuse))
+    formats = formats_of(flags.formats) or settings.output.formats
+    options = flags.changes.apply(
+        RunOptions(simulated=flags.simulate, reuse=reuse, formats=formats)
+    )
     _execute(ctx, settings, batch_id, planned, options, flags)
 
 

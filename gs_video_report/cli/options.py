@@ -15,6 +15,7 @@ import typer
 from gs_video_report.batch.api import RunChanges
 from gs_video_report.cli.text import printable
 from gs_video_report.errors import ExitCode
+from gs_video_report.models import LessonFormat, parse_formats
 
 Opt = typer.Option
 
@@ -96,6 +97,31 @@ CostLimitOpt = Annotated[
         help="Stop before the batch's spend (earlier runs included) would pass this many USD",
     ),
 ]
+
+
+def formats_of(text: str | None) -> tuple[LessonFormat, ...] | None:
+    """``--format``'s value (checked when parsed) as formats; None when not given."""
+    return None if text is None else parse_formats(text)
+
+
+def _check_formats(text: str) -> str:
+    try:
+        parse_formats(text)
+    except ValueError as exc:
+        _usage_error(f"--format: {exc}")
+    return text
+
+
+# a string (Typer would take a tuple for an option of several values); formats_of reads it
+FormatOpt = Annotated[
+    str | None,
+    Opt(
+        "--format",
+        parser=_check_formats,
+        metavar="md,html,srt,vtt",
+        help="What each lesson is written as, comma-separated (default: output.formats, md)",
+    ),
+]
 ProgressFileOpt = Annotated[
     Path | None, Opt("--progress-file", help="Keep a JSON progress snapshot here")
 ]
@@ -120,6 +146,7 @@ class RunFlags:
     quiet: bool = False
     as_json: bool = False
     simulate: bool = False
+    formats: str | None = None  # a new batch's (formats_of); a resume keeps its own
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> RunFlags:

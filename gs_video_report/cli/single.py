@@ -21,6 +21,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.options import FormatOpt, formats_of
 from gs_video_report.cli.signals import Interrupts
 from gs_video_report.cli.text import literal, printable
 from gs_video_report.errors import ExitCode, exit_code_of
@@ -62,6 +63,7 @@ def main_command(
     force: Annotated[
         bool, typer.Option("--force", help="Generate again even if this video is done")
     ] = False,
+    formats: FormatOpt = None,
     simulate: Annotated[
         bool,
         typer.Option("--simulate", help="Use the built-in Gemini simulator (no key, no network)"),
@@ -70,7 +72,8 @@ def main_command(
         bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks")
     ] = False,
 ) -> None:
-    """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer).
+    """Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer, and the
+    other --format files).
     It runs as a one-video batch: interrupted, it resumes when run again."""
     rt = runtime(ctx)
     if api_key:
@@ -86,7 +89,11 @@ def main_command(
             console = Console(stderr=True)
             interrupts = Interrupts(console)
             options = RunOptions(
-                parallel=1, max_uploads=1, max_retries=target.api.max_retries, simulated=simulate
+                parallel=1,
+                max_uploads=1,
+                max_retries=target.api.max_retries,
+                simulated=simulate,
+                formats=formats_of(formats) or target.output.formats,
             )
             show = console.is_terminal and not verbose
             with console.status("starting", spinner="dots") if show else nullcontext() as status:

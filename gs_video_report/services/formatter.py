@@ -2,14 +2,16 @@
 
 The Markdown is YAML front matter followed by the template's layout. Timestamps
 become links: ``&t=Ns`` on the YouTube URL, or ``video.mp4#t=N`` relative to the
-lesson file for local videos (media players and Obsidian understand both).
+lesson file for local videos — the conventions of browsers, media players and
+Obsidian's Media Extended plugin (docs/formats.md). The HTML page renders the same
+layout (``body``) with its own timestamp links.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,13 @@ from urllib.parse import quote
 
 import yaml
 
+from gs_video_report.errors import InputError
 from gs_video_report.models import Usage, VideoSource, mmss
-from gs_video_report.services.sources import printable
+from gs_video_report.services.sources import parse_source, printable
 from gs_video_report.services.templates import LessonTemplate
+
+# Usage.as_dict's names, in Usage's field order
+_TOKEN_KEYS = ("prompt", "candidates", "thoughts", "cached", "total")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,52 @@ class LessonMeta:
     usage: Usage
     simulated: bool
     parameters: Mapping[str, str]
+
+    @classmethod
+    def from_sidecar(cls, document: Mapping[str, Any], template: LessonTemplate) -> LessonMeta:
+        """What the lesson was written with, from its JSON sidecar (``front_matter`` of
+        it is stored there as ``meta``); ``InputError`` when the sidecar lacks it."""
+        try:
+            front = document["meta"]
+            tokens = front.get("tokens") or {}
+            duration = front.get("duration_seconds")
+            return cls(
+                source=parse_source(str(document["source"])),
+                # as stored (45, not 45.0): the front matter comes out as it was
+                duration_s=duration if isinstance(duration, int | float) else None,
+                template=template,
+                model=str(front["model"]),
+                created=datetime.fromisoformat(str(front["created"])),
+                usage=Usage(*(int(tokens.get(k, 0)) for k in _TOKEN_KEYS)),
+                simulated=bool(front.get("simulated", False)),
+                parameters={str(k): str(v) for k, v in (front.get("parameters") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(
+                f"the sidecar has no usable 'meta' ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def relative_video(source: VideoSource, beside: Path) -> str | None:
+    """The local video's path from ``beside``'s folder (None for YouTube or another drive)."""
+    if source.path is None:
+        return None
+    try:
+        return Path(os.path.relpath(source.path, beside.parent)).as_posix()
+    except ValueError:
+        return None
+
+
+def relocated(meta: LessonMeta, relative: object, sidecar: Path) -> LessonMeta:
+    """``meta`` with the video found by its path relative to the sidecar, when the folder
+    was moved with its videos (the absolute path then leads nowhere)."""
+    path = meta.source.path
+    if path is None or not isinstance(relative, str) or path.exists():
+        return meta
+    moved = Path(os.path.normpath(sidecar.parent / relative))  # not resolve(): as linked
+    if not moved.is_file():
+        return meta
+    return replace(meta, source=replace(meta.source, path=moved))
 
 
 def timestamp_target(source: VideoSource, lesson_path: Path, seconds: int) -> str:
@@ -73,11 +125,26 @@ class LessonFormatter:
         }
 
     def render(self, answer: Mapping[str, Any], meta: LessonMeta, lesson_path: Path) -> str:
+        def ts(seconds: int) -> str:
+            return f"[{mmss(seconds)}]({timestamp_target(meta.source, lesson_path, seconds)})"
+
+        front = self.front_matter(answer, meta)
+        body = self.body(answer, meta, lesson_path, ts)
+        header = yaml.safe_dump(front, allow_unicode=True, sort_keys=False, width=1000)
+        return f"---\n{header}---\n\n{body}\n"
+
+    def body(
+        self,
+        answer: Mapping[str, Any],
+        meta: LessonMeta,
+        lesson_path: Path,
+        link: Callable[[int], str],
+    ) -> str:
+        """The template's layout (Markdown); ``link(seconds)`` writes each timestamp."""
         front = self.front_matter(answer, meta)
 
         def ts(seconds: Any) -> str:
-            sec = max(0, int(seconds))
-            return f"[{mmss(sec)}]({timestamp_target(meta.source, lesson_path, sec)})"
+            return link(max(0, int(seconds)))
 
         source_link = (
             f"[{meta.source.identity}]({meta.source.identity})"
@@ -88,6 +155,4 @@ class LessonFormatter:
             "answer": answer,
             "meta": {**front, "source_link": source_link, "duration": front["duration"] or "?"},
         }
-        body = self.template.render_layout(context, {"ts": ts, "mmss": mmss})
-        header = yaml.safe_dump(front, allow_unicode=True, sort_keys=False, width=1000)
-        return f"---\n{header}---\n\n{body.strip()}\n"
+        return self.template.render_layout(context, {"ts": ts, "mmss": mmss}).strip()
