@@ -92,7 +92,7 @@ def test_a_batch_started_from_the_page_runs_to_done_and_zips(
                 archive = zipfile.ZipFile(io.BytesIO(await response.read()))
             names = set(archive.namelist())
             for name in ("algebra", "biology"):
-                for suffix in (".md", ".json"):
+                for suffix in (".md", ".json", ".html"):  # the page's batches get HTML
                     rel = f"summary_report/{name}{suffix}"
                     assert archive.read(rel) == (out / rel).read_bytes()
             assert f"_reports/{batch_id}/summary.json" in names
@@ -101,7 +101,8 @@ def test_a_batch_started_from_the_page_runs_to_done_and_zips(
                 async with await client.get(response.headers["Location"]) as lesson:
                     assert lesson.status == 200
                     assert "connect-src 'none'" in lesson.headers["Content-Security-Policy"]
-                    assert (await lesson.text()) == (out / "summary_report/algebra.md").read_text()
+                    page = (out / "summary_report/algebra.html").read_text()
+                    assert (await lesson.text()) == page  # its HTML render
 
     asyncio.run(main())
     assert sim.stats()["calls"]["generate"] == 2  # one paid call a video, nothing more

@@ -220,6 +220,16 @@ class Engine:
             await self._record(store, planned.plan, batch_id, planned, options)
             return await self._run(store, batch_id, options, reporter, control)
 
+    async def record(self, planned: PlannedBatch, options: RunOptions) -> str:
+        """Commit the plan as a new batch and run nothing (``resume`` runs it): a
+        front-end that runs it in the background can show it at once."""
+        batch_id = new_batch_id()
+        if planned.plan.to_run:
+            check_writable(planned.output)
+        async with self._store() as store:
+            await self._record(store, planned.plan, batch_id, planned, options)
+        return batch_id
+
     async def resume(
         self,
         batch_id: str,

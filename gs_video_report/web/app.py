@@ -42,6 +42,7 @@ _DASHBOARD_CSP = (
 # press the dashboard's buttons.
 _FILE_CSP = (
     "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';"
+    " media-src 'self' data:;"
     " img-src 'self' data: https:; frame-src https://www.youtube.com"
     " https://www.youtube-nocookie.com; connect-src 'none'; form-action 'none';"
     " frame-ancestors 'none'"
@@ -76,6 +77,7 @@ class Dashboard:
                 web.get("/batches/{batch}/events", p.events),
                 web.post("/batches/{batch}/cancel", p.cancel),
                 web.post("/batches/{batch}/resume", p.resume),
+                web.post("/batches/{batch}/render", p.render),
                 web.post("/batches/{batch}/tasks/{task}/retry", p.retry),
                 web.get("/batches/{batch}/lessons/{task}", p.lesson),
                 web.get("/batches/{batch}/files/{path:.*}", p.file, name="file"),

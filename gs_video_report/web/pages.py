@@ -199,6 +199,11 @@ class Pages:
         await self.runs.resume(batch_id)
         raise web.HTTPSeeOther(f"/batches/{batch_id}")
 
+    async def render(self, request: web.Request) -> web.StreamResponse:
+        batch_id = request.match_info["batch"]
+        await self.runs.render_html(batch_id)
+        raise web.HTTPSeeOther(f"/batches/{batch_id}")
+
     async def retry(self, request: web.Request) -> web.StreamResponse:
         batch_id = request.match_info["batch"]
         try:

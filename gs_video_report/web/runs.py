@@ -23,12 +23,11 @@ from gs_video_report.batch.api import (
     PlanRequest,
     RunControl,
     RunOptions,
-    new_batch_id,
     read_stored_run,
 )
 from gs_video_report.batch.events import Event, TaskActivity, TaskDone, TaskFailed, TaskRequeued
-from gs_video_report.errors import GsVideoReportError, UnknownBatchError, UsageError
-from gs_video_report.models import StopReason, TaskStage
+from gs_video_report.errors import GsVideoReportError, UsageError
+from gs_video_report.models import LessonFormat, StopReason, TaskStage
 
 logger = logging.getLogger(__name__)
 
@@ -89,30 +88,18 @@ class Runs:
 
     async def start(self, request: PlanRequest, parallel: int | None = None) -> str:
         """Plan (every local check; a bad folder or template raises here, nothing is
-        recorded), then run the batch in the background; returns once it is recorded."""
+        recorded), record the batch, and run it in the background."""
         planned = await self.engine.plan(request)
-        batch_id = new_batch_id()
+        formats = self.engine.settings.output.formats
         options = RunOptions(
             parallel=parallel or self.parallel,
             max_retries=self.engine.settings.api.max_retries,
             simulated=self.simulated,
+            # the page opens a lesson as its HTML render
+            formats=tuple(dict.fromkeys((*formats, LessonFormat.HTML))),
         )
-        control = RunControl()
-        coro = self.engine.start(
-            planned,
-            options,
-            reporter=LiveReporter(self.live, batch_id),
-            control=control,
-            batch_id=batch_id,
-        )
-        run = self._launch(batch_id, coro, control, 0)
-        while not run.task.done():  # the batch's rows are committed before any work
-            try:
-                await self.engine.status(batch_id)
-                return batch_id
-            except UnknownBatchError:
-                await asyncio.sleep(0.01)
-        run.task.result()  # raises what went wrong (it is also in ``errors``)
+        batch_id = await self.engine.record(planned, options)
+        await self.resume(batch_id)
         return batch_id
 
     async def resume(self, batch_id: str) -> bool:
@@ -141,6 +128,13 @@ class Runs:
             await self.resume(batch_id)
         self.live.changed(batch_id)
         return queued
+
+    async def render_html(self, batch_id: str) -> int:
+        """HTML pages for a batch's lessons from their sidecars (a batch run with
+        Markdown only), with no API call; how many were written."""
+        result = await self.engine.render(batch_id, formats=[LessonFormat.HTML])
+        self.live.changed(batch_id)
+        return len(result.lessons) - len(result.failed)
 
     async def cancel(self, batch_id: str) -> str:
         run = self.running.get(batch_id)
