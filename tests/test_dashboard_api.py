@@ -232,6 +232,8 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             for path in ok:
                 async with await client.get(path) as response:
                     assert response.status == 200, path
+                    if path.endswith(".md"):  # shown in the tab, never sniffed as HTML
+                        assert response.headers["Content-Type"].startswith("text/plain")
             refused = [
                 f"{base}{secret}",
                 f"{base}{folder}/link_out.txt",

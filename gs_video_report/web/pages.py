@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0
 OTHER_PROCESS_TICK_S = 1.0  # a batch run elsewhere changes only in the database
-COALESCE_S = 0.2  # events closer than this are one update
+IDLE_TICK_S = 5.0  # an idle batch: another terminal may resume it
+COALESCE_S = 0.2  # at most five updates a second
 
 
 def _jinja() -> jinja2.Environment:
@@ -111,6 +112,7 @@ class Pages:
         events wake it; a batch another process runs is read again every second, here,
         once per stream) — one connection per tab, no polling from the browser."""
         batch_id = request.match_info["batch"]
+        seen = self.runs.live.version(batch_id)
         snapshot = await self._snapshot(batch_id)  # 404 before the stream opens
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
@@ -120,15 +122,16 @@ class Pages:
         assert task is not None
         self.streams.add(task)
         try:
-            return await self._stream(batch_id, snapshot, response)
+            return await self._stream(batch_id, seen, snapshot, response)
         except asyncio.CancelledError:
             return response  # the server stops
         finally:
             self.streams.discard(task)
 
     async def _stream(
-        self, batch_id: str, snapshot: dict[str, Any], response: web.StreamResponse
+        self, batch_id: str, seen: int, snapshot: dict[str, Any], response: web.StreamResponse
     ) -> web.StreamResponse:
+        live = self.runs.live
         loop = asyncio.get_running_loop()
         last, sent_at = "", loop.time()
         while True:
@@ -142,11 +145,10 @@ class Pages:
                     sent_at = loop.time()
             except (ConnectionResetError, RuntimeError):
                 return response  # the tab went away
-            live = snapshot["here"] or snapshot["running"]
-            tick = OTHER_PROCESS_TICK_S if live else HEARTBEAT_S
-            await self.runs.live.wait(batch_id, tick)
-            if live:
-                await self.runs.live.wait(batch_id, COALESCE_S)
+            busy = snapshot["here"] or snapshot["running"]
+            await live.wait(batch_id, seen, OTHER_PROCESS_TICK_S if busy else IDLE_TICK_S)
+            await asyncio.sleep(COALESCE_S)  # what happens meanwhile is one update
+            seen = live.version(batch_id)
             snapshot = await self._snapshot(batch_id)
 
     # -- buttons ----------------------------------------------------------------------
@@ -236,7 +238,13 @@ class Pages:
         if real is None:
             # the same answer for "missing" and "not yours": nothing learnt by probing
             raise web.HTTPNotFound(text="no such file in this batch\n")
-        return web.FileResponse(real)
+        response = web.FileResponse(real)
+        if real.suffix.lower() in (".md", ".srt", ".vtt", ".txt", ".json"):
+            # shown in the tab, not downloaded; and never sniffed into HTML
+            kind = "application/json" if real.suffix.lower() == ".json" else "text/plain"
+            response.content_type = kind
+            response.charset = "utf-8"
+        return response
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         view = await self.engine.status(request.match_info["batch"])

@@ -33,20 +33,29 @@ logger = logging.getLogger(__name__)
 
 
 class Live:
-    """One wake-up per batch: an event the engine emitted, or a button pressed."""
+    """One wake-up per batch: an event the engine emitted, or a button pressed. Each
+    change bumps the batch's version, so a change made while a stream was busy reading
+    the database is not missed."""
 
     def __init__(self) -> None:
         self._waiters: dict[str, asyncio.Event] = {}
+        self._versions: dict[str, int] = {}
         self.activity: dict[str, dict[int, str]] = {}  # batch -> task id -> what it does
 
+    def version(self, batch_id: str) -> int:
+        return self._versions.get(batch_id, 0)
+
     def changed(self, batch_id: str) -> None:
+        self._versions[batch_id] = self.version(batch_id) + 1
         waiter = self._waiters.pop(batch_id, None)
         if waiter is not None:
             waiter.set()
 
-    async def wait(self, batch_id: str, seconds: float) -> None:
-        """Until the batch changes here, or ``seconds`` (a batch another process runs
-        changes only in the database)."""
+    async def wait(self, batch_id: str, seen: int, seconds: float) -> None:
+        """Until the batch changed since version ``seen``, or ``seconds`` (a batch another
+        process runs changes only in the database)."""
+        if self.version(batch_id) != seen:
+            return
         waiter = self._waiters.setdefault(batch_id, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
