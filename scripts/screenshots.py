@@ -18,17 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(REPO))  # the browser set-up is the browser tests' own
 
 
 def main() -> int:
@@ -42,6 +32,7 @@ def main() -> int:
         from gs_video_report.simulator import SIMULATED_KEY, Fault, Simulator
         from gs_video_report.web import Dashboard
         from gs_video_report.web.app import in_thread
+        from tests.dashboard_kit import launch_chromium
 
         videos = work / "lectures"
         shutil.copytree(REPO / "examples" / "videos", videos)
@@ -52,14 +43,8 @@ def main() -> int:
             engine = Engine(settings, keys=[PoolKey.of(ApiKey(SIMULATED_KEY, "simulator"))])
             dashboard = Dashboard(engine, simulated=True, parallel=2)
             with in_thread(dashboard) as url, sync_playwright() as playwright:
-                context = playwright.chromium.launch_persistent_context(
-                    str(work / "profile"),
-                    executable_path=CHROMIUM,
-                    headless=True,
-                    args=ARGS,
-                    viewport={"width": 1200, "height": 800},
-                )
-                context.set_default_timeout(60_000)
+                viewport = {"width": 1200, "height": 800}
+                context = launch_chromium(playwright, work / "profile", viewport=viewport)
                 page = context.new_page()
                 page.goto(url)
                 page.fill("#input_dir", str(videos))

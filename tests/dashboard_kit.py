@@ -19,6 +19,27 @@ from gs_video_report.web import Dashboard
 from tests.conftest import SAMPLES, TEST_KEY
 from tests.virtual_time import SteppingClock
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, never a browser Playwright downloads
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def launch_chromium(playwright: Any, profile: Path, **options: Any) -> Any:
+    """The system's Chromium, headless, on a fresh profile (``profile``, a new folder)."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **options
+    )
+    context.set_default_timeout(30_000)
+    return context
+
 
 def engine_on(sim: Simulator, tmp_path: Path, key: str = TEST_KEY, **config: Any) -> Engine:
     sim.set_limits(polls_until_active=0)

@@ -20,20 +20,7 @@ import pytest
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.web import Dashboard
 from gs_video_report.web.app import in_thread
-from tests.dashboard_kit import engine_on, lectures
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 30_000
+from tests.dashboard_kit import CHROMIUM, engine_on, launch_chromium, lectures
 
 if not CHROMIUM.exists() and not os.environ.get("GS_REQUIRE_BROWSER"):
     pytest.skip(
@@ -51,14 +38,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh user-data-dir
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=ARGS,
-            accept_downloads=True,
-        )
-        context.set_default_timeout(WAIT_MS)
+        context = launch_chromium(playwright, profile, accept_downloads=True)
         try:
             yield context
         finally:
