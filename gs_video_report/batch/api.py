@@ -534,7 +534,8 @@ class Engine:
             return await store.enable_key(fingerprint, self.clock.time())
 
     # -- the dashboard's summaries and presets --------------------------------------
-    async def costs(self) -> CostSummary:
+    async def costs(self, batch_id: str | None = None) -> CostSummary:
+        """What was billed, per batch and per UTC day (of one batch, with ``batch_id``)."""
         from datetime import date
 
         by_batch: dict[str, float | None] = {}
@@ -543,7 +544,7 @@ class Engine:
             return CostSummary(by_batch, by_day)
         prices = Prices(self.settings.prices)
         async with self._store() as store:
-            rows = await store.usage_by_day()
+            rows = await store.usage_by_day(batch_id)
         for batch_id, day, model, usage in rows:
             usd = prices.of_usage(model, usage, date.fromisoformat(day))
             for table, key in ((by_batch, batch_id), (by_day, day)):

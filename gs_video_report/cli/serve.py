@@ -63,6 +63,10 @@ def serve_command(
             rt.secrets.add(dashboard.token)  # the logs never carry it either
 
             def ready(url: str) -> None:
+                if host not in ("127.0.0.1", "localhost", "::1"):
+                    typer.echo(
+                        f"warning: listening on {host}: anyone with the URL can use it", err=True
+                    )
                 note = " (simulated Gemini)" if simulate else ""
                 typer.echo(f"Dashboard{note}: {url}", err=False)
                 typer.echo("Ctrl-C stops it (batches running here stop resumable).", err=True)

@@ -623,14 +623,16 @@ class CheckpointManager:
             for row in rows
         ]
 
-    async def usage_by_day(self) -> list[tuple[str, str, str, Usage]]:
-        """Billed tokens of every batch summed by (batch, UTC day of the call, model);
-        prices are per token, so a sum prices the same as its calls."""
+    async def usage_by_day(self, batch_id: str | None = None) -> list[tuple[str, str, str, Usage]]:
+        """Billed tokens of every batch (or one) summed by (batch, UTC day of the call,
+        model); prices are per token, so a sum prices the same as its calls."""
         rows = await self._rows(
             "SELECT t.batch_id, date(a.at, 'unixepoch'), a.model, SUM(a.prompt_tokens),"
             " SUM(COALESCE(a.output_tokens, 0)), SUM(COALESCE(a.thoughts_tokens, 0))"
             " FROM attempts a JOIN tasks t ON t.id = a.task_id"
-            " WHERE a.prompt_tokens IS NOT NULL GROUP BY 1, 2, 3"
+            " WHERE a.prompt_tokens IS NOT NULL AND (? IS NULL OR t.batch_id = ?)"
+            " GROUP BY 1, 2, 3",
+            (batch_id, batch_id),
         )
         return [
             (r[0], r[1], r[2] or "", Usage(r[3], candidates_tokens=r[4], thoughts_tokens=r[5]))

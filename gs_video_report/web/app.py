@@ -59,7 +59,7 @@ class Dashboard:
         self.token = token or secrets.token_urlsafe(18)
         self.runs = Runs(engine, simulated, parallel)
         self.pages = Pages(engine, self.runs, self.token)
-        self.hosts: set[str] = set(_LOOPBACK)
+        self.hosts: set[str] = set(_LOOPBACK)  # empty: any (listening beyond loopback)
         self._runner: web.AppRunner | None = None
         self.app = self._build()
 
@@ -96,8 +96,8 @@ class Dashboard:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        host = (request.host or "").rsplit(":", 1)[0] if request.host else ""
-        if host not in self.hosts:
+        host = (request.host or "").rsplit(":", 1)[0]
+        if self.hosts and host not in self.hosts:
             return web.Response(status=403, text="forbidden: unknown host\n")
         by_url = self._given(request.query.get("token"))
         if request.method in ("GET", "HEAD"):
@@ -132,7 +132,8 @@ class Dashboard:
     # -- running ----------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen; the URL to open (with the token)."""
-        self.hosts.add(host)
+        if host not in _LOOPBACK:
+            self.hosts.clear()  # reached by this machine's names and addresses: the token guards
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

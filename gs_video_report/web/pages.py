@@ -62,9 +62,8 @@ class Pages:
 
     async def _snapshot(self, batch_id: str) -> dict[str, Any]:
         view = await self.engine.status(batch_id)
-        return batch_snapshot(
-            view, self.runs, await self.engine.costs(), BatchFiles(view), self.engine.clock.time()
-        )
+        costs = await self.engine.costs(batch_id)  # this batch's calls only: 5 times a second
+        return batch_snapshot(view, self.runs, costs, BatchFiles(view), self.engine.clock.time())
 
     # -- pages ------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:

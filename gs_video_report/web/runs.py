@@ -31,6 +31,8 @@ from gs_video_report.models import LessonFormat, StopReason, TaskStage
 
 logger = logging.getLogger(__name__)
 
+STOP_WAIT_S = 10.0  # at shutdown, for the calls in flight
+
 
 class Live:
     """One wake-up per batch: an event the engine emitted, or a button pressed. Each
@@ -115,9 +117,9 @@ class Runs:
         """Carry on with the batch here; False when it runs here already."""
         if batch_id in self.running:
             return False
+        # one that another process runs is refused by the engine's lease (the page shows
+        # why); one whose holder was killed is taken over at once, as by ``resume``
         view = await self.engine.status(batch_id)
-        if view.running_pid is not None:
-            raise UsageError(f"batch {batch_id} is running in process {view.running_pid}")
         stored = await read_stored_run(batch_id, self.engine.db_path.parent)
         if stored.options.simulated != self.simulated:
             ran = "the simulator" if stored.options.simulated else "the real API"
@@ -160,8 +162,14 @@ class Runs:
         for run in self.running.values():
             run.control.request_stop(StopReason.INTERRUPTED, "the dashboard stopped")
         tasks = [run.task for run in self.running.values()]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        # the calls in flight may finish and be saved; a slow one is not waited for
+        # (cancelled, the batch is left interrupted and its upload kept for the resume)
+        _, slow = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+        for task in slow:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _launch(
         self,
