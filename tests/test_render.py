@@ -4,6 +4,7 @@ call (the simulator's counters prove it), in every format, in place or elsewhere
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import shutil
@@ -119,13 +120,16 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     _batch(cli, root, out, "-t", "summary_report")
     broken = out / "summary_report" / "week1" / "intro.json"
     broken.write_text("{not json")
+    pointing = out / "summary_report" / "week2" / "intro.json"  # a sidecar naming a file
+    document = json.loads(pointing.read_text())
+    document["meta"]["template"] = str(tmp_path / "evil.yaml")
+    pointing.write_text(json.dumps(document))
     result = cli("render", str(out), "--format", "md,srt")
     assert result.exit_code == ExitCode.PARTIAL, result.output
     assert f"error: {broken}: not a readable lesson sidecar" in result.stderr
-    assert "note: srt skipped: template 'summary_report' has no timed segments (2 lessons)" in (
-        result.stderr
-    )
-    assert "Rendered 2 lesson(s), 2 file(s)" in result.stdout and "1 failed" in result.stdout
+    assert f"error: {pointing}: the sidecar names no template" in result.stderr
+    assert "note: srt skipped: template 'summary_report' has no timed segments" in result.stderr
+    assert "Rendered 1 lesson(s), 1 file(s)" in result.stdout and "2 failed" in result.stdout
     assert not list(out.rglob("*.srt")) and "Traceback" not in result.output
 
 
@@ -171,3 +175,16 @@ def test_the_dashboard_gets_a_lesson_page_in_memory(cli, sim: Simulator, tmp_pat
     title = json.loads(sidecar.read_text())["answer"]["title"]
     assert page.startswith("<!DOCTYPE html>") and f"<title>{title}</title>" in page
     assert not sidecar.with_suffix(".html").exists()  # nothing written
+
+
+def test_main_writes_the_formats_for_a_youtube_video(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "o"
+    url = "https://youtu.be/dQw4w9WgXcQ"
+    result = cli("main", url, "--simulate", "-o", str(out), "--format", "html,srt")
+    assert result.exit_code == ExitCode.OK, result.output
+    stem = out / "chinese_transcript" / "youtube-dQw4w9WgXcQ"
+    page = stem.with_suffix(".html").read_text()
+    assert 'src="https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ?start=0' in page
+    cues = list(srt.parse(stem.with_suffix(".srt").read_text()))
+    assert cues and all(a.end <= b.start for a, b in itertools.pairwise(cues))
+    assert not stem.with_suffix(".md").exists() and stem.with_suffix(".json").is_file()

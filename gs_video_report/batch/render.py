@@ -50,8 +50,9 @@ def _load(sidecar: Path, registry: TemplateRegistry) -> tuple[dict[str, Any], Le
         raise InputError("not a readable lesson sidecar (broken JSON or no answer in it)")
     meta_block = document.get("meta")
     name = meta_block.get("template") if isinstance(meta_block, dict) else None
-    if not isinstance(name, str) or not name:
-        raise InputError("the sidecar names no template")
+    # a name, never a path: a sidecar is data, and must not make us load a file it names
+    if not isinstance(name, str) or not name or "/" in name or name.endswith((".yaml", ".yml")):
+        raise InputError(f"the sidecar names no template (template: {name!r})")
     template = registry.get(name)
     problems = template.validate_answer(document["answer"])
     if problems:

@@ -25,7 +25,7 @@ from gs_video_report.cli.options import FormatOpt, formats_of
 from gs_video_report.cli.signals import Interrupts
 from gs_video_report.cli.text import literal, printable
 from gs_video_report.errors import ExitCode, exit_code_of
-from gs_video_report.models import StopReason
+from gs_video_report.models import LessonFormat, StopReason
 
 TEMPLATE_HELP = "Template name (see list-templates) or path to a template .yaml file"
 
@@ -112,7 +112,7 @@ def main_command(
                 except (KeyboardInterrupt, asyncio.CancelledError):
                     typer.echo("Stopped at once. Run the same command again to resume.", err=True)
                     raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        _report(result, simulate)
+        _report(result, simulate, options.formats)
 
 
 async def _run_one(engine: Engine, interrupts: Interrupts, video: str, **kwargs: Any) -> OneResult:
@@ -124,7 +124,7 @@ async def _run_one(engine: Engine, interrupts: Interrupts, video: str, **kwargs:
         interrupts.uninstall()
 
 
-def _report(result: OneResult, simulate: bool) -> None:
+def _report(result: OneResult, simulate: bool, formats: tuple[LessonFormat, ...]) -> None:
     """Where the lesson is (stdout), or why there is none; exit 130 on any interruption,
     also one that came while the video's last call was in flight (it was finished first)."""
     if result.skipped_reason is not None:
@@ -139,7 +139,10 @@ def _report(result: OneResult, simulate: bool) -> None:
         # one video: the exit code of what stopped it (a template refused at render: 3)
         code = outcome.exit_code if outcome.stop_reason else exit_code_of(task.last_error_kind)
         raise fail(f"{why or 'the video was not finished'}{resume}", code)
-    typer.echo(f"Lesson: {printable(result.markdown)}")
+    for fmt in formats:  # the files written, the Markdown first as ever
+        path = result.markdown.with_suffix(f".{fmt.value}")
+        if path.is_file():
+            typer.echo(f"Lesson: {printable(path)}")
     typer.echo(f"Answer: {printable(result.answer_json)}")
     note = " · simulated" if simulate else ""
     cost = f" · ${task.cost_usd:.4f}" if task.cost_usd is not None else ""
