@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,15 @@ class Served:
 
     def until(self, batch_id: str, *statuses: str) -> dict[str, Any]:
         """The batch's event stream, read until it is in one of ``statuses``, idle."""
+        return self.watch(batch_id, lambda b: b["status"] in statuses and not b["here"])
+
+    def watch(self, batch_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         url = f"{self.base}/batches/{batch_id}/events?token={self.token}"
         with urllib.request.urlopen(url, timeout=30) as stream:
             for line in stream:
                 if line.startswith(b"data: "):
                     data: dict[str, Any] = json.loads(line[6:])
-                    if data["status"] in statuses and not data["here"]:
+                    if done(data):
                         return data
         raise AssertionError("the stream ended")
 
@@ -128,3 +132,34 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_server_loses_nothing_the_next_one_resumes_it(tmp_path: Path) -> None:
+    """SIGKILL while the page's batch runs: the next server shows it and its Resume takes
+    the dead process's lease over at once; every video ends done, none paid twice
+    (the lessons already written are not generated again)."""
+    home = tmp_path / "home"
+    folder = lectures(tmp_path / "videos")
+    first = Served(home, "--simulate")
+    location = first.post("/batches", {"input_dir": str(folder), "parallel": "1"})
+    batch_id = location.rsplit("/", 1)[1]
+    seen = first.watch(batch_id, lambda b: b["tasks"][0]["stage"] == "done")  # one of two
+    first.stop(signal.SIGKILL)
+    done_then = {t["video"] for t in seen["tasks"] if t["stage"] == "done"}
+    written = {
+        p: p.read_bytes() for p in (folder / "lessons").rglob("*.json") if p.stem in done_then
+    }
+    assert len(written) >= 1
+    second = Served(home, "--simulate")
+    try:
+        left = second.batch(batch_id)
+        assert left["tasks"][0]["stage"] == "done"
+        if left["status"] != "done":  # "running": the lease of a process that is gone
+            second.post(f"/batches/{batch_id}/resume", {})
+        done = second.until(batch_id, "done")
+        assert [t["stage"] for t in done["tasks"]] == ["done"] * 2
+        assert not done["error"]
+        for path, data in written.items():  # its answer was kept, not asked for again
+            assert path.read_bytes() == data
+    finally:
+        second.stop()
