@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import srt
 import webvtt
@@ -19,7 +20,7 @@ from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode
 from gs_video_report.models import LessonFormat
 from gs_video_report.simulator import Fault, Simulator
-from tests.conftest import REPO, make_lectures
+from tests.conftest import REPO, SAMPLES, copy_lecture, make_lectures
 
 LESSONS = [
     "chinese_transcript/week1/intro",
@@ -40,7 +41,7 @@ def _without_created(text: str) -> str:
 
 def _video_of(page: Path) -> Path:
     src = re.search(r'<video id="player"[^>]* src="([^"]+)"', page.read_text()).group(1)  # type: ignore[union-attr]
-    return (page.parent / unquote(src)).resolve()
+    return (page.parent / os.fsdecode(unquote_to_bytes(src))).resolve()
 
 
 def test_render_reproduces_every_lesson_with_no_api_call(
@@ -117,7 +118,9 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     cli, sim: Simulator, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
-    _batch(cli, root, out, "-t", "summary_report")
+    run = ["batch", "-d", str(root), "-o", str(out), "-t", "summary_report", "--simulate"]
+    first = cli(*run)
+    assert first.exit_code == ExitCode.OK, first.output
     broken = out / "summary_report" / "week1" / "intro.json"
     broken.write_text("{not json")
     pointing = out / "summary_report" / "week2" / "intro.json"  # a sidecar naming a file
@@ -131,6 +134,9 @@ def test_a_broken_sidecar_fails_alone_and_untimed_templates_skip_subtitles(
     assert "note: srt skipped: template 'summary_report' has no timed segments" in result.stderr
     assert "Rendered 1 lesson(s), 1 file(s)" in result.stdout and "2 failed" in result.stdout
     assert not list(out.rglob("*.srt")) and "Traceback" not in result.output
+    # said before a batch runs, once
+    again = cli(*run, "--format", "vtt", "--force", "-q")
+    assert again.stderr.count("note: vtt skipped: template 'summary_report' has no timed") == 1
 
 
 def test_bad_targets_and_formats_are_one_line_errors(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -188,3 +194,20 @@ def test_main_writes_the_formats_for_a_youtube_video(cli, sim: Simulator, tmp_pa
     cues = list(srt.parse(stem.with_suffix(".srt").read_text()))
     assert cues and all(a.end <= b.start for a, b in itertools.pairwise(cues))
     assert not stem.with_suffix(".md").exists() and stem.with_suffix(".json").is_file()
+
+
+def test_odd_names_keep_working_links_after_a_move(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    course = tmp_path / "course"
+    names = ["café #1? 100%.mp4", os.fsdecode(b"caf\xe9 [old].mp4")]  # the 2nd: not UTF-8
+    for name in names:
+        copy_lecture(SAMPLES / "intro_to_fractions.mp4", course / "videos" / name)
+    out = course / "out"
+    _batch(cli, course / "videos", out, "--format", "md,html")
+    moved = Path(shutil.move(course, tmp_path / "elsewhere"))
+    result = cli("render", str(moved / "out"), "--format", "html")
+    assert result.exit_code == ExitCode.OK, result.output
+    pages = sorted((moved / "out" / "chinese_transcript").glob("*.html"))
+    assert len(pages) == 2
+    videos = {os.fsencode(_video_of(p).name) for p in pages}
+    assert videos == {os.fsencode(n) for n in names}
+    assert all(_video_of(p).is_file() for p in pages)

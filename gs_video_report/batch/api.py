@@ -47,7 +47,7 @@ from gs_video_report.batch.views import (
 )
 from gs_video_report.clock import REAL, Clock
 from gs_video_report.errors import InputError, UnknownBatchError
-from gs_video_report.models import BatchStatus, LessonFormat, TaskStage
+from gs_video_report.models import BatchStatus, LessonFormat, TaskStage, parse_formats
 from gs_video_report.services.sources import printable
 from gs_video_report.services.writer import FileWriter, atomic_write_text, check_writable
 from gs_video_report.storage import CheckpointManager, open_db
@@ -61,7 +61,11 @@ if TYPE_CHECKING:
     from gs_video_report.batch.cleanup import CleanupReport
     from gs_video_report.batch.planner import Plan
     from gs_video_report.config import PoolKey, Settings
-    from gs_video_report.services.templates import TemplateEntry, TemplateRegistry
+    from gs_video_report.services.templates import (
+        LessonTemplate,
+        TemplateEntry,
+        TemplateRegistry,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -497,7 +501,7 @@ class Engine:
         there or holds no lesson; ``UnknownBatchError`` for a batch id that is unknown."""
         from gs_video_report.batch.render import existing_folder, render_lessons
 
-        wanted = tuple(formats or self.settings.output.formats)
+        wanted = parse_formats(list(formats or self.settings.output.formats))
         folder = await asyncio.to_thread(existing_folder, target)
         if folder is not None:
             return await asyncio.to_thread(
@@ -520,6 +524,20 @@ class Engine:
             wanted,
             len(view.tasks) - len(done),
         )
+
+    def format_notes(
+        self, templates: Iterable[str | LessonTemplate], formats: Sequence[LessonFormat]
+    ) -> list[str]:
+        """One line per template whose answers cannot give the subtitles asked for (said
+        before a run: the lessons are then written without them)."""
+        from gs_video_report.batch.planner import find_template
+        from gs_video_report.services.outputs import untimed_note
+
+        registry = self.registry()
+        found = [t if not isinstance(t, str) else find_template(registry, t) for t in templates]
+        unique = {t.name: t for t in found}
+        notes = (untimed_note(unique[name], formats) for name in sorted(unique))
+        return [note for note in notes if note]
 
     def lesson_page(self, lesson: Path, *, page_path: Path | None = None) -> str:
         """A lesson's HTML page (its ``.json`` sidecar or any of its files), rendered in

@@ -237,6 +237,9 @@ def _start(
     console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
     reuse = not planned.request.force  # --force: generate again, reuse nothing
     formats = formats_of(flags.formats) or settings.output.formats
+    templates = [t.video.template for t in plan.to_run]
+    for note in Engine(settings).format_notes(templates, formats):
+        console.print(f"note: {literal(note)}")
     options = flags.changes.apply(
         RunOptions(simulated=flags.simulate, reuse=reuse, formats=formats)
     )

@@ -84,6 +84,9 @@ def main_command(
         params = parse_params(param or [])
         # every local check before the simulator or a key is touched
         Engine(settings).check_template(template)
+        wanted = formats_of(formats) or settings.output.formats
+        for note in Engine(settings).format_notes([template or settings.templates.default], wanted):
+            typer.echo(f"note: {printable(note)}", err=True)
         with api_target(rt, settings, simulate=simulate, api_key=api_key) as (target, keys):
             engine = Engine(target, keys=keys[:1], clock=rt.clock)  # one video, one key
             console = Console(stderr=True)
@@ -93,7 +96,7 @@ def main_command(
                 max_uploads=1,
                 max_retries=target.api.max_retries,
                 simulated=simulate,
-                formats=formats_of(formats) or target.output.formats,
+                formats=wanted,
             )
             show = console.is_terminal and not verbose
             with console.status("starting", spinner="dots") if show else nullcontext() as status:

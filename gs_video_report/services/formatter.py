@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import yaml
 
@@ -65,13 +65,16 @@ class LessonMeta:
 
 
 def relative_video(source: VideoSource, beside: Path) -> str | None:
-    """The local video's path from ``beside``'s folder (None for YouTube or another drive)."""
+    """The local video's path from ``beside``'s folder as a relative URL: percent-encoded
+    bytes, so a name that is not valid UTF-8 is kept as it is on disk (None for YouTube,
+    or a video on another drive)."""
     if source.path is None:
         return None
     try:
-        return Path(os.path.relpath(source.path, beside.parent)).as_posix()
+        rel = os.path.relpath(source.path, beside.parent)
     except ValueError:
         return None
+    return quote(os.fsencode(Path(rel).as_posix()), safe="/._-~")
 
 
 def relocated(meta: LessonMeta, relative: object, sidecar: Path) -> LessonMeta:
@@ -80,7 +83,8 @@ def relocated(meta: LessonMeta, relative: object, sidecar: Path) -> LessonMeta:
     path = meta.source.path
     if path is None or not isinstance(relative, str) or path.exists():
         return meta
-    moved = Path(os.path.normpath(sidecar.parent / relative))  # not resolve(): as linked
+    rel = os.fsdecode(unquote_to_bytes(relative))
+    moved = Path(os.path.normpath(sidecar.parent / rel))  # not resolve(): as linked
     if not moved.is_file():
         return meta
     return replace(meta, source=replace(meta.source, path=moved))
@@ -90,12 +94,10 @@ def timestamp_target(source: VideoSource, lesson_path: Path, seconds: int) -> st
     if source.is_youtube:
         return f"{source.identity}&t={seconds}s"
     assert source.path is not None
-    try:
-        rel = os.path.relpath(source.path, lesson_path.parent)
-    except ValueError:  # another drive on Windows: fall back to an absolute file URI
+    rel = relative_video(source, lesson_path)
+    if rel is None:  # another drive on Windows: fall back to an absolute file URI
         return f"{source.path.as_uri()}#t={seconds}"
-    # bytes: a name that is not valid UTF-8 is percent-encoded as it is on disk
-    return f"{quote(os.fsencode(Path(rel).as_posix()), safe='/._-~')}#t={seconds}"
+    return f"{rel}#t={seconds}"
 
 
 class LessonFormatter:

@@ -13,8 +13,18 @@ from gs_video_report.models import LessonFiles, LessonFormat
 from gs_video_report.services import subtitles
 from gs_video_report.services.formatter import LessonFormatter, LessonMeta
 from gs_video_report.services.html import render_page
+from gs_video_report.services.templates import LessonTemplate
 
 SUBTITLE_FORMATS = (LessonFormat.SRT, LessonFormat.VTT)
+
+
+def untimed_note(template: LessonTemplate, formats: Iterable[LessonFormat]) -> str | None:
+    """The one line saying the subtitles asked for cannot come from ``template``'s
+    answers (None when they can, or when none are asked for)."""
+    asked = "/".join(f.value for f in formats if f in SUBTITLE_FORMATS)
+    if not asked or subtitles.timed_field(template.schema) is not None:
+        return None
+    return f"{asked} skipped: template '{template.name}' has no timed segments"
 
 
 @dataclass(frozen=True)
@@ -42,11 +52,12 @@ def render_lesson(
     if any(f in wanted for f in SUBTITLE_FORMATS):
         subs = subtitles.from_answer(meta.template.schema, answer, meta.duration_s)
         asked = "/".join(f.value for f in wanted if f in SUBTITLE_FORMATS)
-        if subs is None:
-            notes.append(f"{asked} skipped: template '{meta.template.name}' has no timed segments")
-        elif not subs.cues:
+        untimed = untimed_note(meta.template, wanted)
+        if subs is None and untimed:
+            notes.append(untimed)
+        elif subs is not None and not subs.cues:
             notes.append(f"{asked} skipped: the answer has no timed segment with text")
-        elif subs.dropped:
+        elif subs is not None and subs.dropped:
             notes.append(f"{subs.dropped} segment(s) start after the video's end: not subtitled")
     cued = subs is not None and bool(subs.cues)
     out: list[RenderedFile] = []
