@@ -77,6 +77,7 @@ class Client:
         self.session = session
         self.base = base
         self.token = token
+        self.seen: list[tuple[str, int]] = []  # (status, finished) of each update streamed
 
     async def get(self, path: str, **kw: Any) -> aiohttp.ClientResponse:
         return await self.session.get(self.base + path, allow_redirects=False, **kw)
@@ -99,6 +100,7 @@ class Client:
             async for line in response.content:
                 if line.startswith(b"data: "):
                     data: dict[str, Any] = json.loads(line[6:])
+                    self.seen.append((data["status"], data["finished"]))
                     if data["status"] == status and not data["here"]:
                         return data
         raise AssertionError(f"the stream ended before {batch_id} was {status}")

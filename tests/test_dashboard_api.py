@@ -78,6 +78,8 @@ def test_a_batch_started_from_the_page_runs_to_done_and_zips(
         async with running(engine) as client:
             batch_id = await client.start(folder, output_dir=str(out), template="summary_report")
             done = await client.until(batch_id, "done")
+            # one stream, several updates as the batch went (not one answer per poll)
+            assert len(client.seen) >= 2 and client.seen[0] != client.seen[-1]
             assert [t["stage"] for t in done["tasks"]] == ["done", "done"]
             assert done["progress"] == 1.0 and done["cost_usd"] > 0
             async with await client.get("/api/batches") as response:
@@ -285,3 +287,22 @@ def test_no_key_in_any_page_or_response(sim: Simulator, tmp_path: Path) -> None:
     zipped = zipfile.ZipFile(io.BytesIO(bodies[5]))
     for name in zipped.namelist():
         assert key.encode() not in zipped.read(name)
+
+
+def test_the_eta_is_the_pace_of_this_run_so_far() -> None:
+    from gs_video_report.batch.api import BatchView
+    from gs_video_report.models import BatchStatus, TaskStage
+    from gs_video_report.web.runs import Run, Runs
+    from gs_video_report.web.views import _eta
+
+    def view(done: int, total: int, pid: int | None = None) -> BatchView:
+        counts = {TaskStage.DONE: done, TaskStage.PENDING: total - done}
+        return BatchView("b", BatchStatus.RUNNING, "", "", 100.0, None, counts, pid)
+
+    runs = Runs(engine=None, simulated=True)  # type: ignore[arg-type]
+    assert _eta(view(2, 10), runs, 200.0) is None  # nobody runs it
+    assert _eta(view(2, 10, pid=7), runs, 200.0) == pytest.approx(400.0)  # 50 s a video
+    runs.running["b"] = Run(None, None, 150.0, 2)  # type: ignore[arg-type]
+    assert _eta(view(2, 10), runs, 160.0) is None  # none finished in this run yet
+    assert _eta(view(4, 10), runs, 170.0) == pytest.approx(60.0)  # 10 s a video, 6 left
+    assert _eta(view(10, 10), runs, 170.0) == 0.0
