@@ -9,6 +9,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,6 +19,11 @@ from gs_video_report.web import Dashboard
 from tests.dashboard_kit import engine_on, lectures, running
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _held(stats: dict[str, Any]) -> bool:
+    """A ``hold`` fault holds a call (seen as the other calls end)."""
+    return bool(stats["faults_injected"].get("hold"))
 
 
 def test_every_request_needs_the_token_and_a_change_needs_it_in_the_request(
@@ -168,7 +174,7 @@ def test_cancel_then_resume_and_a_restarted_server_sees_it_all(
     async def main() -> str:
         async with running(engine) as client:
             batch_id = await client.start(folder)
-            await asyncio.to_thread(sim.wait_until, lambda s: s["calls"].get("generate"), 20)
+            await asyncio.to_thread(sim.wait_until, _held, 20)
             async with await client.post(f"/batches/{batch_id}/cancel") as response:
                 assert response.status == 303
             sim.release()
@@ -306,3 +312,36 @@ def test_the_eta_is_the_pace_of_this_run_so_far() -> None:
     assert _eta(view(2, 10), runs, 160.0) is None  # none finished in this run yet
     assert _eta(view(4, 10), runs, 170.0) == pytest.approx(60.0)  # 10 s a video, 6 left
     assert _eta(view(10, 10), runs, 170.0) == 0.0
+
+
+def test_a_batch_run_elsewhere_is_followed_and_cancelled_from_the_page(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A batch another front-end runs (here the engine's API itself, as a script or the
+    CLI would): the page reads it from the database and its Cancel stops it through the
+    database's cancel request, as ``gs_videoreport cancel`` does."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    sim.add_fault(Fault("hold", "generate", match="biology"))
+    engine = engine_on(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+
+    async def main() -> None:
+        planned = await engine.plan(request)
+        elsewhere = asyncio.create_task(
+            engine.start(planned, RunOptions(parallel=2, simulated=True), batch_id="batch_x")
+        )
+        async with running(engine) as client:
+            await asyncio.to_thread(sim.wait_until, _held, 20)
+            busy = await client.snapshot("batch_x")
+            assert (busy["status"], busy["running"], busy["here"]) == ("running", True, False)
+            assert busy["tasks"][1]["stage"] in ("processing", "generating")  # in flight
+            async with await client.post("/batches/batch_x/cancel") as response:
+                assert response.status == 303
+            sim.release()
+            outcome = await asyncio.wait_for(elsewhere, 30)
+            left = await client.until("batch_x", "cancelled")
+        assert outcome.status.value == "cancelled"
+        assert left["tasks"][1]["stage"] == "cancelled"  # resumable
+
+    asyncio.run(main())
