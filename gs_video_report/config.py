@@ -201,6 +201,13 @@ class PriceOverride(_Section):
     batch_output: Usd | None = None
 
 
+class Preset(_Section):
+    """A saved set of template parameters (the dashboard's start form offers them)."""
+
+    template: str | None = Field(None, description="Template it is for (none: any)")
+    params: dict[str, str] = Field(default_factory=dict, description="Template parameters")
+
+
 class Settings(_Section):
     model: ModelId = Field(DEFAULT_MODEL, description="Gemini model name")
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
@@ -214,6 +221,11 @@ class Settings(_Section):
     )
     prices: dict[ModelId, PriceOverride] = Field(
         default_factory=dict, description="Per model: prices replacing the shipped table"
+    )
+
+    presets: dict[str, Preset] = Field(
+        default_factory=dict,
+        description="Named parameter presets for the dashboard (it saves its own beside them)",
     )
 
     def limits_for(self, model: str) -> ModelLimits:

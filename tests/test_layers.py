@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 LINT = [
@@ -32,11 +34,13 @@ def test_the_layer_contracts_are_kept() -> None:
     assert "4 kept, 0 broken" in result.stdout
 
 
-def test_a_cli_that_imports_storage_breaks_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", ["cli/info.py", "web/views.py"])
+def test_a_front_end_that_imports_storage_breaks_them(tmp_path: Path, module: str) -> None:
     shutil.copytree(REPO / "gs_video_report", tmp_path / "gs_video_report")
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    info = tmp_path / "gs_video_report" / "cli" / "info.py"
-    info.write_text(info.read_text() + "\nfrom gs_video_report.storage import open_db  # noqa\n")
+    target = tmp_path / "gs_video_report" / module
+    line = "\nfrom gs_video_report.storage import open_db  # noqa\n"
+    target.write_text(target.read_text() + line)
     result = _lint(tmp_path, pythonpath=tmp_path)
     assert result.returncode != 0
-    assert "the CLI goes through the engine's API BROKEN" in result.stdout, result.stdout
+    assert "the CLI and the dashboard go through the engine's API BROKEN" in result.stdout

@@ -153,6 +153,8 @@ def test_templates_ship_inside_the_wheel_and_load_from_it(tmp_path: Path) -> Non
         assert f"gs_video_report/_builtin_templates/{name}.yaml" in names
     for asset in ("lesson.html.j2", "lesson.js", "lesson.css"):  # the HTML lesson page's
         assert f"gs_video_report/services/pages/{asset}" in names
+    for asset in ("templates/index.html", "templates/batch.html", "static/batch.js"):
+        assert f"gs_video_report/web/{asset}" in names  # the dashboard's pages
     code = (
         "from gs_video_report.services.templates import TemplateRegistry, builtin_templates_dir;"
         "print(builtin_templates_dir()); print(TemplateRegistry.with_builtins().names())"

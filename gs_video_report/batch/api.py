@@ -37,8 +37,10 @@ from gs_video_report.batch.views import (
     BatchView,
     Cancelled,
     CancelResult,
+    CostSummary,
     KeyView,
     OneResult,
+    PresetView,
     RenderResult,
     StoredRun,
     TaskStatus,
@@ -72,11 +74,13 @@ __all__ = [
     "BatchView",
     "CancelResult",
     "Cancelled",
+    "CostSummary",
     "Engine",
     "KeyView",
     "OneResult",
     "PlanRequest",
     "PlannedBatch",
+    "PresetView",
     "RenderResult",
     "RunChanges",
     "RunControl",
@@ -220,6 +224,16 @@ class Engine:
             await self._record(store, planned.plan, batch_id, planned, options)
             return await self._run(store, batch_id, options, reporter, control)
 
+    async def record(self, planned: PlannedBatch, options: RunOptions) -> str:
+        """Commit the plan as a new batch and run nothing (``resume`` runs it): a
+        front-end that runs it in the background can show it at once."""
+        batch_id = new_batch_id()
+        if planned.plan.to_run:
+            check_writable(planned.output)
+        async with self._store() as store:
+            await self._record(store, planned.plan, batch_id, planned, options)
+        return batch_id
+
     async def resume(
         self,
         batch_id: str,
@@ -254,6 +268,13 @@ class Engine:
         """Put the batch's failed videos back in the queue and run them."""
         queued = await self.requeue_failed(batch_id)
         return queued, await self.resume(batch_id, changes, reporter=reporter, control=control)
+
+    async def retry_task(self, batch_id: str, task_id: int) -> bool:
+        """One failed video of the batch back in the queue (``resume`` then runs it);
+        False when it is no failed video of the batch."""
+        await self.status(batch_id)  # UnknownBatchError
+        async with self._store() as store:
+            return await store.requeue_task(batch_id, task_id, self.clock.time())
 
     def priced(self, model: str) -> bool:
         """Whether the price table (or the config) knows ``model``'s price."""
@@ -326,6 +347,8 @@ class Engine:
         snapshot: dict[str, object] = {
             "model": self.settings.model,
             "source": f"main {single}" if single else planned.request.source_desc,
+            "input_dir": str(d.resolve()) if (d := planned.request.input_dir) else None,
+            "template": planned.request.template,
             **{f.name: getattr(options, f.name) for f in fields(RunOptions)},
             "config": str(self.config_file.resolve()) if self.config_file else None,
             "progress_file": str(self.progress_file.resolve()) if self.progress_file else None,
@@ -530,3 +553,49 @@ class Engine:
     async def enable_key(self, fingerprint: str) -> bool:
         async with self._store() as store:
             return await store.enable_key(fingerprint, self.clock.time())
+
+    # -- the dashboard's summaries and presets --------------------------------------
+    async def costs(self, batch_id: str | None = None) -> CostSummary:
+        """What was billed, per batch and per UTC day (of one batch, with ``batch_id``)."""
+        from datetime import date
+
+        by_batch: dict[str, float | None] = {}
+        by_day: dict[str, float | None] = {}
+        if not self.db_path.exists():
+            return CostSummary(by_batch, by_day)
+        prices = Prices(self.settings.prices)
+        async with self._store() as store:
+            rows = await store.usage_by_day(batch_id)
+        for batch_id, day, model, usage in rows:
+            usd = prices.of_usage(model, usage, date.fromisoformat(day))
+            for table, key in ((by_batch, batch_id), (by_day, day)):
+                known = table.get(key, 0.0)
+                table[key] = None if usd is None or known is None else known + usd
+        return CostSummary(by_batch, dict(sorted(by_day.items(), reverse=True)))
+
+    async def presets(self) -> list[PresetView]:
+        """The config file's presets, then those saved here (a saved one of the same name
+        wins)."""
+        found = {
+            name: PresetView(name, p.template, dict(p.params), "config")
+            for name, p in self.settings.presets.items()
+        }
+        if self.db_path.exists():
+            async with self._store() as store:
+                for name, template, params in await store.presets():
+                    found[name] = PresetView(name, template, params, "saved")
+        return sorted(found.values(), key=lambda p: p.name)
+
+    async def save_preset(self, name: str, template: str | None, params: Mapping[str, str]) -> None:
+        from gs_video_report.errors import UsageError
+
+        if not name.strip() or len(name) > 80:
+            raise UsageError("a preset needs a name (at most 80 characters)")
+        if template:
+            self.check_template(template)
+        async with self._store() as store:
+            await store.save_preset(name.strip(), template or None, params, self.clock.time())
+
+    async def delete_preset(self, name: str) -> bool:
+        async with self._store() as store:
+            return await store.delete_preset(name)

@@ -123,6 +123,12 @@ class BatchView:
         return int(self.settings.get("skipped", 0))
 
     @property
+    def input_dir(self) -> Path | None:
+        """The folder a ``--input-dir`` batch read (absolute), if it was one."""
+        folder = self.settings.get("input_dir")
+        return Path(folder) if folder else None
+
+    @property
     def is_single(self) -> bool:
         """A ``main VIDEO`` run (one video, resumable like any batch)."""
         return bool(self.settings.get("single"))
@@ -206,6 +212,23 @@ class KeyView:
     successes: int
     failures: dict[str, int]
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """What was billed, per batch and per UTC day of the calls (None: a model without a
+    known price was used)."""
+
+    by_batch: dict[str, float | None]
+    by_day: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class PresetView:
+    name: str
+    template: str | None
+    params: dict[str, str]
+    origin: str  # "config" (read-only here) or "saved" (the state database)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from gs_video_report.cli.manage import (
     status_command,
 )
 from gs_video_report.cli.render import render_command
+from gs_video_report.cli.serve import serve_command
 from gs_video_report.cli.single import main_command
 from gs_video_report.cli.text import printable
 from gs_video_report.errors import ExitCode
@@ -148,6 +149,7 @@ app.command("list-batches")(list_batches_command)
 app.command("render", epilog=EXIT_CODES)(render_command)
 app.command("cleanup")(cleanup_command)
 app.command("keys")(keys_command)
+app.command("serve")(serve_command)
 app.command("list-templates")(list_templates_command)
 app.command("list-models")(list_models_command)
 app.command("version")(version_command)

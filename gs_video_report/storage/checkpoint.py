@@ -568,6 +568,17 @@ class CheckpointManager:
             (now, batch_id),
         )
 
+    async def requeue_task(self, batch_id: str, task_id: int, now: float) -> bool:
+        """One failed video back in the queue, with its tries reset (a dashboard's retry
+        button); False when it is not a failed task of the batch."""
+        changed = await self._write(
+            "UPDATE tasks SET stage = 'pending', attempts = 0, next_attempt_at = NULL,"
+            " finished_at = NULL, updated_at = ? WHERE id = ? AND batch_id = ?"
+            " AND stage = 'failed'",
+            (now, task_id, batch_id),
+        )
+        return changed > 0
+
     async def record_attempts(
         self, task_id: int, calls: Iterable[CallRecord], *, key_fingerprint: str | None, now: float
     ) -> None:
@@ -621,6 +632,22 @@ class CheckpointManager:
                 ),
             )
             for row in rows
+        ]
+
+    async def usage_by_day(self, batch_id: str | None = None) -> list[tuple[str, str, str, Usage]]:
+        """Billed tokens of every batch (or one) summed by (batch, UTC day of the call,
+        model); prices are per token, so a sum prices the same as its calls."""
+        rows = await self._rows(
+            "SELECT t.batch_id, date(a.at, 'unixepoch'), a.model, SUM(a.prompt_tokens),"
+            " SUM(COALESCE(a.output_tokens, 0)), SUM(COALESCE(a.thoughts_tokens, 0))"
+            " FROM attempts a JOIN tasks t ON t.id = a.task_id"
+            " WHERE a.prompt_tokens IS NOT NULL AND (? IS NULL OR t.batch_id = ?)"
+            " GROUP BY 1, 2, 3",
+            (batch_id, batch_id),
+        )
+        return [
+            (r[0], r[1], r[2] or "", Usage(r[3], candidates_tokens=r[4], thoughts_tokens=r[5]))
+            for r in rows
         ]
 
     async def done_entry(self, done_key: str) -> LedgerEntry | None:
@@ -711,3 +738,20 @@ class CheckpointManager:
             (now, fingerprint),
         )
         return changed > 0
+
+    # -- presets -----------------------------------------------------------------
+    async def presets(self) -> list[tuple[str, str | None, dict[str, str]]]:
+        rows = await self._rows("SELECT name, template, params_json FROM presets ORDER BY name")
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    async def save_preset(
+        self, name: str, template: str | None, params: Mapping[str, str], now: float
+    ) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO presets (name, template, params_json, updated_at)"
+            " VALUES (?, ?, ?, ?)",
+            (name, template, json.dumps(dict(params), sort_keys=True), now),
+        )
+
+    async def delete_preset(self, name: str) -> bool:
+        return await self._write("DELETE FROM presets WHERE name = ?", (name,)) > 0

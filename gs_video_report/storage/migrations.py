@@ -236,6 +236,20 @@ migration("m009_pending_index")(
 )
 
 
+# Parameter presets saved from the dashboard (the config file's own are read from it);
+# in the state database so a second tab and a restart see them.
+migration("m010_presets")(
+    """
+    CREATE TABLE presets (
+        name TEXT PRIMARY KEY,
+        template TEXT,
+        params_json TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""
