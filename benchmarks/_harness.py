@@ -65,9 +65,16 @@ class Run:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system of the child itself
 
 
 def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
+    """``gs_videoreport ARGS`` as its own process, process start to exit."""
+    return run_python(home, base_url, "-m", "gs_video_report", *args, cwd=cwd)
+
+
+def run_python(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
+    """``python ARGS`` with the tool's environment (its home, the simulator, the key)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GS_VIDEOREPORT_")}
     env.update(
         GS_VIDEOREPORT_HOME=str(home),
@@ -80,7 +87,7 @@ def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
     started = time.perf_counter()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gs_video_report", *args],
+            [sys.executable, *args],
             cwd=cwd,
             env=env,
             stdout=out,
@@ -92,7 +99,8 @@ def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
-    return Run(proc.returncode, wall, rss_mb, out_path.read_text(), err_path.read_text())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(proc.returncode, wall, rss_mb, out_path.read_text(), err_path.read_text(), cpu)
 
 
 @dataclass
