@@ -148,14 +148,32 @@ class Engine:
         self.config_file = config_file  # stored with a batch, so a resume reads it again
         self.progress_file = progress_file
         self.sync = SyncEngine(self)
+        self._registry: tuple[object, TemplateRegistry] | None = None
 
     def registry(self, extra: Sequence[Path] = ()) -> TemplateRegistry:
-        from gs_video_report.services.templates import TemplateRegistry, load_template
+        from gs_video_report.services.templates import (
+            TemplateRegistry,
+            builtin_templates_dir,
+            load_template,
+        )
 
-        registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
-        for file in extra:
-            registry.add(load_template(file))
-        return registry
+        if extra:  # given by path: loaded afresh, onto a registry of its own
+            registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
+            for file in extra:
+                registry.add(load_template(file))
+            return registry
+        # One batch asks three times (plan, record, run) and loading parses every
+        # template: kept while no template file changed (a long-lived caller sees edits).
+        dirs = [builtin_templates_dir(), *self.settings.templates.dirs]
+        seen = tuple(
+            (str(f), f.stat().st_mtime_ns, f.stat().st_size)
+            for d in dirs
+            if d.is_dir()
+            for f in sorted(d.glob("*.y*ml"))
+        )
+        if self._registry is None or self._registry[0] != (dirs, seen):
+            self._registry = ((dirs, seen), TemplateRegistry.with_builtins(dirs[1:]))
+        return self._registry[1]
 
     @asynccontextmanager
     async def _store(self) -> AsyncIterator[CheckpointManager]:

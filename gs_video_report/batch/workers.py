@@ -123,6 +123,7 @@ class WorkerPool:
         # by key fingerprint; every call waits at the network's gate while it is down
         self.services = {fp: s.gated(self.network.ready) for fp, s in services.items()}
         self._active = 0
+        self._quiet = asyncio.Event()  # set when the last running task ends
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
         self.uploader = Uploader(
@@ -252,7 +253,7 @@ class WorkerPool:
                         return  # nothing pending, nothing running: the batch is through
                     next_retry = self.clock.time() + _IDLE_POLL_S  # the same work runs elsewhere
                 wait = _IDLE_POLL_S if next_retry is None else next_retry - self.clock.time()
-                await self.clock.sleep(max(0.01, min(wait, _IDLE_POLL_S)))
+                await self._idle(max(0.01, min(wait, _IDLE_POLL_S)))
                 continue
             self._active += 1
             self._lookahead.move(task.id, PREPARING, task.size_bytes)
@@ -261,6 +262,25 @@ class WorkerPool:
             finally:
                 self._active -= 1
                 self._lookahead.move(task.id, None)
+                if self._active == 0:
+                    self._quiet.set()  # the batch may be through: idle workers look now
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait ``seconds``, or less: until no task runs any more. Then the batch may be
+        through, and every idle worker must see it at once — the process exits when the
+        last one returns, so a full idle poll here was up to a second added to every
+        batch's end. Waking only then (not at every task's end) keeps the tail of a big
+        batch from waking all idle workers for each lesson."""
+        quiet = self._quiet
+        if quiet.is_set():
+            self._quiet = quiet = asyncio.Event()
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waiter = asyncio.ensure_future(quiet.wait())
+        try:
+            await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
 
     # -- one task -----------------------------------------------------------------
     def _show(self, view: ev.TaskView, activity: ev.Activity) -> None:
@@ -339,8 +359,11 @@ class WorkerPool:
         # The paid answer goes to both its sidecar and the state database before anything
         # else: whatever stops the rest (a crash, a full disk on either side, a lost
         # database), the next run writes the lesson from one of them without a new call.
+        # Both files are written off the event loop (their fsyncs wait for the disk, the
+        # other tasks' calls need not); awaited in order, so the answer is on disk first.
         try:
-            self.writer.answer(video, generation, list(log.stored), task.done_key)
+            calls = list(log.stored)
+            await asyncio.to_thread(self.writer.answer, video, generation, calls, task.done_key)
             unwritten = None
         except OutputError as exc:
             unwritten = exc
@@ -349,7 +372,7 @@ class WorkerPool:
             raise unwritten
         await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time(), owner=self.owner)
         self._show(view, ev.Activity.WRITING)
-        self.writer.lesson(video, generation)
+        await asyncio.to_thread(self.writer.lesson, video, generation)
         cost = self.prices.of_usage(task.model, generation.usage)
         await self.store.complete(task.id, generation.usage, cost, self.clock.time())
         self.reporter.emit(ev.TaskDone(view, cost))
@@ -404,7 +427,9 @@ class WorkerPool:
                 if self.stop_reason is not None:
                     raise _Stopping  # uploaded, not paid for: the resume reuses the upload
                 self._lookahead.move(task.id, GENERATING)
-                await self._check_lease()  # a process taken over while it waited writes nothing
+                # No lease check of its own here (one round trip less while the slot is
+                # held): the stage is written only while the task is still claimed by us,
+                # and ``before_call`` checks the lease (and a cancel) before the paid call.
                 await self.store.set_stage(
                     task.id, TaskStage.GENERATING, self.clock.time(), owner=self.owner
                 )
