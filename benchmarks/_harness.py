@@ -24,10 +24,12 @@ SAMPLES = REPO / "examples" / "videos"
 KEY = "benchmark-key-not-a-secret"
 
 
-def make_videos(folder: Path, count: int, *, pad_bytes: int = 0) -> list[Path]:
+def make_videos(folder: Path, count: int, *, pad_bytes: int = 0, age_s: float = 0.0) -> list[Path]:
     """``count`` distinct MP4 files: a bundled sample plus an MP4 ``free`` box that makes
     each one's content (so its fingerprint) unique; ``pad_bytes`` makes the box that big,
-    as a sparse region, to model a large file without writing it."""
+    as a sparse region, to model a large file without writing it. ``age_s``: modified
+    that long ago (a teacher's recordings are not seconds old; the probe cache keeps
+    only files that were not changing while probed)."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = sorted(SAMPLES.glob("*.mp4"))
     made = []
@@ -42,6 +44,9 @@ def make_videos(folder: Path, count: int, *, pad_bytes: int = 0) -> list[Path]:
             out.write(struct.pack(">I4s", size, b"free") + tag)
             if pad_bytes:
                 out.truncate(len(data) + size)
+        if age_s:
+            past = time.time() - age_s
+            os.utime(target, (past, past))
         made.append(target)
     return made
 

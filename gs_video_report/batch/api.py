@@ -200,16 +200,23 @@ class Engine:
         if request.skip_existing and not request.force and self.db_path.exists():
             async with self._store() as store:
                 ledger = await store.done_ledger()
-        plan = build_plan(
-            read_inputs(request, output),
-            settings=self.settings,
-            registry=self.registry(),
-            writer=FileWriter(output),
-            template=request.template,
-            params=dict(request.params or {}),
-            ledger=ledger,
-            force=request.force,
-        )
+        from gs_video_report.storage.probecache import ProbeCache
+
+        probes = ProbeCache.open(self.db_path.parent)
+        try:
+            plan = build_plan(
+                read_inputs(request, output),
+                settings=self.settings,
+                registry=self.registry(),
+                writer=FileWriter(output),
+                template=request.template,
+                params=dict(request.params or {}),
+                ledger=ledger,
+                force=request.force,
+                probes=probes,
+            )
+        finally:
+            probes.close()
         return PlannedBatch(request, output, plan)
 
     # -- running --------------------------------------------------------------------
