@@ -123,7 +123,8 @@ class WorkerPool:
         # by key fingerprint; every call waits at the network's gate while it is down
         self.services = {fp: s.gated(self.network.ready) for fp, s in services.items()}
         self._active = 0
-        self._quiet = asyncio.Event()  # set when the last running task ends
+        self._idlers: set[asyncio.Task[object]] = set()  # workers in ``_idle``
+        self._woken: set[asyncio.Task[object]] = set()  # ... cancelled to wake them
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
         self.uploader = Uploader(
@@ -263,24 +264,32 @@ class WorkerPool:
                 self._active -= 1
                 self._lookahead.move(task.id, None)
                 if self._active == 0:
-                    self._quiet.set()  # the batch may be through: idle workers look now
+                    self._wake_idlers()  # the batch may be through: they look now
 
     async def _idle(self, seconds: float) -> None:
         """Wait ``seconds``, or less: until no task runs any more. Then the batch may be
         through, and every idle worker must see it at once — the process exits when the
         last one returns, so a full idle poll here was up to a second added to every
         batch's end. Waking only then (not at every task's end) keeps the tail of a big
-        batch from waking all idle workers for each lesson."""
-        quiet = self._quiet
-        if quiet.is_set():
-            self._quiet = quiet = asyncio.Event()
-        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        waiter = asyncio.ensure_future(quiet.wait())
+        batch from waking all idle workers for each lesson. The wait is the clock's own,
+        in this task (an error of the clock's surfaces here); waking cancels it."""
+        me = asyncio.current_task()
+        assert me is not None
+        self._idlers.add(me)
         try:
-            await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+            await self.clock.sleep(seconds)
+        except asyncio.CancelledError:
+            if me in self._woken and me.uncancel() == 0:
+                return  # woken, not cancelled by anyone else
+            raise
         finally:
-            sleeper.cancel()
-            waiter.cancel()
+            self._idlers.discard(me)
+            self._woken.discard(me)
+
+    def _wake_idlers(self) -> None:
+        for idler in self._idlers - self._woken:
+            self._woken.add(idler)
+            idler.cancel()
 
     # -- one task -----------------------------------------------------------------
     def _show(self, view: ev.TaskView, activity: ev.Activity) -> None:
