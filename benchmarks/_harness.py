@@ -14,10 +14,12 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "examples" / "videos"
@@ -131,6 +133,37 @@ def phases(home: Path) -> Phases:
     first = first or 0.0
     fill = (first_sent - first) if first_sent is not None else 0.0
     return Phases(total, done or 0, failed or 0, (last or 0.0) - first, fill)
+
+
+def rated_batch(
+    videos: int, rpm: int, parallel: int, latency_s: float, *, processing_polls: int = 0
+) -> tuple[Run, dict[str, Any], Phases]:
+    """N fresh videos through ``batch`` told ``limits: {default: {rpm: R}}``, against a
+    simulator enforcing the same R (a sliding window per key) and answering each generate
+    call after L s; files ACTIVE after ``processing_polls`` PROCESSING answers. The
+    batch's run, what the simulator counted, and the phases from the state database."""
+    # imported here: the other benchmarks' figures need no simulator in this process
+    from gs_video_report.simulator import Simulator
+
+    with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmp_text:
+        tmp = Path(tmp_text)
+        inputs = tmp / "in"
+        make_videos(inputs, videos)
+        config = tmp / "config.yaml"
+        config.write_text(f"limits:\n  default: {{rpm: {rpm}}}\n")
+        with Simulator() as sim:
+            sim.set_limits(
+                rpm=rpm, latency={"generate": latency_s}, polls_until_active=processing_polls
+            )
+            result = run_cli(
+                tmp / "home",
+                sim.url,
+                *("batch", "-d", str(inputs), "-o", str(tmp / "out"), "-c", str(config)),
+                *("-p", str(parallel), "-q", "--json"),
+                cwd=tmp,
+            )
+            stats = sim.stats()
+        return result, stats, phases(tmp / "home")
 
 
 def machine() -> str:
