@@ -31,6 +31,7 @@ from gs_video_report.batch.decide import (
     call_timeout,
 )
 from gs_video_report.batch.estimates import Estimates
+from gs_video_report.batch.idle import Idlers
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Bucket
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
@@ -123,8 +124,8 @@ class WorkerPool:
         # by key fingerprint; every call waits at the network's gate while it is down
         self.services = {fp: s.gated(self.network.ready) for fp, s in services.items()}
         self._active = 0
-        self._idlers: set[asyncio.Task[object]] = set()  # workers in ``_idle``
-        self._woken: set[asyncio.Task[object]] = set()  # ... cancelled to wake them
+        self._drained = False  # a claim found nothing pending (until a task ends)
+        self._idle = Idlers(clock)
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
         self.uploader = Uploader(
@@ -238,6 +239,13 @@ class WorkerPool:
     async def _work(self, number: int) -> None:
         placeholder = -1 - number  # holds the worker's place in the window while claiming
         while self.stop_reason is None:
+            if self._drained and self._active > 0:
+                # Nothing to claim until a task ends (a retry, a requeue): one worker's
+                # empty claim said so. The others wait instead of each asking again —
+                # hundreds of workers at high --parallel, whose statements queued ahead
+                # of the last tasks' own on the database thread.
+                await self._idle.wait(_IDLE_POLL_S)
+                continue
             await self._lookahead.enter(placeholder)
             if self.stop_reason is not None:
                 self._lookahead.move(placeholder, None)
@@ -253,8 +261,9 @@ class WorkerPool:
                     if not await self.store.blocked_pending(self.batch_id, now, self.owner):
                         return  # nothing pending, nothing running: the batch is through
                     next_retry = self.clock.time() + _IDLE_POLL_S  # the same work runs elsewhere
+                self._drained = next_retry is None
                 wait = _IDLE_POLL_S if next_retry is None else next_retry - self.clock.time()
-                await self._idle(max(0.01, min(wait, _IDLE_POLL_S)))
+                await self._idle.wait(max(0.01, min(wait, _IDLE_POLL_S)))
                 continue
             self._active += 1
             self._lookahead.move(task.id, PREPARING, task.size_bytes)
@@ -262,34 +271,10 @@ class WorkerPool:
                 await self._run_task(task)
             finally:
                 self._active -= 1
+                self._drained = False  # it may have left a retry or put itself back
                 self._lookahead.move(task.id, None)
                 if self._active == 0:
-                    self._wake_idlers()  # the batch may be through: they look now
-
-    async def _idle(self, seconds: float) -> None:
-        """Wait ``seconds``, or less: until no task runs any more. Then the batch may be
-        through, and every idle worker must see it at once — the process exits when the
-        last one returns, so a full idle poll here was up to a second added to every
-        batch's end. Waking only then (not at every task's end) keeps the tail of a big
-        batch from waking all idle workers for each lesson. The wait is the clock's own,
-        in this task (an error of the clock's surfaces here); waking cancels it."""
-        me = asyncio.current_task()
-        assert me is not None
-        self._idlers.add(me)
-        try:
-            await self.clock.sleep(seconds)
-        except asyncio.CancelledError:
-            if me in self._woken and me.uncancel() == 0:
-                return  # woken, not cancelled by anyone else
-            raise
-        finally:
-            self._idlers.discard(me)
-            self._woken.discard(me)
-
-    def _wake_idlers(self) -> None:
-        for idler in self._idlers - self._woken:
-            self._woken.add(idler)
-            idler.cancel()
+                    self._idle.wake_all()  # the batch may be through: they look now
 
     # -- one task -----------------------------------------------------------------
     def _show(self, view: ev.TaskView, activity: ev.Activity) -> None:
