@@ -81,3 +81,13 @@ def test_a_broken_cache_file_is_a_miss_not_a_failed_plan(tmp_path: Path) -> None
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / CACHE_NAME).write_bytes(b"not a database" * 100)
     assert _plan(tmp_path, folder)["a.mp4"]
+
+
+def test_a_name_that_is_not_utf8_is_kept_by_its_bytes(tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    odd = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.mp4"))
+    _old(Path(shutil.copy(SAMPLES / "intro_to_fractions.mp4", odd)))
+    _plan(tmp_path, folder)
+    assert _poison(tmp_path) == 1
+    assert list(_plan(tmp_path, folder).values()) == [SENTINEL_S]

@@ -29,7 +29,7 @@ RACY_S = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS probes (
-    path TEXT PRIMARY KEY,
+    path BLOB PRIMARY KEY,  -- the OS's bytes: a name need not be valid UTF-8
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
@@ -83,7 +83,7 @@ class ProbeCache:
             row = self._conn.execute(
                 "SELECT size, mtime_ns, ctime_ns, inode, duration_s, width, height,"
                 " has_audio, fingerprint FROM probes WHERE path = ?",
-                (str(path),),
+                (os.fsencode(path),),
             ).fetchone()
         except sqlite3.Error:
             return None
@@ -97,7 +97,7 @@ class ProbeCache:
             return
         self._pending.append(
             (
-                str(path),
+                os.fsencode(path),
                 *_key(info),
                 probed.duration_s,
                 probed.width,
