@@ -14,20 +14,24 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "examples" / "videos"
 KEY = "benchmark-key-not-a-secret"
 
 
-def make_videos(folder: Path, count: int, *, pad_bytes: int = 0) -> list[Path]:
+def make_videos(folder: Path, count: int, *, pad_bytes: int = 0, age_s: float = 0.0) -> list[Path]:
     """``count`` distinct MP4 files: a bundled sample plus an MP4 ``free`` box that makes
     each one's content (so its fingerprint) unique; ``pad_bytes`` makes the box that big,
-    as a sparse region, to model a large file without writing it."""
+    as a sparse region, to model a large file without writing it. ``age_s``: modified
+    that long ago (a teacher's recordings are not seconds old; the probe cache keeps
+    only files that were not changing while probed)."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = sorted(SAMPLES.glob("*.mp4"))
     made = []
@@ -42,6 +46,9 @@ def make_videos(folder: Path, count: int, *, pad_bytes: int = 0) -> list[Path]:
             out.write(struct.pack(">I4s", size, b"free") + tag)
             if pad_bytes:
                 out.truncate(len(data) + size)
+        if age_s:
+            past = time.time() - age_s
+            os.utime(target, (past, past))
         made.append(target)
     return made
 
@@ -65,9 +72,16 @@ class Run:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system of the child itself
 
 
 def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
+    """``gs_videoreport ARGS`` as its own process, process start to exit."""
+    return run_python(home, base_url, "-m", "gs_video_report", *args, cwd=cwd)
+
+
+def run_python(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
+    """``python ARGS`` with the tool's environment (its home, the simulator, the key)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GS_VIDEOREPORT_")}
     env.update(
         GS_VIDEOREPORT_HOME=str(home),
@@ -80,7 +94,7 @@ def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
     started = time.perf_counter()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gs_video_report", *args],
+            [sys.executable, *args],
             cwd=cwd,
             env=env,
             stdout=out,
@@ -92,7 +106,8 @@ def run_cli(home: Path, base_url: str, *args: str, cwd: Path) -> Run:
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
-    return Run(proc.returncode, wall, rss_mb, out_path.read_text(), err_path.read_text())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(proc.returncode, wall, rss_mb, out_path.read_text(), err_path.read_text(), cpu)
 
 
 @dataclass
@@ -118,6 +133,37 @@ def phases(home: Path) -> Phases:
     first = first or 0.0
     fill = (first_sent - first) if first_sent is not None else 0.0
     return Phases(total, done or 0, failed or 0, (last or 0.0) - first, fill)
+
+
+def rated_batch(
+    videos: int, rpm: int, parallel: int, latency_s: float, *, processing_polls: int = 0
+) -> tuple[Run, dict[str, Any], Phases]:
+    """N fresh videos through ``batch`` told ``limits: {default: {rpm: R}}``, against a
+    simulator enforcing the same R (a sliding window per key) and answering each generate
+    call after L s; files ACTIVE after ``processing_polls`` PROCESSING answers. The
+    batch's run, what the simulator counted, and the phases from the state database."""
+    # imported here: the other benchmarks' figures need no simulator in this process
+    from gs_video_report.simulator import Simulator
+
+    with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmp_text:
+        tmp = Path(tmp_text)
+        inputs = tmp / "in"
+        make_videos(inputs, videos)
+        config = tmp / "config.yaml"
+        config.write_text(f"limits:\n  default: {{rpm: {rpm}}}\n")
+        with Simulator() as sim:
+            sim.set_limits(
+                rpm=rpm, latency={"generate": latency_s}, polls_until_active=processing_polls
+            )
+            result = run_cli(
+                tmp / "home",
+                sim.url,
+                *("batch", "-d", str(inputs), "-o", str(tmp / "out"), "-c", str(config)),
+                *("-p", str(parallel), "-q", "--json"),
+                cwd=tmp,
+            )
+            stats = sim.stats()
+        return result, stats, phases(tmp / "home")
 
 
 def machine() -> str:

@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._harness import machine, make_videos, phases, run_cli, window_bound
-from gs_video_report.simulator import ENDPOINTS, Simulator
+from benchmarks._harness import machine, rated_batch, window_bound
+from gs_video_report.simulator import ENDPOINTS
 
 
 @dataclass(frozen=True)
@@ -53,26 +52,10 @@ class Scenario:
 
 
 def run(scenario: Scenario) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmp_text:
-        tmp = Path(tmp_text)
-        inputs = tmp / "in"
-        make_videos(inputs, scenario.videos)
-        config = tmp / "config.yaml"
-        config.write_text(f"limits:\n  default: {{rpm: {scenario.rpm}}}\n")
-        with Simulator() as sim:
-            # files are ACTIVE at once: the bound is about generate calls only
-            sim.set_limits(
-                rpm=scenario.rpm, latency={"generate": scenario.latency_s}, polls_until_active=0
-            )
-            result = run_cli(
-                tmp / "home",
-                sim.url,
-                *("batch", "-d", str(inputs), "-o", str(tmp / "out"), "-c", str(config)),
-                *("-p", str(scenario.parallel), "-q", "--json"),
-                cwd=tmp,
-            )
-            stats = sim.stats()
-        ph = phases(tmp / "home")
+    # files are ACTIVE at once: the bound is about generate calls only
+    result, stats, ph = rated_batch(
+        scenario.videos, scenario.rpm, scenario.parallel, scenario.latency_s
+    )
     starts = sorted(r["at"] for r in stats["generate_requests"])
     too_many = stats["statuses"].get("429", 0)
     return {

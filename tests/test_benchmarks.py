@@ -61,3 +61,25 @@ def test_claims_benchmark_claims_every_pending_task_through_the_pending_index() 
     rows = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert [(r["tasks"], r["done"], r["samples"]) for r in rows] == [(40, 30, 5), (80, 70, 5)]
     assert all("tasks_pending" in r["plans"]["claim"] for r in rows), rows
+
+
+def test_pipeline_benchmark_runs_the_script_and_the_batch_on_the_same_videos() -> None:
+    result = _run(
+        "pipeline.py",
+        *("-n", "4", "-p", "2", "-r", "1", "-l", "0.02", "--processing", "0.05"),
+        "--json",
+    )
+    assert result.returncode in (0, 1), result.stderr  # 1: a ratio missed (not asserted)
+    row = json.loads(result.stdout.splitlines()[-1])
+    # each run wrote every video's answer, or the benchmark would have stopped with its exit
+    assert (row["videos"], row["parallel"], row["repeats"]) == (4, 2, 1)
+    assert len(row["script_wall_s"]) == len(row["batch_wall_s"]) == 1
+    assert row["ratio_min"] > 0 and row["script_cpu_ms_per_video"] > 0
+
+
+def test_at_rest_benchmark_reruns_a_finished_batch_without_calls() -> None:
+    result = _run("at_rest.py", "-n", "5", "--json")
+    assert result.returncode in (0, 1), result.stderr
+    row = json.loads(result.stdout.splitlines()[-1])
+    assert row["videos"] == 5 and row["generate_calls"] == 5  # the rerun called nothing
+    assert all(row[k] > 0 for k in ("dry_run_first_s", "dry_run_second_s", "status_s"))

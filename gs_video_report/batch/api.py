@@ -160,14 +160,32 @@ class Engine:
         self.config_file = config_file  # stored with a batch, so a resume reads it again
         self.progress_file = progress_file
         self.sync = SyncEngine(self)
+        self._registry: tuple[object, TemplateRegistry] | None = None
 
     def registry(self, extra: Sequence[Path] = ()) -> TemplateRegistry:
-        from gs_video_report.services.templates import TemplateRegistry, load_template
+        from gs_video_report.services.templates import (
+            TemplateRegistry,
+            builtin_templates_dir,
+            load_template,
+        )
 
-        registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
-        for file in extra:
-            registry.add(load_template(file))
-        return registry
+        if extra:  # given by path: loaded afresh, onto a registry of its own
+            registry = TemplateRegistry.with_builtins(self.settings.templates.dirs)
+            for file in extra:
+                registry.add(load_template(file))
+            return registry
+        # One batch asks three times (plan, record, run) and loading parses every
+        # template: kept while no template file changed (a long-lived caller sees edits).
+        dirs = [builtin_templates_dir(), *self.settings.templates.dirs]
+        seen = tuple(
+            (str(f), f.stat().st_mtime_ns, f.stat().st_size)
+            for d in dirs
+            if d.is_dir()
+            for f in sorted(d.glob("*.y*ml"))
+        )
+        if self._registry is None or self._registry[0] != (dirs, seen):
+            self._registry = ((dirs, seen), TemplateRegistry.with_builtins(dirs[1:]))
+        return self._registry[1]
 
     @asynccontextmanager
     async def _store(self) -> AsyncIterator[CheckpointManager]:
@@ -194,16 +212,23 @@ class Engine:
         if request.skip_existing and not request.force and self.db_path.exists():
             async with self._store() as store:
                 ledger = await store.done_ledger()
-        plan = build_plan(
-            read_inputs(request, output),
-            settings=self.settings,
-            registry=self.registry(),
-            writer=FileWriter(output),
-            template=request.template,
-            params=dict(request.params or {}),
-            ledger=ledger,
-            force=request.force,
-        )
+        from gs_video_report.storage.probecache import ProbeCache
+
+        probes = ProbeCache.open(self.db_path.parent)
+        try:
+            plan = build_plan(
+                read_inputs(request, output),
+                settings=self.settings,
+                registry=self.registry(),
+                writer=FileWriter(output),
+                template=request.template,
+                params=dict(request.params or {}),
+                ledger=ledger,
+                force=request.force,
+                probes=probes,
+            )
+        finally:
+            probes.close()
         return PlannedBatch(request, output, plan)
 
     # -- running --------------------------------------------------------------------

@@ -98,12 +98,13 @@ def prepare(
     output_stem: str | None = None,
     taken: Collection[Path] = (),
     now: datetime | None = None,
+    info: VideoInfo | None = None,
 ) -> PreparedVideo:
-    """Raise ``InputError``/``TemplateError`` for anything wrong, before any API call."""
+    """Raise ``InputError``/``TemplateError`` for anything wrong, before any API call.
+    ``info``: the probe's answer when the caller already has it (the probe cache)."""
     source = parse_source(video) if isinstance(video, str) else video
     resolved = template.resolve_parameters(params)
-    info = None
-    if source.path is not None:
+    if source.path is not None and info is None:
         info = probe_video(source.path, max_bytes=settings.video.max_file_size_mb * 1024 * 1024)
     builtins = prompt_builtins(source, info, now or datetime.now(UTC))
     prompt = template.render_prompt(resolved, builtins)

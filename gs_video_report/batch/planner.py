@@ -22,11 +22,14 @@ from gs_video_report.batch.cost import Prices, estimate_input_tokens, expected_o
 from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
 from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.errors import InputError, TemplateError
+from gs_video_report.models import VideoInfo
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
+from gs_video_report.services.probe import check_file, probe_video
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage.checkpoint import LedgerEntry
+from gs_video_report.storage.probecache import ProbeCache, Probed
 
 if TYPE_CHECKING:
     from gs_video_report.batch.pipeline import PreparedVideo
@@ -90,6 +93,7 @@ def build_plan(
     params: Mapping[str, str],
     ledger: Ledger | None = None,
     force: bool = False,
+    probes: ProbeCache | None = None,
 ) -> Plan:
     if template is not None:
         registry.get(template)  # a broken -t fails the batch once, not every row
@@ -98,7 +102,9 @@ def build_plan(
     seen: dict[tuple[str, str, str], str] = {}
     for entry in inputs.entries:
         try:
-            planned = plan_entry(entry, settings, registry, writer, template, params, taken)
+            planned = plan_entry(
+                entry, settings, registry, writer, template, params, taken, probes=probes
+            )
         except (InputError, TemplateError) as exc:
             plan.problems.append(InputProblem(entry.origin, str(exc)))
             continue
@@ -120,7 +126,31 @@ def build_plan(
             if reason is not None:
                 planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
         plan.tasks.append(planned)
+    if probes is not None:
+        probes.flush()
     return plan
+
+
+def _probed(path: Path, settings: Settings, probes: ProbeCache) -> tuple[VideoInfo, str]:
+    """The probe and fingerprint of ``path``, from the cache while its key (size, times,
+    inode) is unchanged. The cheap checks (there, a file, a video type, readable, under
+    the size limit) run every time: the limit may have changed, the file become unreadable."""
+    max_bytes = settings.video.max_file_size_mb * 1024 * 1024
+    size, mime, mtime_ns = check_file(path, max_bytes=max_bytes)
+    key = path.absolute()  # not resolved: a symlink's target may change (the stat sees it)
+    try:
+        info = path.stat()  # before probing: a change while probing misses next time
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    hit = probes.get(key, info)
+    if hit is not None:
+        video = VideoInfo(hit.duration_s, size, mime, hit.width, hit.height, hit.has_audio)
+        return replace(video, mtime_ns=mtime_ns), hit.fingerprint
+    video = probe_video(path, max_bytes=max_bytes)
+    fingerprint = content_fingerprint(path)
+    probed = Probed(video.duration_s, video.width, video.height, video.has_audio, fingerprint)
+    probes.put(key, info, probed)
+    return video, fingerprint
 
 
 def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
@@ -166,8 +196,11 @@ def plan_entry(
     template: str | None,
     params: Mapping[str, str],
     taken: set[Path] | None = None,
+    *,
+    probes: ProbeCache | None = None,
 ) -> PlannedTask:
-    """One entry through every local check; raises ``InputError``/``TemplateError``."""
+    """One entry through every local check; raises ``InputError``/``TemplateError``.
+    ``probes``: what earlier plans learned of unchanged files (else every file is probed)."""
     # The pipeline (templates, Jinja, the formatter) loads with the first plan, not with
     # this module: the CLI imports ``estimate_plan`` for every command, --help included.
     from gs_video_report.batch.pipeline import prepare
@@ -175,6 +208,9 @@ def plan_entry(
     chosen = find_template(registry, entry.template or template or settings.templates.default)
     merged = {**params, **entry.params}
     source = parse_source(entry.text)
+    info, fingerprint = None, None
+    if source.path is not None and probes is not None:
+        info, fingerprint = _probed(source.path, settings, probes)
     video: PreparedVideo = prepare(
         source,
         template=chosen,
@@ -184,12 +220,14 @@ def plan_entry(
         subdir=entry.subdir,
         output_stem=entry.output_name,
         taken=taken or set(),
+        info=info,
     )
-    fingerprint = (
-        content_fingerprint(source.path)
-        if source.path is not None
-        else url_fingerprint(source.identity)
-    )
+    if fingerprint is None:
+        fingerprint = (
+            content_fingerprint(source.path)
+            if source.path is not None
+            else url_fingerprint(source.identity)
+        )
     key = done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
     return PlannedTask(entry, video, fingerprint, key)
 

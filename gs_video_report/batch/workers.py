@@ -31,6 +31,7 @@ from gs_video_report.batch.decide import (
     call_timeout,
 )
 from gs_video_report.batch.estimates import Estimates
+from gs_video_report.batch.idle import Idlers
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Bucket
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
@@ -124,6 +125,8 @@ class WorkerPool:
         # by key fingerprint; every call waits at the network's gate while it is down
         self.services = {fp: s.gated(self.network.ready) for fp, s in services.items()}
         self._active = 0
+        self._drained = False  # a claim found nothing pending (until a task ends)
+        self._idle = Idlers(clock)
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
         self.uploader = Uploader(
@@ -237,6 +240,13 @@ class WorkerPool:
     async def _work(self, number: int) -> None:
         placeholder = -1 - number  # holds the worker's place in the window while claiming
         while self.stop_reason is None:
+            if self._drained and self._active > 0:
+                # Nothing to claim until a task ends (a retry, a requeue): one worker's
+                # empty claim said so. The others wait instead of each asking again —
+                # hundreds of workers at high --parallel, whose statements queued ahead
+                # of the last tasks' own on the database thread.
+                await self._idle.wait(_IDLE_POLL_S)
+                continue
             await self._lookahead.enter(placeholder)
             if self.stop_reason is not None:
                 self._lookahead.move(placeholder, None)
@@ -252,8 +262,9 @@ class WorkerPool:
                     if not await self.store.blocked_pending(self.batch_id, now, self.owner):
                         return  # nothing pending, nothing running: the batch is through
                     next_retry = self.clock.time() + _IDLE_POLL_S  # the same work runs elsewhere
+                self._drained = next_retry is None
                 wait = _IDLE_POLL_S if next_retry is None else next_retry - self.clock.time()
-                await self.clock.sleep(max(0.01, min(wait, _IDLE_POLL_S)))
+                await self._idle.wait(max(0.01, min(wait, _IDLE_POLL_S)))
                 continue
             self._active += 1
             self._lookahead.move(task.id, PREPARING, task.size_bytes)
@@ -261,7 +272,10 @@ class WorkerPool:
                 await self._run_task(task)
             finally:
                 self._active -= 1
+                self._drained = False  # it may have left a retry or put itself back
                 self._lookahead.move(task.id, None)
+                if self._active == 0:
+                    self._idle.wake_all()  # the batch may be through: they look now
 
     # -- one task -----------------------------------------------------------------
     def _show(self, view: ev.TaskView, activity: ev.Activity) -> None:
@@ -340,8 +354,11 @@ class WorkerPool:
         # The paid answer goes to both its sidecar and the state database before anything
         # else: whatever stops the rest (a crash, a full disk on either side, a lost
         # database), the next run writes the lesson from one of them without a new call.
+        # Both files are written off the event loop (their fsyncs wait for the disk, the
+        # other tasks' calls need not); awaited in order, so the answer is on disk first.
         try:
-            self.writer.answer(video, generation, list(log.stored), task.done_key)
+            calls = list(log.stored)
+            await asyncio.to_thread(self.writer.answer, video, generation, calls, task.done_key)
             unwritten = None
         except OutputError as exc:
             unwritten = exc
@@ -350,7 +367,7 @@ class WorkerPool:
             raise unwritten
         await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time(), owner=self.owner)
         self._show(view, ev.Activity.WRITING)
-        self.writer.lesson(video, generation)
+        await asyncio.to_thread(self.writer.lesson, video, generation)
         cost = self.prices.of_usage(task.model, generation.usage)
         await self.store.complete(task.id, generation.usage, cost, self.clock.time())
         self.reporter.emit(ev.TaskDone(view, cost))
@@ -405,7 +422,9 @@ class WorkerPool:
                 if self.stop_reason is not None:
                     raise _Stopping  # uploaded, not paid for: the resume reuses the upload
                 self._lookahead.move(task.id, GENERATING)
-                await self._check_lease()  # a process taken over while it waited writes nothing
+                # No lease check of its own here (one round trip less while the slot is
+                # held): the stage is written only while the task is still claimed by us,
+                # and ``before_call`` checks the lease (and a cancel) before the paid call.
                 await self.store.set_stage(
                     task.id, TaskStage.GENERATING, self.clock.time(), owner=self.owner
                 )

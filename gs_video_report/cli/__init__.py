@@ -4,30 +4,22 @@ prints. Every command turns our exceptions into one line on stderr and an exit c
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
+from typer import _click as click  # typer vendors click: its groups hold its commands
 from typer._click.exceptions import ClickException, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from gs_video_report import __version__
-from gs_video_report.cli.batch import batch_command, resume_command, retry_failed_command
 from gs_video_report.cli.common import output_closed, quiet_exit
-from gs_video_report.cli.info import list_models_command, list_templates_command, version_command
-from gs_video_report.cli.keys import keys_command
-from gs_video_report.cli.manage import (
-    cancel_command,
-    cleanup_command,
-    list_batches_command,
-    status_command,
-)
-from gs_video_report.cli.render import render_command
-from gs_video_report.cli.serve import serve_command
-from gs_video_report.cli.single import main_command
 from gs_video_report.cli.text import printable
 from gs_video_report.errors import ExitCode
 
@@ -35,6 +27,114 @@ EXIT_CODES = """Exit codes: 0 success · 1 some videos failed or inputs rejected
 error · 3 bad input or configuration · 4 authentication or permission · 5 quota or budget
 exhausted (resumable) · 6 offline: the Gemini API could not be reached (resumable) ·
 130 interrupted (resumable) · 141 output closed (| head)"""
+
+
+@dataclass(frozen=True)
+class _Lazy:
+    """A command whose module is imported only when it runs (or shows its own help):
+    ``--help`` and ``version`` load none of the others (their Rich widgets, the
+    engine's API, the settings). ``summary`` is what the root's help lists — the first
+    paragraph of the command's docstring (``tests/test_startup.py`` checks they agree)."""
+
+    module: str
+    function: str
+    summary: str
+    epilog: bool = False  # the exit codes under its own help
+
+
+# Registration order is the order --help lists them in.
+COMMANDS: dict[str, _Lazy] = {
+    "main": _Lazy(
+        "single",
+        "main_command",
+        "Turn one video (file or YouTube URL) into a lesson (Markdown + JSON answer, and the\n"
+        "other --format files).\n"
+        "It runs as a one-video batch: interrupted, it resumes when run again.",
+        epilog=True,
+    ),
+    "batch": _Lazy(
+        "batch",
+        "batch_command",
+        "Turn a folder, list or CSV of videos into lessons; resumable at any point.",
+        epilog=True,
+    ),
+    "resume": _Lazy(
+        "batch",
+        "resume_command",
+        "Resume an interrupted, parked or failed-midway batch exactly where it stopped, with\n"
+        "the settings it was started with (flags given here override them).",
+        epilog=True,
+    ),
+    "status": _Lazy(
+        "manage", "status_command", "Per video: stage, attempts, last error, tokens, cost, output."
+    ),
+    "cancel": _Lazy(
+        "manage",
+        "cancel_command",
+        "Stop a batch, also one running in another terminal (within seconds). Resumable.",
+    ),
+    "retry-failed": _Lazy(
+        "batch",
+        "retry_failed_command",
+        "Put a batch's failed videos back in the queue and run them.",
+        epilog=True,
+    ),
+    "list-batches": _Lazy(
+        "manage",
+        "list_batches_command",
+        "Recent batches, newest first (``main`` runs are one-video batches).",
+    ),
+    "render": _Lazy(
+        "render",
+        "render_command",
+        "Rebuild lessons from their JSON sidecars with no API call: after a template's\n"
+        "layout changed, in another format (--format md,html,srt,vtt), or into another folder.\n"
+        "A lesson that cannot be rendered is reported and the others are (exit 1).",
+        epilog=True,
+    ),
+    "cleanup": _Lazy(
+        "manage",
+        "cleanup_command",
+        "Drop old finished batches and delete the uploaded Gemini files the tool still owns.\n"
+        "Lessons and the skip-existing ledger are kept.",
+    ),
+    "keys": _Lazy(
+        "keys",
+        "keys_command",
+        "The key pool: fingerprint (never the key), label, project, state, cooldown, counts.\n"
+        "`keys enable FINGERPRINT` re-enables a disabled key.",
+    ),
+    "serve": _Lazy(
+        "serve",
+        "serve_command",
+        "Open a local dashboard: batches, live progress, retry, cancel and resume, lessons,\n"
+        "a zip of everything, the key pool and the costs. It prints the URL to open (with a\n"
+        "random token: requests without it are refused). Batches started from the page run in\n"
+        "this process; Ctrl-C stops them resumable.",
+    ),
+    "list-templates": _Lazy(
+        "info",
+        "list_templates_command",
+        "Show templates: name, version, description, parameters; broken ones with the reason.",
+    ),
+    "list-models": _Lazy(
+        "info",
+        "list_models_command",
+        "Show the models this tool knows, with context sizes and current prices.",
+    ),
+    "version": _Lazy("info", "version_command", "Print the version."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The real (typer-built) command: its module imported now."""
+    lazy = COMMANDS[name]
+    module = importlib.import_module(f"gs_video_report.cli.{lazy.module}")
+    one = typer.Typer(pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
+    one.command(name, epilog=EXIT_CODES if lazy.epilog else None)(getattr(module, lazy.function))
+    command = typer.main.get_command(one)
+    command.name = name
+    return command
 
 
 class _CommandTypo(Exception):
@@ -49,7 +149,7 @@ def _legacy_argv(argv: list[str]) -> list[str]:
     if not argv:
         return argv
     first = argv[0]
-    commands = {c.name for c in app.registered_commands if c.name}
+    commands = set(COMMANDS)
     if first.startswith("-") or first in commands:
         return argv
     wordlike = not any(mark in first for mark in "./\\:")
@@ -82,6 +182,26 @@ class _Group(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         with _output_guard():
             return super().invoke(ctx)
+
+    _listing = False  # while the root's help lists the commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands or name not in COMMANDS:
+            return super().get_command(ctx, name)
+        if self._listing:  # the list needs a name and a line, not the module
+            return TyperCommand(name, help=COMMANDS[name].summary)
+        self.commands[name] = command = load_command(name)
+        return command
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 class _OneLineUsage(ClickException):
@@ -137,22 +257,6 @@ def _root(
     ] = False,
 ) -> None:
     pass
-
-
-app.command("main", epilog=EXIT_CODES)(main_command)
-app.command("batch", epilog=EXIT_CODES)(batch_command)
-app.command("resume", epilog=EXIT_CODES)(resume_command)
-app.command("status")(status_command)
-app.command("cancel")(cancel_command)
-app.command("retry-failed", epilog=EXIT_CODES)(retry_failed_command)
-app.command("list-batches")(list_batches_command)
-app.command("render", epilog=EXIT_CODES)(render_command)
-app.command("cleanup")(cleanup_command)
-app.command("keys")(keys_command)
-app.command("serve")(serve_command)
-app.command("list-templates")(list_templates_command)
-app.command("list-models")(list_models_command)
-app.command("version")(version_command)
 
 
 def main() -> None:

@@ -454,10 +454,11 @@ class Handler(BaseHTTPRequestHandler):
             "state": "PROCESSING",
             "source": "UPLOADED",
         }
-        if file.failed_reason and file.polls_left <= 0:
+        processed = file.processed(self.state.clock())
+        if file.failed_reason and processed:
             data["state"] = "FAILED"
             data["error"] = {"code": 3, "message": file.failed_reason}
-        elif file.polls_left <= 0:
+        elif processed:
             data["state"] = "ACTIVE"
             data["videoMetadata"] = {"videoDuration": f"{file.duration_s:.0f}s"}
         return data
@@ -664,7 +665,7 @@ class Handler(BaseHTTPRequestHandler):
         if file is None:
             self._no_such_file(file_id)
             return None, 0.0
-        if file.failed_reason or file.polls_left > 0:
+        if file.failed_reason or not file.processed(self.state.clock()):
             self._error(
                 400,
                 "FAILED_PRECONDITION",

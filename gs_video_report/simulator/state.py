@@ -92,6 +92,11 @@ class SimFile:
     polls_left: int
     failed_reason: str | None = None
     deleted: bool = False
+    active_at: float | None = None  # processing by time (limits.processing_s), not polls
+
+    def processed(self, now: float) -> bool:
+        """Whether processing is over (then the file is ACTIVE, or FAILED)."""
+        return self.polls_left <= 0 if self.active_at is None else now >= self.active_at
 
     @property
     def name(self) -> str:
@@ -117,6 +122,9 @@ class Limits:
     max_concurrency: int | None = None  # requests in flight at once, else 429
     latency: dict[str, float] = field(default_factory=dict)  # endpoint -> seconds
     polls_until_active: int = 1
+    # seconds from upload to ACTIVE, whatever the polls (a real server's processing time);
+    # None: polls_until_active decides
+    processing_s: float | None = None
     probe_max_bytes: int = 64 * 1024 * 1024
     thoughts_tokens: int = 0  # thinking tokens every answer reports (and bills)
 
@@ -299,6 +307,8 @@ class SimState:
             polls_left=self.limits.polls_until_active,
             failed_reason=failed,
         )
+        if self.limits.processing_s is not None:
+            file.active_at = file.created + self.limits.processing_s
         with self.lock:
             self.uploads.pop(upload.id, None)
             self.files[file.id] = file

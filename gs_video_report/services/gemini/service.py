@@ -57,7 +57,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _SHORT_CALL_TIMEOUT_S = 60.0  # polls, deletes, lists: capped by api.request_timeout too
 _PROBE_TIMEOUT_S = 10.0  # a one-file list that takes longer: the network is not back
-_POLL_DELAYS_S = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0)
+# Short first: a small video is often ACTIVE within a fraction of a second, and the first
+# generate call of a batch waits for it; then backing off to 10 s, so a long processing
+# (minutes for an hour of video) costs about the same handful of polls a minute as before.
+_POLL_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.5, 3.0, 5.0, 8.0, 10.0)
 _CHUNK_BYTES = 8 * 1024 * 1024  # the SDK uploads in chunks of this size
 _RESOLUTIONS = {
     "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
