@@ -173,8 +173,9 @@ class Engine:
     async def plan(self, request: PlanRequest) -> PlannedBatch:
         """Every local check for every input, with nothing spent. A template given for
         the whole batch is checked first, before any input is read or probed."""
-        if request.template is not None:
-            self.check_template(request.template)
+        for name in dict.fromkeys([*request.templates, request.template]):
+            if name is not None:
+                self.check_template(name)
         from gs_video_report.batch.planner import build_plan
 
         output = request.output.expanduser().resolve()
@@ -191,6 +192,7 @@ class Engine:
             params=dict(request.params or {}),
             ledger=ledger,
             force=request.force,
+            templates=request.templates,
         )
         return PlannedBatch(request, output, plan)
 

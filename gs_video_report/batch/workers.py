@@ -20,11 +20,12 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import MAX_OUTPUT_CEILING, Adjustments
+from gs_video_report.batch.caching import CacheKeeper
 from gs_video_report.batch.calls import CallLog
 from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
@@ -125,6 +126,7 @@ class WorkerPool:
         self._active = 0
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
+        self.caches = CacheKeeper(store, clock, self.prices, settings)
         self.uploader = Uploader(
             store,
             clock,
@@ -305,18 +307,22 @@ class WorkerPool:
         # Reserved before the (free) upload: a video the budget cannot pay for is not
         # uploaded either.
         await self._reserve(task, view, estimate)
-        task, key = await self.router.route(
-            task, log, waiting=lambda: self._show(view, ev.Activity.WAITING_FOR_KEY)
-        )
-        if self.stop_reason is not None:
-            raise _Stopping
-        service = self.services[key.fingerprint].recording(log.record)
-        parts = StoredParts(self.store, task.id, self.clock)
-        stored = await parts.load()
-        if stored and all(part.done for part in stored):
-            ref = VideoRef("", None)  # answered before a crash: written with no upload, no call
-        else:
-            ref = await self.uploader.video_ref(task, view, video, service)
+        async with self.uploader.one_video(task):
+            task = await self.store.task(task.id)  # another template's task may have uploaded
+            task, key = await self.router.route(
+                task, log, waiting=lambda: self._show(view, ev.Activity.WAITING_FOR_KEY)
+            )
+            if self.stop_reason is not None:
+                raise _Stopping
+            service = self.services[key.fingerprint].recording(log.record)
+            parts = StoredParts(self.store, task.id, self.clock)
+            stored = await parts.load()
+            cache_usd = 0.0
+            if stored and all(part.done for part in stored):
+                ref = VideoRef("", None)  # answered before a crash: no upload, no call
+            else:
+                ref = await self.uploader.video_ref(task, view, video, service)
+                ref, cache_usd = await self.caches.attach(task, video, ref, service)
         await self.outcomes.record_calls(task, log)
         self._lookahead.move(task.id, READY)
         self._show(view, ev.Activity.WAITING_FOR_GENERATE)
@@ -350,13 +356,27 @@ class WorkerPool:
         await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time(), owner=self.owner)
         self._show(view, ev.Activity.WRITING)
         self.writer.lesson(video, generation)
-        cost = self.prices.of_usage(task.model, generation.usage)
-        await self.store.complete(task.id, generation.usage, cost, self.clock.time())
+        cost, saving = self._cost(task, generation, cache_usd)
+        await self.store.complete(
+            task.id, generation.usage, cost, self.clock.time(), saving_usd=saving
+        )
         self.reporter.emit(ev.TaskDone(view, cost))
         if ref.file_name:
             await self._check_lease()  # another owner may be using the upload now
-            await pipeline.delete_quietly(ref.file_name)
-            await self.store.clear_upload(task.id, self.clock.time())
+            async with self.uploader.one_video(task):  # one of its tasks at a time deletes
+                await self.caches.release(task, ref, service)
+                await self.uploader.release(task, ref, service)
+
+    def _cost(
+        self, task: TaskRow, generation: Generation, cache_usd: float
+    ) -> tuple[float | None, float | None]:
+        """The task's cost (cached input at the cached rate, plus the cache it made) and
+        what caching saved it, against the same call with no cache."""
+        cost = self.prices.of_usage(task.model, generation.usage)
+        if cost is None or not (generation.usage.cached_tokens or cache_usd):
+            return cost, None
+        plain = self.prices.of_usage(task.model, replace(generation.usage, cached_tokens=0))
+        return cost + cache_usd, (plain or 0.0) - cost - cache_usd
 
     async def _reserve(
         self, task: TaskRow, view: ev.TaskView, estimate: Callable[[], float]
