@@ -27,6 +27,7 @@ from gs_video_report.errors import ApiError, FileAccessError
 
 if TYPE_CHECKING:
     from gs_video_report.batch.pipeline import PreparedVideo
+    from gs_video_report.batch.planner import PlannedTask
     from gs_video_report.clock import Clock
     from gs_video_report.config import Settings
     from gs_video_report.services.gemini import GeminiService, VideoRef
@@ -85,6 +86,49 @@ def storage_usd(price: PricePoint | None, tokens: int, ttl_s: float) -> float:
     return tokens * price.cache_storage_hour * ttl_s / 3600 / 1_000_000
 
 
+def cacheable(video: PreparedVideo, settings: Settings) -> bool:
+    """One cache serves a video's calls only if they see the video alike: one request
+    each (no parts), no clip (the cache holds the whole video at the template's fps)."""
+    generation = video.template.generation
+    if generation.start_offset_s is not None or generation.end_offset_s is not None:
+        return False
+    limit = input_limit(settings.model)
+    return not spans(video.duration_s, settings.video.part_minutes * 60, generation, limit)
+
+
+@dataclass(frozen=True)
+class SharingEstimate:
+    """What ``--dry-run`` shows of a plan's shared uploads and caches."""
+
+    uploads: int  # one a (video file); YouTube videos need none
+    calls: int
+    cached_videos: int  # videos an explicit cache pays for
+    saving_usd: float  # expected, by those caches
+
+
+def estimate_sharing(tasks: list[PlannedTask], settings: Settings, calls: int) -> SharingEstimate:
+    groups: dict[str, list[PlannedTask]] = {}
+    for task in tasks:
+        if task.video.source.path is not None:
+            groups.setdefault(task.content_fingerprint, []).append(task)
+    price = Prices(settings.prices).on(settings.model)
+    info = MODELS.get(settings.model)
+    cached, saving = 0, 0.0
+    for group in groups.values():
+        video = group[0].video
+        if len({t.video.template.name for t in group}) < 2 or not cacheable(video, settings):
+            continue
+        choice = cache_choice(
+            price,
+            video_tokens=estimate_input_tokens(video.duration_s, video.template.generation, ""),
+            uses=len(group),
+            min_tokens=info.cache_min_tokens if info else 4096,
+        )
+        if choice.use and choice.saving_usd is not None:
+            cached, saving = cached + 1, saving + choice.saving_usd
+    return SharingEstimate(len(groups), calls, cached, saving)
+
+
 class CacheKeeper:
     """The caches of a pool's videos: made by the first of a video's tasks when it pays,
     reused by the others (and by a resume while it lives), deleted by the last."""
@@ -117,7 +161,7 @@ class CacheKeeper:
                     pass  # expired or deleted on the server
             await self.store.forget_cache(task.cache_name, now)
         uses = await self.store.upload_templates(ref.file_name)
-        if not self._cacheable(video, uses):
+        if len(set(uses)) < 2 or not cacheable(video, self.settings):
             return ref, 0.0
         price = self.prices.on(task.model)
         info = MODELS.get(task.model)
@@ -150,22 +194,6 @@ class CacheKeeper:
         return replace(ref, cache=cache.name), written + storage_usd(
             price, cache.tokens, choice.ttl_s
         )
-
-    def _cacheable(self, video: PreparedVideo, templates: list[str]) -> bool:
-        """One cache serves the calls only if they see the video alike: one request
-        each (no parts), no clip, the same frame rate for every template."""
-        generation = video.template.generation
-        if generation.start_offset_s is not None or generation.end_offset_s is not None:
-            return False
-        if len(set(templates)) < 2:
-            return False
-        bounds = spans(
-            video.duration_s,
-            self.settings.video.part_minutes * 60,
-            generation,
-            input_limit(self.settings.model),
-        )
-        return not bounds
 
     async def release(self, task: TaskRow, ref: VideoRef, service: GeminiService) -> None:
         """After the task's "done": the cache goes once no other unfinished task uses it."""

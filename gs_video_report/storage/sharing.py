@@ -100,12 +100,13 @@ class SharedMedia:
             (now, name),
         )
 
-    async def owned_caches(self) -> list[tuple[str, str | None, float | None]]:
-        """(cache, key fingerprint, expiry) of every cache the tool has not deleted, in
-        batches no process runs: ``cleanup`` deletes them."""
+    async def owned_caches(self) -> list[tuple[str, str | None, float | None, str]]:
+        """(cache, key fingerprint, expiry, batch) of every cache the tool has not deleted,
+        in batches no process runs: ``cleanup`` deletes them."""
         rows = await self._rows(
-            "SELECT t.cache_name, MAX(t.upload_key), MAX(t.cache_expires_at) FROM tasks t"
+            "SELECT t.cache_name, MAX(t.upload_key), MAX(t.cache_expires_at), MAX(t.batch_id)"
+            " FROM tasks t"
             " JOIN batches b ON b.id = t.batch_id"
             " WHERE t.cache_name IS NOT NULL AND b.lease_owner IS NULL GROUP BY t.cache_name"
         )
-        return [(str(r[0]), r[1], r[2]) for r in rows]
+        return [(str(r[0]), r[1], r[2], str(r[3])) for r in rows]
