@@ -159,6 +159,8 @@ class CacheKeeper:
                     return replace(ref, cache=task.cache_name), 0.0
                 except FileAccessError:
                     pass  # expired or deleted on the server
+            else:  # too close to its end to serve every call: not left to bill storage
+                await _delete_quietly(service, task.cache_name)
             await self.store.forget_cache(task.cache_name, now)
         uses = await self.store.upload_templates(ref.file_name)
         if len(set(uses)) < 2 or not cacheable(video, self.settings):
@@ -201,8 +203,12 @@ class CacheKeeper:
             return  # none, or another of the video's tasks deleted it already
         if await self.store.cache_users(ref.cache, besides=task.id):
             return
-        try:
-            await service.delete_cache(ref.cache)
-        except ApiError as exc:
-            logger.info("could not delete %s (%s); it expires with its TTL", ref.cache, exc)
+        await _delete_quietly(service, ref.cache)
         await self.store.forget_cache(ref.cache, self.clock.time())
+
+
+async def _delete_quietly(service: GeminiService, name: str) -> None:
+    try:
+        await service.delete_cache(name)
+    except ApiError as exc:  # its TTL is short: it ends soon anyway
+        logger.info("could not delete %s (%s); it expires with its TTL", name, exc)
