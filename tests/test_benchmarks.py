@@ -61,3 +61,14 @@ def test_claims_benchmark_claims_every_pending_task_through_the_pending_index() 
     rows = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert [(r["tasks"], r["done"], r["samples"]) for r in rows] == [(40, 30, 5), (80, 70, 5)]
     assert all("tasks_pending" in r["plans"]["claim"] for r in rows), rows
+
+
+def test_templates_per_upload_benchmark_uploads_each_video_once() -> None:
+    result = _run("templates_per_upload.py", "-n", "2", "--max-templates", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    one, two = (json.loads(line) for line in result.stdout.splitlines()[-2:])
+    assert (one["lessons"], one["uploads"], one["generate_calls"]) == (2, 2, 2)
+    assert (two["lessons"], two["uploads"], two["generate_calls"]) == (4, 2, 4)
+    # the 45 s sample is cached for its two templates, the 30 s one is below the minimum
+    assert (two["caches_created"], two["caches_left"], two["files_left"]) == (1, 0, 0)
+    assert two["saving_usd"] > 0 and one["saving_usd"] == 0

@@ -223,3 +223,37 @@ def test_sigkill_mid_run_then_resume_uploads_ten_and_answers_none_twice(
             "SELECT count(*) FROM tasks WHERE upload_name IS NOT NULL OR cache_name IS NOT NULL"
         ).fetchone()[0]
     assert left == 0
+
+
+def test_a_resume_deletes_a_cache_a_crash_left_after_its_last_task(
+    cli, sim: Simulator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Killed between the last task's "done" and the cache's deletion: the cache would
+    bill storage until its TTL; the next run of the batch deletes it first."""
+    videos, out = course(tmp_path / "videos", 1), tmp_path / "out"
+    done = cli("batch", "-d", str(videos), "-o", str(out), "-q", *template_args(*TEMPLATES[:2]))
+    assert done.exit_code == ExitCode.OK, done.output
+    assert sim.stats()["caches_deleted"] == 1
+    # the state such a crash leaves: a live cache still recorded on the done tasks
+    db = tmp_path / "home" / "state.db"
+    with sqlite3.connect(db) as conn:
+        (key,) = conn.execute("SELECT DISTINCT key_fingerprint FROM attempts").fetchone()
+    import urllib.request
+
+    body = {"model": "models/gemini-3.8-flash", "contents": [{"parts": [{"text": "x" * 9000}]}]}
+    request = urllib.request.Request(
+        f"{sim.url}/v1beta/cachedContents", data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("x-goog-api-key", "AIzaTEST-0123456789-abcdefghijklmnop")
+    with urllib.request.urlopen(request) as answer:
+        name = json.loads(answer.read())["name"]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tasks SET cache_name = ?, upload_key = ?", (name, key))
+    assert sim.stats()["caches_live"] == 1
+    batch_id = str(db_rows(tmp_path, "SELECT id FROM batches")[0][0])
+
+    resumed = cli("resume", batch_id, "-q")
+
+    assert resumed.exit_code == ExitCode.OK, resumed.output
+    assert sim.stats()["caches_live"] == 0 and sim.stats()["calls"]["generate"] == 2
+    assert db_rows(tmp_path, "SELECT count(*) FROM tasks WHERE cache_name IS NOT NULL") == [(0,)]

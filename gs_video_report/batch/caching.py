@@ -17,6 +17,7 @@ request, so the implicit cache may still help.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -205,6 +206,21 @@ class CacheKeeper:
             return
         await _delete_quietly(service, ref.cache)
         await self.store.forget_cache(ref.cache, self.clock.time())
+
+
+async def sweep_caches(
+    store: CheckpointManager, batch_id: str, services: Mapping[str, GeminiService], now: float
+) -> int:
+    """At the start of a run (a resume): delete the batch's caches no task needs any
+    more — storage is billed by the hour, and their TTL may still be minutes long."""
+    swept = 0
+    for name, key in await store.idle_caches(batch_id):
+        service = services.get(key or "")
+        if service is not None:
+            await _delete_quietly(service, name)
+            swept += 1
+        await store.forget_cache(name, now)
+    return swept
 
 
 async def _delete_quietly(service: GeminiService, name: str) -> None:

@@ -167,6 +167,9 @@ class Uploader:
                 logger.info("%s: reusing upload %s", task.display_name, file.name)
                 return VideoRef(file.uri, file.mime_type, file.name)
         except FileAccessError:
-            pass  # expired or deleted on the server: upload again
+            # expired or deleted on the server: upload again, for the video's other
+            # tasks too (each would meet the same 403 and upload one of its own)
+            await self.store.forget_upload(task.upload_name, self.clock.time())
+            return None
         await self.store.clear_upload(task.id, self.clock.time())
         return None

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import MAX_OUTPUT_CEILING, Adjustments
-from gs_video_report.batch.caching import CacheKeeper
+from gs_video_report.batch.caching import CacheKeeper, sweep_caches
 from gs_video_report.batch.calls import CallLog
 from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
@@ -212,6 +212,7 @@ class WorkerPool:
         # Enough workers for every generate slot plus the lookahead's ceiling; the
         # lookahead decides how many of them hold a task.
         count = self.options.parallel + self._lookahead.ceiling
+        await sweep_caches(self.store, self.batch_id, self.services, self.clock.time())
         self._workers = [asyncio.create_task(self._worker(n)) for n in range(count)]
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)

@@ -110,3 +110,14 @@ class SharedMedia:
             " WHERE t.cache_name IS NOT NULL AND b.lease_owner IS NULL GROUP BY t.cache_name"
         )
         return [(str(r[0]), r[1], r[2], str(r[3])) for r in rows]
+
+    async def idle_caches(self, batch_id: str) -> list[tuple[str, str | None]]:
+        """(cache, key) recorded in the batch that no unfinished task uses any more: a
+        crash came between the last one's "done" and its deletion."""
+        rows = await self._rows(
+            "SELECT cache_name, MAX(upload_key) FROM tasks WHERE batch_id = ?"
+            " AND cache_name IS NOT NULL GROUP BY cache_name"
+            f" HAVING SUM({_UNFINISHED}) = 0",
+            (batch_id,),
+        )
+        return [(str(r[0]), r[1]) for r in rows]
