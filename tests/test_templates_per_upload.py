@@ -257,3 +257,17 @@ def test_a_resume_deletes_a_cache_a_crash_left_after_its_last_task(
     assert resumed.exit_code == ExitCode.OK, resumed.output
     assert sim.stats()["caches_live"] == 0 and sim.stats()["calls"]["generate"] == 2
     assert db_rows(tmp_path, "SELECT count(*) FROM tasks WHERE cache_name IS NOT NULL") == [(0,)]
+
+
+def test_one_unknown_template_among_several_fails_the_batch_before_any_call(
+    cli, sim: Simulator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    videos = course(tmp_path / "videos", 2)
+    args = template_args("summary_report", "summary_reprt")
+
+    result = cli("batch", "-d", str(videos), "-o", str(tmp_path / "out"), *args)
+
+    assert result.exit_code == ExitCode.INPUT
+    assert "did you mean summary_report?" in result.output
+    assert "Traceback" not in result.output
+    assert sim.api_calls() == 0 and not (tmp_path / "out").exists()
