@@ -271,3 +271,25 @@ def test_one_unknown_template_among_several_fails_the_batch_before_any_call(
     assert "did you mean summary_report?" in result.output
     assert "Traceback" not in result.output
     assert sim.api_calls() == 0 and not (tmp_path / "out").exists()
+
+
+def test_cached_tokens_are_billed_at_the_cached_rate_and_the_saving_counts_the_cache() -> None:
+    from datetime import date
+
+    from gs_video_report.batch.caching import task_cost
+    from gs_video_report.batch.cost import Prices
+    from gs_video_report.models import Usage
+
+    usage = Usage(prompt_tokens=10_000, candidates_tokens=1_000, cached_tokens=8_000)
+    prices = Prices()
+    day = date(2026, 12, 1)
+    # 2,000 at $0.75, 8,000 at $0.075, 1,000 out at $3.75 (per 1M)
+    assert abs((prices.of_usage("gemini-3.8-flash", usage, day) or 0) - 0.00585) < 1e-12
+    cost, saving = task_cost(prices, "gemini-3.8-flash", usage, 0.001)
+    # (today's prices: the table's 2026 point until 2027)
+    assert cost is not None and saving is not None
+    assert abs(cost - (prices.of_usage("gemini-3.8-flash", usage) or 0) - 0.001) < 1e-12
+    plain = prices.of_usage("gemini-3.8-flash", Usage(10_000, 1_000)) or 0
+    assert abs(saving - (plain - cost)) < 1e-12
+    assert task_cost(prices, "gemini-3.8-flash", Usage(10_000, 1_000), 0.0)[1] is None
+    assert task_cost(prices, "no-such-model", usage, 0.001) == (None, None)

@@ -25,6 +25,7 @@ from gs_video_report.batch.cost import Prices, estimate_input_tokens
 from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.catalog import MODELS, PricePoint
 from gs_video_report.errors import ApiError, FileAccessError
+from gs_video_report.models import Usage
 
 if TYPE_CHECKING:
     from gs_video_report.batch.pipeline import PreparedVideo
@@ -78,6 +79,18 @@ def cache_choice(
     if saving <= 0:
         return CacheChoice(False, saving, ttl, "storage and writing cost more than it saves")
     return CacheChoice(True, saving, ttl, f"saves ~${saving:.4f} over {uses} calls")
+
+
+def task_cost(
+    prices: Prices, model: str, usage: Usage, cache_usd: float
+) -> tuple[float | None, float | None]:
+    """A task's cost (cached input at the cached rate, plus the cache it made, if any)
+    and what caching saved it against the same calls with no cache (None: no cache)."""
+    cost = prices.of_usage(model, usage)
+    if cost is None or not (usage.cached_tokens or cache_usd):
+        return cost, None
+    plain = prices.of_usage(model, replace(usage, cached_tokens=0)) or 0.0
+    return cost + cache_usd, plain - cost - cache_usd
 
 
 def storage_usd(price: PricePoint | None, tokens: int, ttl_s: float) -> float:

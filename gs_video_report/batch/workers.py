@@ -20,12 +20,12 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import MAX_OUTPUT_CEILING, Adjustments
-from gs_video_report.batch.caching import CacheKeeper, sweep_caches
+from gs_video_report.batch.caching import CacheKeeper, sweep_caches, task_cost
 from gs_video_report.batch.calls import CallLog
 from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
@@ -357,7 +357,7 @@ class WorkerPool:
         await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time(), owner=self.owner)
         self._show(view, ev.Activity.WRITING)
         self.writer.lesson(video, generation)
-        cost, saving = self._cost(task, generation, cache_usd)
+        cost, saving = task_cost(self.prices, task.model, generation.usage, cache_usd)
         await self.store.complete(
             task.id, generation.usage, cost, self.clock.time(), saving_usd=saving
         )
@@ -367,17 +367,6 @@ class WorkerPool:
             async with self.uploader.one_video(task):  # one of its tasks at a time deletes
                 await self.caches.release(task, ref, service)
                 await self.uploader.release(task, ref, service)
-
-    def _cost(
-        self, task: TaskRow, generation: Generation, cache_usd: float
-    ) -> tuple[float | None, float | None]:
-        """The task's cost (cached input at the cached rate, plus the cache it made) and
-        what caching saved it, against the same call with no cache."""
-        cost = self.prices.of_usage(task.model, generation.usage)
-        if cost is None or not (generation.usage.cached_tokens or cache_usd):
-            return cost, None
-        plain = self.prices.of_usage(task.model, replace(generation.usage, cached_tokens=0))
-        return cost + cache_usd, (plain or 0.0) - cost - cache_usd
 
     async def _reserve(
         self, task: TaskRow, view: ev.TaskView, estimate: Callable[[], float]
