@@ -2,7 +2,9 @@
 
 Prices change on fixed dates, so each model has a list of price points; the one in
 force on a given day is used. Sources: Gemini pricing page as transcribed on
-2026-11-22 (see docs/models.md). Any other model name works with ``-m``; its price
+2026-11-22 (see docs/models.md); context-cache prices (cached read, storage per hour)
+from the same page as copied on 2026-12-01 (shared/reference/batch-mode-and-caching.md
+B2), for the models it lists. Any other model name works with ``-m``; its price
 is "unknown", never $0.
 """
 
@@ -19,6 +21,11 @@ class PricePoint:
     output: float  # output including thinking
     batch_input: float
     batch_output: float
+    # Context caching (explicit): reading cached input, and keeping 1M tokens cached for an
+    # hour. None: not known for this model, so the tool never creates a cache for it.
+    # Writing a cache is billed as input (an assumption the reference marks unverified).
+    cached_input: float | None = None
+    cache_storage_hour: float | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class ModelInfo:
     input_tokens: int
     output_tokens: int
     prices: tuple[PricePoint, ...]
+    cache_min_tokens: int = 4096  # the least a context cache may hold (3.x: 4,096)
 
     def price_on(self, day: date) -> PricePoint | None:
         current = [p for p in self.prices if p.effective <= day]
@@ -44,8 +52,8 @@ def _flash(name: str, description: str) -> ModelInfo:
         1_048_576,
         65_536,
         (
-            PricePoint(_START, 0.75, 3.75, 0.375, 1.875),
-            PricePoint(date(2027, 1, 1), 1.50, 7.50, 0.75, 3.75),
+            PricePoint(_START, 0.75, 3.75, 0.375, 1.875, 0.075, 0.50),
+            PricePoint(date(2027, 1, 1), 1.50, 7.50, 0.75, 3.75, 0.15, 1.00),
         ),
     )
 
@@ -82,7 +90,7 @@ MODELS: dict[str, ModelInfo] = {
             "Pro preview (prices for prompts <= 200k tokens)",
             1_048_576,
             65_536,
-            (PricePoint(_START, 2.00, 12.00, 1.00, 6.00),),
+            (PricePoint(_START, 2.00, 12.00, 1.00, 6.00, 0.20, 4.50),),
         ),
         ModelInfo(
             "gemini-4-argon",
@@ -109,21 +117,24 @@ MODELS: dict[str, ModelInfo] = {
             "Legacy (may be closed to new users)",
             1_048_576,
             65_536,
-            (PricePoint(_START, 0.30, 2.50, 0.15, 1.25),),
+            (PricePoint(_START, 0.30, 2.50, 0.15, 1.25, 0.03, 1.00),),
+            cache_min_tokens=2048,
         ),
         ModelInfo(
             "gemini-2.5-flash-lite",
             "Legacy (may be closed to new users)",
             1_048_576,
             65_536,
-            (PricePoint(_START, 0.10, 0.40, 0.05, 0.20),),
+            (PricePoint(_START, 0.10, 0.40, 0.05, 0.20, 0.01, 1.00),),
+            cache_min_tokens=2048,
         ),
         ModelInfo(
             "gemini-2.5-pro",
             "Legacy (may be closed to new users)",
             1_048_576,
             65_536,
-            (PricePoint(_START, 1.25, 10.00, 0.625, 5.00),),
+            (PricePoint(_START, 1.25, 10.00, 0.625, 5.00, 0.125, 4.50),),
+            cache_min_tokens=2048,
         ),
     )
 }

@@ -83,3 +83,14 @@ def test_at_rest_benchmark_reruns_a_finished_batch_without_calls() -> None:
     row = json.loads(result.stdout.splitlines()[-1])
     assert row["videos"] == 5 and row["generate_calls"] == 5  # the rerun called nothing
     assert all(row[k] > 0 for k in ("dry_run_first_s", "dry_run_second_s", "status_s"))
+
+
+def test_templates_per_upload_benchmark_uploads_each_video_once() -> None:
+    result = _run("templates_per_upload.py", "-n", "2", "--max-templates", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    one, two = (json.loads(line) for line in result.stdout.splitlines()[-2:])
+    assert (one["lessons"], one["uploads"], one["generate_calls"]) == (2, 2, 2)
+    assert (two["lessons"], two["uploads"], two["generate_calls"]) == (4, 2, 4)
+    # the 45 s sample is cached for its two templates, the 30 s one is below the minimum
+    assert (two["caches_created"], two["caches_left"], two["files_left"]) == (1, 0, 0)
+    assert two["saving_usd"] > 0 and one["saving_usd"] == 0

@@ -103,7 +103,7 @@ def test_stage_transitions_are_committed_and_visible_to_another_connection(tmp_p
         await lease(store)
         task = await store.claim_next("b1", now=101.0, owner="test-owner")
         assert task is not None and task.seq == 0 and task.stage is TaskStage.UPLOADING
-        await store.record_upload(
+        await store.share_upload(
             task.id,
             name="files/abc",
             uri="u",
@@ -152,7 +152,7 @@ def test_retry_waits_until_its_time_and_recover_requeues_in_flight(tmp_path: Pat
         again = await store.claim_next("b1", now=160.0, owner="test-owner")
         assert again is not None and again.id == first.id and again.attempts == 1
         # a killed process leaves `second` uploading: recover puts it back, upload info kept
-        await store.record_upload(
+        await store.share_upload(
             second.id,
             name="files/x",
             uri="u",

@@ -203,8 +203,9 @@ class Engine:
     async def plan(self, request: PlanRequest) -> PlannedBatch:
         """Every local check for every input, with nothing spent. A template given for
         the whole batch is checked first, before any input is read or probed."""
-        if request.template is not None:
-            self.check_template(request.template)
+        for name in dict.fromkeys([*request.templates, request.template]):
+            if name is not None:
+                self.check_template(name)
         from gs_video_report.batch.planner import build_plan
 
         output = request.output.expanduser().resolve()
@@ -226,6 +227,7 @@ class Engine:
                 ledger=ledger,
                 force=request.force,
                 probes=probes,
+                templates=request.templates,
             )
         finally:
             probes.close()

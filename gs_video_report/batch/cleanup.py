@@ -32,6 +32,32 @@ class CleanupReport:
     files_gone: int = 0  # expired, already deleted, or on a simulator
     files_kept: int = 0  # could not be deleted now (other key, no key, API error)
     other_keys: set[str] = field(default_factory=set)
+    caches_deleted: int = 0  # context caches left by a crash (storage is billed hourly)
+
+
+async def delete_caches(
+    store: CheckpointManager,
+    services: Mapping[str, GeminiService],
+    now: float,
+    simulated: set[str],
+) -> int:
+    """Every context cache a batch no process runs left behind: each costs storage by
+    the hour, and a resume makes a new one where it still pays. One past its expiry is
+    gone already; one whose key is not given is left to expire (its TTL is short)."""
+    deleted = 0
+    for name, key, expires, batch_id in await store.owned_caches():
+        service = services.get(key or "")
+        if service is not None and (expires or now + 1) > now and batch_id not in simulated:
+            try:
+                await service.delete_cache(name)
+                deleted += 1
+            except FileAccessError:
+                pass  # expired or deleted already
+            except ApiError as exc:
+                logger.warning("could not delete %s: %s", name, exc)
+                continue
+        await store.forget_cache(name, now)
+    return deleted
 
 
 async def uploads_to_delete(store: CheckpointManager, *, all_uploads: bool) -> list[TaskRow]:
@@ -74,8 +100,14 @@ async def _cleanup(
 ) -> CleanupReport:
     report = CleanupReport()
     simulated = await simulated_batches(store)
+    if not dry_run:
+        report.caches_deleted = await delete_caches(store, services, now, simulated)
+    seen: set[str] = set()  # a video's tasks (-t A -t B) share one upload
     for task in await uploads_to_delete(store, all_uploads=all_uploads):
         assert task.upload_name is not None
+        if task.upload_name in seen:
+            continue
+        seen.add(task.upload_name)
         gone = task.batch_id in simulated or (task.upload_expires_at or now + 1) <= now
         service = services.get(task.upload_key or "")
         if gone:
@@ -98,7 +130,7 @@ async def _cleanup(
         else:
             report.files_deleted += 1
         if not dry_run:
-            await store.clear_upload(task.id, now)
+            await store.forget_upload(task.upload_name, now)
     report.batches_dropped = await store.finished_batches(before=now - older_than_days * 86400)
     if not dry_run:
         await store.drop_batches(report.batches_dropped)

@@ -78,10 +78,16 @@ class Prices:
         return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
 
     def of_usage(self, model: str, usage: Usage, day: date | None = None) -> float | None:
-        """Output is billed including thinking tokens."""
-        return self.usd(
+        """Output is billed including thinking tokens; the prompt's cached tokens (part
+        of ``prompt_tokens``) at the cached rate, where the table has one."""
+        price = self.on(model, day)
+        full = self.usd(
             model, usage.prompt_tokens, usage.candidates_tokens + usage.thoughts_tokens, day
         )
+        if full is None or price is None or not usage.cached_tokens:
+            return full
+        rate = price.cached_input if price.cached_input is not None else price.input
+        return full - usage.cached_tokens * (price.input - rate) / 1_000_000
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,18 +94,29 @@ def build_plan(
     ledger: Ledger | None = None,
     force: bool = False,
     probes: ProbeCache | None = None,
+    templates: Sequence[str] = (),
 ) -> Plan:
-    if template is not None:
-        registry.get(template)  # a broken -t fails the batch once, not every row
+    """``templates`` (``-t A -t B``): every entry without a template of its own is
+    planned once per template, its tasks next to each other — they share one upload
+    (``batch.uploads``), and back to back they may share a cache (``batch.caching``)."""
+    chosen = unique_templates(templates, template)
+    for name in chosen:
+        if name is not None:
+            registry.get(name)  # a broken -t fails the batch once, not every row
     plan = Plan(problems=list(inputs.problems))
     taken: set[Path] = set()
     seen: dict[tuple[str, str, str], str] = {}
-    for entry in inputs.entries:
+    unusable: set[int] = set()  # entries whose video failed: one problem line, not one a -t
+    for entry, name in ((e, n) for e in inputs.entries for n in _for_entry(e, chosen)):
+        if id(entry) in unusable:
+            continue
         try:
             planned = plan_entry(
-                entry, settings, registry, writer, template, params, taken, probes=probes
+                entry, settings, registry, writer, name, params, taken, probes=probes
             )
         except (InputError, TemplateError) as exc:
+            if isinstance(exc, InputError):
+                unusable.add(id(entry))
             plan.problems.append(InputProblem(entry.origin, str(exc)))
             continue
         video = planned.video
@@ -151,6 +162,18 @@ def _probed(path: Path, settings: Settings, probes: ProbeCache) -> tuple[VideoIn
     probed = Probed(video.duration_s, video.width, video.height, video.has_audio, fingerprint)
     probes.put(key, info, probed)
     return video, fingerprint
+
+
+def unique_templates(templates: Sequence[str], template: str | None = None) -> list[str | None]:
+    """The batch's templates in the order given, each once (``-t a -t a`` is one);
+    ``[None]`` (the configured default) when none was given."""
+    names = list(dict.fromkeys([*templates, *([template] if template else [])]))
+    return list(names) if names else [None]
+
+
+def _for_entry(entry: InputEntry, templates: list[str | None]) -> list[str | None]:
+    # a CSV row naming its own template runs with that one alone
+    return [entry.template] if entry.template else templates
 
 
 def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:

@@ -43,7 +43,10 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
                     "output": task.output_tokens,
                     "thoughts": task.thoughts_tokens,
                     "total": task.total_tokens,
+                    "cached": task.cached_tokens,  # billed at the cached rate
                 },
+                # against the same calls with no context cache (its own cost included)
+                "cache_saving_usd": task.saving_usd,
                 "cost_usd": task.cost_usd,
                 "error": {"kind": task.last_error_kind, "message": task.last_error}
                 if task.last_error
@@ -66,6 +69,9 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
         "rejected": rejected,
         "total_tokens": sum(v["tokens"]["total"] or 0 for v in videos),
         "total_cost_usd": round(sum(costs), 6) if costs else None,
+        "cached_tokens": sum(v["tokens"]["cached"] or 0 for v in videos),
+        "cache_saving_usd": round(sum(v["cache_saving_usd"] or 0.0 for v in videos), 6),
+        "uploads": len({t.content_fingerprint for t in tasks if t.source_kind != "youtube"}),
         "videos": videos,
     }
     folder = Path(batch["output_dir"]) / "_reports" / batch_id
@@ -93,6 +99,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"- Rejected inputs: {len(summary['rejected'])}",
         f"- Tokens: {summary['total_tokens']:,}",
         f"- Cost: {cost_text}",
+        *_caching_lines(summary),
         "",
         "| Video | Status | Length | Retries | Tokens | Cost | Output / error |",
         "|---|---|---|---|---|---|---|",
@@ -119,3 +126,12 @@ def _markdown(summary: dict[str, Any]) -> str:
             lines.append(f"- **{v['video']}**")
             lines += [f"  {n}. {note}" for n, note in enumerate(v["prompt_evolution"], 1)]
     return "\n".join(lines) + "\n"
+
+
+def _caching_lines(summary: dict[str, Any]) -> list[str]:
+    if not summary["cached_tokens"]:
+        return []
+    return [
+        f"- Cached tokens: {summary['cached_tokens']:,} "
+        f"(context caching saved ${summary['cache_saving_usd']:.4f})"
+    ]

@@ -56,6 +56,8 @@ class PlanRequest:
     url_list: Path | None = None
     template: str | None = None
     params: Mapping[str, str] | None = None
+    # -t A -t B: each video without its own template runs with each (one upload shared)
+    templates: tuple[str, ...] = ()
     force: bool = False
     skip_existing: bool = True
 

@@ -11,6 +11,7 @@ replaced, cut short or turned into a folder since, its task fails with a one-lin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import stat
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 from gs_video_report.batch.events import Activity, Reporter, TaskActivity, TaskView
 from gs_video_report.batch.pipeline import PreparedVideo
 from gs_video_report.clock import Clock
-from gs_video_report.errors import FileAccessError, InputError
+from gs_video_report.errors import ApiError, FileAccessError, InputError
 from gs_video_report.services.fingerprint import content_fingerprint
 from gs_video_report.services.gemini import GeminiService, VideoRef
 from gs_video_report.services.sources import printable
@@ -76,11 +77,35 @@ class Uploader:
         self.clock = clock
         self.reporter = reporter
         self._slots = asyncio.Semaphore(max_uploads)
+        self._videos: dict[str, asyncio.Lock] = {}  # content fingerprint -> its tasks' turn
         self._prepared = prepared  # seconds from upload start to ACTIVE (the lookahead)
         self._before_upload = before_upload  # raises when the batch is no longer ours
 
     def _show(self, view: TaskView, activity: Activity, fraction: float | None = None) -> None:
         self.reporter.emit(TaskActivity(view, activity, fraction))
+
+    def one_video(self, task: TaskRow) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held by a video's task until its upload (and cache) exist: the video's other
+        tasks (its other templates) wait, then find them recorded and reuse them."""
+        if task.source_kind == "youtube":
+            return contextlib.nullcontext()
+        return self._videos.setdefault(task.content_fingerprint, asyncio.Lock())
+
+    async def release(self, task: TaskRow, ref: VideoRef, service: GeminiService) -> None:
+        """After the task's "done": the upload is deleted once no other unfinished task
+        uses it (its "done" is committed first, so of two ending together the later one
+        deletes), else only this task lets go of it."""
+        assert ref.file_name is not None
+        if (await self.store.task(task.id)).upload_name != ref.file_name:
+            return  # another of the video's tasks, ending with it, deleted it already
+        if await self.store.upload_users(ref.file_name, besides=task.id):
+            await self.store.clear_upload(task.id, self.clock.time())
+            return
+        try:
+            await service.delete_file(ref.file_name)
+        except ApiError as exc:
+            logger.info("could not delete %s (%s); it expires within 48 hours", ref.file_name, exc)
+        await self.store.forget_upload(ref.file_name, self.clock.time())
 
     async def video_ref(
         self, task: TaskRow, view: TaskView, video: PreparedVideo, service: GeminiService
@@ -109,7 +134,7 @@ class Uploader:
                 ),
             )
         await self._before_upload()  # still ours: the upload's record may be written
-        await self.store.record_upload(
+        await self.store.share_upload(  # the video's other tasks (-t A -t B) reuse it
             task.id,
             name=file.name,
             uri=file.uri,
@@ -142,6 +167,9 @@ class Uploader:
                 logger.info("%s: reusing upload %s", task.display_name, file.name)
                 return VideoRef(file.uri, file.mime_type, file.name)
         except FileAccessError:
-            pass  # expired or deleted on the server: upload again
+            # expired or deleted on the server: upload again, for the video's other
+            # tasks too (each would meet the same 403 and upload one of its own)
+            await self.store.forget_upload(task.upload_name, self.clock.time())
+            return None
         await self.store.clear_upload(task.id, self.clock.time())
         return None

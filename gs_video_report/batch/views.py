@@ -70,6 +70,8 @@ class TaskStatus:
     cost_usd: float | None
     output: str
     duration_s: float | None
+    cached_tokens: int | None = None  # of its input, billed at the cached rate
+    saving_usd: float | None = None  # what context caching saved it
 
     @classmethod
     def of(cls, row: TaskRow) -> TaskStatus:
@@ -86,6 +88,8 @@ class TaskStatus:
             row.cost_usd,
             row.output_md,
             row.duration_s,
+            row.cached_tokens,
+            row.saving_usd,
         )
 
 

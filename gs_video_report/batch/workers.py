@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import MAX_OUTPUT_CEILING, Adjustments
+from gs_video_report.batch.caching import CacheKeeper, sweep_caches, task_cost
 from gs_video_report.batch.calls import CallLog
 from gs_video_report.batch.cost import BudgetExceeded, BudgetGate, Prices
 from gs_video_report.batch.decide import (
@@ -129,6 +130,7 @@ class WorkerPool:
         self._idle = Idlers(clock)
         self._generating = asyncio.Semaphore(options.parallel)
         self._lookahead = Lookahead(options.parallel, options.max_uploads)
+        self.caches = CacheKeeper(store, clock, self.prices, settings)
         self.uploader = Uploader(
             store,
             clock,
@@ -214,6 +216,7 @@ class WorkerPool:
         # Enough workers for every generate slot plus the lookahead's ceiling; the
         # lookahead decides how many of them hold a task.
         count = self.options.parallel + self._lookahead.ceiling
+        await sweep_caches(self.store, self.batch_id, self.services, self.clock.time())
         self._workers = [asyncio.create_task(self._worker(n)) for n in range(count)]
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)
@@ -320,18 +323,22 @@ class WorkerPool:
         # Reserved before the (free) upload: a video the budget cannot pay for is not
         # uploaded either.
         await self._reserve(task, view, estimate)
-        task, key = await self.router.route(
-            task, log, waiting=lambda: self._show(view, ev.Activity.WAITING_FOR_KEY)
-        )
-        if self.stop_reason is not None:
-            raise _Stopping
-        service = self.services[key.fingerprint].recording(log.record)
-        parts = StoredParts(self.store, task.id, self.clock)
-        stored = await parts.load()
-        if stored and all(part.done for part in stored):
-            ref = VideoRef("", None)  # answered before a crash: written with no upload, no call
-        else:
-            ref = await self.uploader.video_ref(task, view, video, service)
+        async with self.uploader.one_video(task):
+            task = await self.store.task(task.id)  # another template's task may have uploaded
+            task, key = await self.router.route(
+                task, log, waiting=lambda: self._show(view, ev.Activity.WAITING_FOR_KEY)
+            )
+            if self.stop_reason is not None:
+                raise _Stopping
+            service = self.services[key.fingerprint].recording(log.record)
+            parts = StoredParts(self.store, task.id, self.clock)
+            stored = await parts.load()
+            cache_usd = 0.0
+            if stored and all(part.done for part in stored):
+                ref = VideoRef("", None)  # answered before a crash: no upload, no call
+            else:
+                ref = await self.uploader.video_ref(task, view, video, service)
+                ref, cache_usd = await self.caches.attach(task, video, ref, service)
         await self.outcomes.record_calls(task, log)
         self._lookahead.move(task.id, READY)
         self._show(view, ev.Activity.WAITING_FOR_GENERATE)
@@ -368,13 +375,16 @@ class WorkerPool:
         await self.store.set_stage(task.id, TaskStage.WRITING, self.clock.time(), owner=self.owner)
         self._show(view, ev.Activity.WRITING)
         await asyncio.to_thread(self.writer.lesson, video, generation)
-        cost = self.prices.of_usage(task.model, generation.usage)
-        await self.store.complete(task.id, generation.usage, cost, self.clock.time())
+        cost, saving = task_cost(self.prices, task.model, generation.usage, cache_usd)
+        await self.store.complete(
+            task.id, generation.usage, cost, self.clock.time(), saving_usd=saving
+        )
         self.reporter.emit(ev.TaskDone(view, cost))
         if ref.file_name:
             await self._check_lease()  # another owner may be using the upload now
-            await pipeline.delete_quietly(ref.file_name)
-            await self.store.clear_upload(task.id, self.clock.time())
+            async with self.uploader.one_video(task):  # one of its tasks at a time deletes
+                await self.caches.release(task, ref, service)
+                await self.uploader.release(task, ref, service)
 
     async def _reserve(
         self, task: TaskRow, view: ev.TaskView, estimate: Callable[[], float]

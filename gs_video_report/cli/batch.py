@@ -159,7 +159,8 @@ def batch_command(
         Path | None, Opt("--url-list", "-u", help="CSV: url|path[,template,output_name,params...]")
     ] = None,
     template: Annotated[
-        str | None, Opt("--template", "-t", help="Template for rows without one")
+        list[str] | None,
+        Opt("--template", "-t", help="Template for rows without one; repeat for several"),
     ] = None,
     param: Annotated[list[str] | None, Opt("--param", help="Template parameter key=value")] = None,
     output: Annotated[Path, Opt("--output", "-o", help="Output folder")] = Path("batch_output"),
@@ -211,7 +212,7 @@ def batch_command(
             input_dir=input_dir,
             file_list=file_list,
             url_list=url_list,
-            template=template,
+            templates=tuple(template or ()),
             params=parse_params(param or []),
             force=force,
             skip_existing=skip_existing,

@@ -221,6 +221,7 @@ def cleanup_command(
                         "files_deleted": report.files_deleted,
                         "files_gone": report.files_gone,
                         "files_kept": report.files_kept,
+                        "caches_deleted": report.caches_deleted,
                         "other_keys": sorted(report.other_keys),
                     }
                 )

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gs_video_report.batch.api import PlannedBatch
+from gs_video_report.batch.caching import estimate_sharing
 from gs_video_report.batch.cost import usd
 from gs_video_report.batch.planner import Plan, PlanEstimate, estimate_plan
 from gs_video_report.cli.text import literal
@@ -66,6 +67,7 @@ def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) 
         f"Total video {mmss(plan.total_duration_s)} · ~{estimate.input_tokens:,} input tokens · "
         f"{estimate.calls} call(s) · estimated cost {cost_text} with {literal(estimate.model)}"
     )
+    console.print(_sharing_line(planned, settings, estimate.calls))
     if estimate.min_minutes:
         console.print(
             f"Rate limits (rpm {estimate.rpm or '-'}, tpm {estimate.tpm or '-'}) allow this in no "
@@ -76,6 +78,17 @@ def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) 
             "No rate limits configured for this model: the batch paces itself by the 429s it "
             "meets (set 'limits' in the config to pace up front)"
         )
+
+
+def _sharing_line(planned: PlannedBatch, settings: Settings, calls: int) -> str:
+    sharing = estimate_sharing(planned.plan.to_run, settings, calls)
+    line = f"{sharing.uploads} upload(s), {sharing.calls} call(s)"
+    if sharing.cached_videos:
+        return (
+            f"{line} · context caching for {sharing.cached_videos} video(s) saves "
+            f"~{usd(sharing.saving_usd)}"
+        )
+    return f"{line} · no context caching (it pays only for a video with 2+ templates)"
 
 
 def plan_json(planned: PlannedBatch, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
@@ -113,6 +126,7 @@ def plan_json(planned: PlannedBatch, settings: Settings, *, dry_run: bool) -> di
         },
         "rejected": [{"input": p.origin, "reason": p.message} for p in plan.problems],
         "totals": _totals(plan, estimate),
+        "sharing": _sharing_json(planned, settings, estimate.calls),
         "exit_code": int(plan_exit_code(plan)),
     }
 
@@ -130,4 +144,14 @@ def _totals(plan: Plan, estimate: PlanEstimate) -> dict[str, Any]:
         "tpm": estimate.tpm,
         # None: no rate limit configured, nothing to bound the time by
         "min_time_s": round(estimate.min_minutes * 60, 1) if estimate.min_minutes else None,
+    }
+
+
+def _sharing_json(planned: PlannedBatch, settings: Settings, calls: int) -> dict[str, Any]:
+    sharing = estimate_sharing(planned.plan.to_run, settings, calls)
+    return {
+        "uploads": sharing.uploads,
+        "calls": sharing.calls,
+        "cached_videos": sharing.cached_videos,
+        "cache_saving_usd": round(sharing.saving_usd, 6),
     }

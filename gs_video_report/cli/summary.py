@@ -73,6 +73,8 @@ def summary_json(
         "stop_message": outcome.stop_message,
         "spent_usd": round(outcome.spent_usd, 6),
         "cost_known": _cost(outcome, view, simulated)[1],
+        "cached_tokens": sum(t.cached_tokens or 0 for t in view.tasks),
+        "cache_saving_usd": round(sum(t.saving_usd or 0.0 for t in view.tasks), 6),
         "simulated": simulated,
         "elapsed_s": round(elapsed_s, 1),
         "rest_estimate_usd": outcome.rest_usd,
@@ -114,6 +116,10 @@ def print_summary(
         typer.echo(json.dumps(doc))
     else:
         console.print(_table(outcome, view, elapsed_s, simulated))
+        cached = sum(t.cached_tokens or 0 for t in view.tasks)
+        if cached:
+            saved = usd(sum(t.saving_usd or 0.0 for t in view.tasks))
+            console.print(f"Cached tokens: {cached:,} (context caching saved {saved})")
         _name_them(console, "Failed", [(t.video, t.last_error) for t in failed])
         _name_them(console, "Rejected", [(r.input, r.reason) for r in view.rejected])
         if outcome.report_dir is not None:

@@ -8,6 +8,7 @@ Routes (``v1beta`` and ``v1`` both accepted):
   GET    /{v}/files                            files.list (paged)
   DELETE /{v}/files/{id}                       files.delete
   POST   /{v}/models/{model}:generateContent   JSON answer against the requested schema
+  POST/GET/DELETE /{v}/cachedContents[/{id}]   context caches (``simulator/caches.py``)
   GET    /_sim/stats   POST /_sim/faults   POST /_sim/limits   POST /_sim/reset   (control)
   POST   /_sim/network {"offline": true}      drop every API request until turned off
 """
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from gs_video_report.simulator.answers import fake_answer
+from gs_video_report.simulator.caches import ROUTES as CACHE_ROUTES
+from gs_video_report.simulator.caches import CacheRoutes
 from gs_video_report.simulator.state import (
     FILE_TTL_S,
     Fault,
@@ -43,6 +46,7 @@ _ROUTES = [
     ("DELETE", re.compile(rf"^/{_VERSION}/files/(?P<fid>[a-z0-9-]+)$"), "delete_file"),
     ("GET", re.compile(rf"^/{_VERSION}/files$"), "list_files"),
     ("POST", re.compile(rf"^/{_VERSION}/models/(?P<model>[^/:]+):generateContent$"), "generate"),
+    *CACHE_ROUTES,
 ]
 _YOUTUBE_ID = re.compile(r"(?:v=|youtu\.be/|shorts/|live/|embed/)([A-Za-z0-9_-]{11})")
 _FRAME_TOKENS = {
@@ -101,7 +105,7 @@ def probe_upload(path: str | None, size: int) -> tuple[float, str | None]:
         return 0.0, "Video could not be processed: unsupported or corrupt data."
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(CacheRoutes, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "gs-videoreport-simulator"
     disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms stalls
@@ -597,6 +601,9 @@ class Handler(BaseHTTPRequestHandler):
                 "of available models and their supported methods.",
             )
             return
+        request = self._with_cache(request, owner, model)
+        if request is None:
+            return  # answered: a cache missing, or set with a system instruction
         contents = request.get("contents") or []
         parts = contents[0].get("parts", []) if contents else []
         file_part = next((p for p in parts if _get(p, "fileData", "file_data")), None)
@@ -647,13 +654,23 @@ class Handler(BaseHTTPRequestHandler):
                     ),
                     "generation_config": config,
                     "video_metadata": clip,
+                    "cached": bool(request.get("_cached")),
                     "key": owner,
                 }
             )
         answer = fake_answer(
             schema, name=subject, duration_s=duration, prompt=prompt, start_s=start, end_s=end
         )
-        self._answer(model, answer, config, duration, start, end, fps, prompt, fault)
+        self._answer(
+            model,
+            answer,
+            config,
+            duration,
+            (start, end, fps),
+            prompt,
+            fault,
+            bool(request.get("_cached")),
+        )
 
     def _video_subject(self, uri: str, owner: str) -> tuple[str | None, float]:
         youtube = _YOUTUBE_ID.search(uri) if "youtu" in uri else None
@@ -680,18 +697,17 @@ class Handler(BaseHTTPRequestHandler):
         answer: Any,
         config: dict[str, Any],
         duration: float,
-        start: float,
-        end: float | None,
-        fps: float,
+        clip: tuple[float, float | None, float],
         prompt: str,
         fault: Fault | None,
+        cached: bool = False,
     ) -> None:
+        start, end, fps = clip
         clip_s = max(1.0, (min(end, duration) if end else duration) - start)
         resolution = _get(config, "mediaResolution", "media_resolution") or "MEDIA_RESOLUTION_LOW"
         frame_tokens = _FRAME_TOKENS.get(str(resolution), 66)
-        prompt_tokens = (
-            int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S)) + len(prompt) // 4 + 8
-        )
+        video_tokens = int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S))
+        prompt_tokens = video_tokens + len(prompt) // 4 + 8
         text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
         finish = "STOP"
         kind = fault.kind if fault else None
@@ -716,6 +732,8 @@ class Handler(BaseHTTPRequestHandler):
             "thoughtsTokenCount": self.state.limits.thoughts_tokens,
             "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": prompt_tokens}],
         }
+        if cached:  # the video came from the cache: still counted in the prompt
+            usage["cachedContentTokenCount"] = video_tokens
         if kind == "blocked":
             self._send(
                 200,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gs_video_report.simulator.caches import CacheBook
+
 FILE_TTL_S = 48 * 3600
 ENDPOINTS = ("upload_start", "upload_chunk", "get_file", "list_files", "delete_file", "generate")
 
@@ -153,6 +155,7 @@ class SimState:
         self.releases = 0  # Simulator.release() calls: a held call waits for the next one
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self.in_flight = 0
+        self.caches = CacheBook(clock, self.lock)
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -175,6 +178,7 @@ class SimState:
             self.max_in_flight_by: Counter[str] = Counter()
             self._in_flight_by: Counter[str] = Counter()
             self.generate_requests: deque[dict[str, Any]] = deque(maxlen=2000)
+            self.caches.created = self.caches.deleted = self.caches.cached_generates = 0
 
     # -- flight accounting -------------------------------------------------
     @contextlib.contextmanager
@@ -354,6 +358,7 @@ class SimState:
                 "max_in_flight": self.max_in_flight,
                 "max_in_flight_by": dict(self.max_in_flight_by),
                 "generate_requests": list(self.generate_requests),
+                **self.caches.snapshot(),
             }
 
 

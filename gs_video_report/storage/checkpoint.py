@@ -22,6 +22,7 @@ import aiosqlite
 
 from gs_video_report.errors import BatchBusyError, OutputError, StorageError, UnknownBatchError
 from gs_video_report.models import BatchStatus, CallRecord, TaskStage, Usage
+from gs_video_report.storage.sharing import SharedMedia
 
 # A live claim on a task's work by another task: this process's own (it runs), or one
 # whose batch's lease is held by the owner that claimed it and has not expired.
@@ -130,6 +131,10 @@ class TaskRow:
     same_as: str | None = None  # the lesson came from this other lesson's answer, no call
     claimed_by: str | None = None  # the lease owner that last claimed it
     mtime_ns: int | None = None  # the video's when planned (None: planned before m008)
+    cache_name: str | None = None  # an explicit context cache of the upload (shared)
+    cache_expires_at: float | None = None
+    cached_tokens: int | None = None  # input tokens billed at the cached rate
+    saving_usd: float | None = None  # what caching saved this task, its cost included
 
     @property
     def params(self) -> dict[str, str]:
@@ -143,7 +148,7 @@ class TaskRow:
         return cls(**data)
 
 
-class CheckpointManager:
+class CheckpointManager(SharedMedia):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         # Workers share this connection; SQLite has one transaction per connection.
@@ -473,29 +478,6 @@ class CheckpointManager:
             (answer_json, usage_json, now, task_id, index),
         )
 
-    async def record_upload(
-        self,
-        task_id: int,
-        *,
-        name: str,
-        uri: str,
-        mime_type: str,
-        expires_at: float | None,
-        key_fingerprint: str,
-        now: float,
-    ) -> None:
-        """Committed as soon as the server named the file: a crash after this re-uses it."""
-        await self._update_task(
-            task_id,
-            now,
-            stage=TaskStage.PROCESSING.value,
-            upload_name=name,
-            upload_uri=uri,
-            upload_mime=mime_type,
-            upload_expires_at=expires_at,
-            upload_key=key_fingerprint,
-        )
-
     async def clear_upload(self, task_id: int, now: float) -> None:
         await self._update_task(
             task_id,
@@ -515,14 +497,15 @@ class CheckpointManager:
         now: float,
         *,
         same_as: str | None = None,
+        saving_usd: float | None = None,
     ) -> None:
         """Call only after the lesson is on disk: "done" means written, then committed.
         The skip-existing ledger gets its entry in the same statement (a trigger)."""
         await self._write(
             "UPDATE tasks SET stage = 'done', prompt_tokens = ?, output_tokens = ?,"
             " thoughts_tokens = ?, total_tokens = ?, cost_usd = ?, finished_at = ?,"
-            " same_as = ?, last_error_kind = NULL, last_error = NULL, updated_at = ?"
-            " WHERE id = ?",
+            " same_as = ?, last_error_kind = NULL, last_error = NULL, cached_tokens = ?,"
+            " saving_usd = ?, updated_at = ? WHERE id = ?",
             (
                 usage.prompt_tokens,
                 usage.candidates_tokens,
@@ -531,6 +514,8 @@ class CheckpointManager:
                 cost_usd,
                 now,
                 same_as,
+                usage.cached_tokens,
+                saving_usd,
                 now,
                 task_id,
             ),
@@ -595,6 +580,7 @@ class CheckpointManager:
                 call.usage.prompt_tokens if call.usage else None,
                 call.usage.candidates_tokens if call.usage else None,
                 call.usage.thoughts_tokens if call.usage else None,
+                call.usage.cached_tokens if call.usage else None,
                 call.finish_reason,
                 call.error_kind,
                 call.error_message,
@@ -607,8 +593,9 @@ class CheckpointManager:
         async with self._tx_lock:
             await self.conn.executemany(
                 "INSERT INTO attempts (task_id, at, stage, key_fingerprint, model, latency_s, ok,"
-                " prompt_tokens, output_tokens, thoughts_tokens, finish_reason, error_kind,"
-                " error_message, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_tokens, output_tokens, thoughts_tokens, cached_tokens, finish_reason,"
+                " error_kind, error_message, note)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -619,8 +606,8 @@ class CheckpointManager:
     async def billed_usage(self, batch_id: str) -> list[tuple[str, Usage]]:
         """Usage of every answered call of the batch, rejected answers included (billed)."""
         rows = await self._rows(
-            "SELECT a.model, a.prompt_tokens, a.output_tokens, a.thoughts_tokens FROM attempts a"
-            " JOIN tasks t ON t.id = a.task_id"
+            "SELECT a.model, a.prompt_tokens, a.output_tokens, a.thoughts_tokens,"
+            " a.cached_tokens FROM attempts a JOIN tasks t ON t.id = a.task_id"
             " WHERE t.batch_id = ? AND a.prompt_tokens IS NOT NULL",
             (batch_id,),
         )
@@ -628,7 +615,10 @@ class CheckpointManager:
             (
                 row[0],
                 Usage(
-                    prompt_tokens=row[1], candidates_tokens=row[2] or 0, thoughts_tokens=row[3] or 0
+                    prompt_tokens=row[1],
+                    candidates_tokens=row[2] or 0,
+                    thoughts_tokens=row[3] or 0,
+                    cached_tokens=row[4] or 0,
                 ),
             )
             for row in rows

@@ -250,6 +250,23 @@ migration("m010_presets")(
 )
 
 
+# Several templates over one upload (issue 14): a video's tasks share its upload, and may
+# share an explicit context cache of it; both are recorded on every task that uses them,
+# so a crash keeps them and the last task to end deletes them. Cached input tokens are
+# billed at the cached rate: kept per call and per task, with what caching saved.
+migration("m011_shared_upload_cache")(
+    """
+    ALTER TABLE tasks ADD COLUMN cache_name TEXT;
+    ALTER TABLE tasks ADD COLUMN cache_expires_at REAL;
+    ALTER TABLE tasks ADD COLUMN cached_tokens INTEGER;
+    ALTER TABLE tasks ADD COLUMN saving_usd REAL;
+    ALTER TABLE attempts ADD COLUMN cached_tokens INTEGER;
+    CREATE INDEX tasks_by_upload ON tasks (upload_name) WHERE upload_name IS NOT NULL;
+    CREATE INDEX tasks_by_content ON tasks (batch_id, content_fingerprint)
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""

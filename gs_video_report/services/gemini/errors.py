@@ -146,8 +146,9 @@ def translate_api_error(
         return AuthError(text, status=code)
     if code == 403:
         # A 403 on a call about an uploaded file means the file is gone or belongs to
-        # another project; the key itself may be fine.
-        if touches_file and "file" in message.lower():
+        # another project; the key itself may be fine. So does one about a context cache
+        # of it ("CachedContent not found (or permission denied)": expired or deleted).
+        if touches_file and any(w in message.lower() for w in ("file", "cachedcontent")):
             return FileAccessError(text, status=code)
         return AuthError(text, status=code)
     if code in (408, 504):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import io
 import logging
 import os
 import time
@@ -47,8 +46,10 @@ from gs_video_report.models import (
     UploadedFile,
 )
 from gs_video_report.services.gemini.answer import Validator, enum_name, read_answer, usage_of
+from gs_video_report.services.gemini.caches import CacheCalls
 from gs_video_report.services.gemini.client import build_client, ms
 from gs_video_report.services.gemini.errors import translate
+from gs_video_report.services.gemini.files import VideoReader, uploaded
 
 logger = logging.getLogger(__name__)
 
@@ -76,70 +77,10 @@ class VideoRef:
     uri: str
     mime_type: str | None
     file_name: str | None = None  # files/<id> when uploaded
+    cache: str | None = None  # cachedContents/<id>: the video is in this context cache
 
 
-class _VideoReader(io.RawIOBase):
-    """The video as the SDK reads it: counts bytes for upload progress, and makes a file
-    changing under the upload an ``InputError`` (cut short, the SDK sends empty chunks
-    until the deadline; grown, more bytes than it announced)."""
-
-    def __init__(
-        self, raw: io.BufferedReader, path: Path, total: int, callback: ProgressCallback | None
-    ) -> None:
-        self._raw = raw
-        self._path = path
-        self._total = total
-        self._callback = callback
-        self._done = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            count = self._raw.readinto(buffer)
-        except OSError as exc:
-            raise InputError(
-                f"cannot read the video during its upload: {self._path} ({exc.strerror or exc})"
-            ) from exc
-        self._done += count
-        shorter = count == 0 and len(buffer) > 0 and self._done < self._total
-        if shorter or self._done > self._total:
-            how = "it got shorter" if shorter else "it grew"
-            raise InputError(
-                f"the video changed during its upload ({how}); plan again: {self._path}"
-            )
-        if self._callback is not None:
-            self._callback(self._done, self._total)
-        return count
-
-
-def _uploaded(file: types.File) -> UploadedFile:
-    state = file.state.name if file.state is not None else "STATE_UNSPECIFIED"
-    error = None
-    if file.error is not None:
-        error = " ".join(str(file.error.message or f"code {file.error.code}").split())
-    return UploadedFile(
-        name=file.name or "",
-        uri=file.uri or "",
-        mime_type=file.mime_type or "",
-        state=state,
-        size_bytes=file.size_bytes,
-        expires_at=file.expiration_time,
-        error=error,
-    )
-
-
-class GeminiService:
+class GeminiService(CacheCalls):
     """One client for the service's lifetime (a dropped ``genai.Client`` closes itself)."""
 
     def __init__(
@@ -277,9 +218,9 @@ class GeminiService:
             # upload_timeout is per request: the start, then each 8 MiB chunk
             requests = 1 + max(1, -(-size // _CHUNK_BYTES))
             async with self._call("upload", timeout_s=self._api.upload_timeout * requests):
-                source = _VideoReader(raw, path, size, progress)
+                source = VideoReader(raw, path, size, progress)
                 file = await self._client.aio.files.upload(file=source, config=config)
-        return _uploaded(file)
+        return uploaded(file)
 
     async def get_file(self, name: str) -> UploadedFile:
         timeout = self._short_timeout
@@ -287,7 +228,7 @@ class GeminiService:
             file = await self._client.aio.files.get(
                 name=name, config=types.GetFileConfig(http_options=self._call_options(timeout))
             )
-        return _uploaded(file)
+        return uploaded(file)
 
     def processing_deadline_s(self, size_bytes: int) -> float:
         return self._api.processing_timeout + self._api.processing_timeout_per_gb * size_bytes / 1e9
@@ -327,7 +268,7 @@ class GeminiService:
                     page_size=100, http_options=self._call_options(timeout)
                 )
             )
-            files = [_uploaded(f) async for f in pager]
+            files = [uploaded(f) async for f in pager]
         return files
 
     async def reachable(self, timeout_s: float = _PROBE_TIMEOUT_S) -> bool:
@@ -401,10 +342,17 @@ class GeminiService:
         timeout_s: float | None = None,
     ) -> Generation:
         """One generateContent call in JSON mode; anything short of a complete, valid
-        answer is an ``AnswerError`` (never half a lesson)."""
+        answer is an ``AnswerError`` (never half a lesson). A video in a context cache
+        (``video.cache``) is not sent again, and the system instruction goes at the head
+        of the prompt: the API refuses a cached request that sets one."""
         timeout = timeout_s or self._api.request_timeout
         part, config = self._request(video, settings, schema, system_instruction, timeout)
-        contents = [types.Content(role="user", parts=[part, types.Part(text=prompt)])]
+        parts = [part, types.Part(text=prompt)]  # the video first: implicit caching helps
+        if video.cache is not None:
+            config.cached_content, config.system_instruction = video.cache, None
+            text = f"{system_instruction}\n\n{prompt}" if system_instruction else prompt
+            parts = [types.Part(text=text)]
+        contents = [types.Content(role="user", parts=parts)]
         started = self._clock()
         touches_file = video.file_name is not None
         async with self._call(
