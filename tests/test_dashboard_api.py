@@ -345,3 +345,21 @@ def test_a_batch_run_elsewhere_is_followed_and_cancelled_from_the_page(
         assert left["tasks"][1]["stage"] == "cancelled"  # resumable
 
     asyncio.run(main())
+
+
+def test_costs_per_batch_and_day_are_unknown_where_a_model_has_no_price() -> None:
+    from gs_video_report.batch.cost import Prices
+    from gs_video_report.models import Usage
+
+    prices = Prices()
+    one, two = Usage(1_000_000, 100_000), Usage(2_000_000, 0, 50_000)
+    rows = [
+        ("b1", "2026-12-01", "gemini-3.8-flash", one),
+        ("b1", "2026-12-02", "gemini-3.8-flash", two),
+        ("b2", "2026-12-02", "no-such-model", Usage(10, 1)),
+    ]
+    by_batch, by_day = prices.of_grouped_usage(rows)
+    first, second = (prices.of_usage("gemini-3.8-flash", u) for u in (one, two))
+    assert first and second
+    assert by_batch == {"b1": pytest.approx(first + second), "b2": None}
+    assert by_day == {"2026-12-01": pytest.approx(first), "2026-12-02": None}
