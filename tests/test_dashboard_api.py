@@ -258,6 +258,7 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
                 ) as response:
                     assert response.status == 404, path
                     assert "not yours" not in await response.text()
+                    assert response.headers["X-Content-Type-Options"] == "nosniff"
             async with await client.get(f"/batches/{batch_id}/download.zip") as response:
                 names = zipfile.ZipFile(io.BytesIO(await response.read())).namelist()
             assert "escape.md" not in names and all(".." not in n for n in names)
