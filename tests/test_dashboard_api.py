@@ -364,3 +364,36 @@ def test_costs_per_batch_and_day_are_unknown_where_a_model_has_no_price() -> Non
     assert first and second
     assert by_batch == {"b1": pytest.approx(first + second), "b2": None}
     assert by_day == {"2026-12-01": pytest.approx(first), "2026-12-02": None}
+
+
+def test_render_html_pages_for_a_markdown_batch_pays_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A batch run with Markdown only (as `batch` does by default): open shows the
+    Markdown as text; Render HTML pages writes the pages from the answers kept, with no
+    API call, and open shows them."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    engine = engine_on(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+
+    async def main() -> None:
+        planned = await engine.plan(request)
+        outcome = await engine.start(planned, RunOptions(simulated=True), batch_id="batch_md")
+        assert outcome.status.value == "done"
+        paid = sim.api_calls()
+        async with running(engine) as client:
+            async with await client.get("/batches/batch_md/lessons/1") as response:
+                first = response.headers["Location"]
+            async with await client.get(first) as response:
+                assert response.headers["Content-Type"].startswith("text/plain")
+            async with await client.post("/batches/batch_md/render") as response:
+                assert response.status == 303
+            async with await client.get("/batches/batch_md/lessons/1") as response:
+                page = response.headers["Location"]
+            assert first.endswith(".md") and page == first.removesuffix(".md") + ".html"
+            async with await client.get(page) as response:
+                assert response.status == 200 and "<video" in await response.text()
+        assert sim.api_calls() == paid
+
+    asyncio.run(main())

@@ -345,7 +345,9 @@ class Engine:
             "model": self.settings.model,
             "source": f"main {single}" if single else planned.request.source_desc,
             "input_dir": str(d.resolve()) if (d := planned.request.input_dir) else None,
-            "template": planned.request.template,
+            # what the history shows (a CSV's rows may name their own)
+            "template": ", ".join(sorted({t.video.template.name for t in plan.to_run}))
+            or planned.request.template,
             **{f.name: getattr(options, f.name) for f in fields(RunOptions)},
             "config": str(self.config_file.resolve()) if self.config_file else None,
             "progress_file": str(self.progress_file.resolve()) if self.progress_file else None,
