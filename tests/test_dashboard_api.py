@@ -258,6 +258,7 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
                 ) as response:
                     assert response.status == 404, path
                     assert "not yours" not in await response.text()
+                    assert response.headers["X-Content-Type-Options"] == "nosniff"
             async with await client.get(f"/batches/{batch_id}/download.zip") as response:
                 names = zipfile.ZipFile(io.BytesIO(await response.read())).namelist()
             assert "escape.md" not in names and all(".." not in n for n in names)
@@ -343,5 +344,56 @@ def test_a_batch_run_elsewhere_is_followed_and_cancelled_from_the_page(
             left = await client.until("batch_x", "cancelled")
         assert outcome.status.value == "cancelled"
         assert left["tasks"][1]["stage"] == "cancelled"  # resumable
+
+    asyncio.run(main())
+
+
+def test_costs_per_batch_and_day_are_unknown_where_a_model_has_no_price() -> None:
+    from gs_video_report.batch.cost import Prices
+    from gs_video_report.models import Usage
+
+    prices = Prices()
+    one, two = Usage(1_000_000, 100_000), Usage(2_000_000, 0, 50_000)
+    rows = [
+        ("b1", "2026-12-01", "gemini-3.8-flash", one),
+        ("b1", "2026-12-02", "gemini-3.8-flash", two),
+        ("b2", "2026-12-02", "no-such-model", Usage(10, 1)),
+    ]
+    by_batch, by_day = prices.of_grouped_usage(rows)
+    first, second = (prices.of_usage("gemini-3.8-flash", u) for u in (one, two))
+    assert first and second
+    assert by_batch == {"b1": pytest.approx(first + second), "b2": None}
+    assert by_day == {"2026-12-01": pytest.approx(first), "2026-12-02": None}
+
+
+def test_render_html_pages_for_a_markdown_batch_pays_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A batch run with Markdown only (as `batch` does by default): open shows the
+    Markdown as text; Render HTML pages writes the pages from the answers kept, with no
+    API call, and open shows them."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    engine = engine_on(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+
+    async def main() -> None:
+        planned = await engine.plan(request)
+        outcome = await engine.start(planned, RunOptions(simulated=True), batch_id="batch_md")
+        assert outcome.status.value == "done"
+        paid = sim.api_calls()
+        async with running(engine) as client:
+            async with await client.get("/batches/batch_md/lessons/1") as response:
+                first = response.headers["Location"]
+            async with await client.get(first) as response:
+                assert response.headers["Content-Type"].startswith("text/plain")
+            async with await client.post("/batches/batch_md/render") as response:
+                assert response.status == 303
+            async with await client.get("/batches/batch_md/lessons/1") as response:
+                page = response.headers["Location"]
+            assert first.endswith(".md") and page == first.removesuffix(".md") + ".html"
+            async with await client.get(page) as response:
+                assert response.status == 200 and "<video" in await response.text()
+        assert sim.api_calls() == paid
 
     asyncio.run(main())

@@ -375,7 +375,9 @@ class Engine:
             "model": self.settings.model,
             "source": f"main {single}" if single else planned.request.source_desc,
             "input_dir": str(d.resolve()) if (d := planned.request.input_dir) else None,
-            "template": planned.request.template,
+            # what the history shows (a CSV's rows may name their own)
+            "template": ", ".join(sorted({t.video.template.name for t in plan.to_run}))
+            or planned.request.template,
             **{f.name: getattr(options, f.name) for f in fields(RunOptions)},
             "config": str(self.config_file.resolve()) if self.config_file else None,
             "progress_file": str(self.progress_file.resolve()) if self.progress_file else None,
@@ -584,20 +586,11 @@ class Engine:
     # -- the dashboard's summaries and presets --------------------------------------
     async def costs(self, batch_id: str | None = None) -> CostSummary:
         """What was billed, per batch and per UTC day (of one batch, with ``batch_id``)."""
-        from datetime import date
-
-        by_batch: dict[str, float | None] = {}
-        by_day: dict[str, float | None] = {}
         if not self.db_path.exists():
-            return CostSummary(by_batch, by_day)
-        prices = Prices(self.settings.prices)
+            return CostSummary({}, {})
         async with self._store() as store:
             rows = await store.usage_by_day(batch_id)
-        for batch_id, day, model, usage in rows:
-            usd = prices.of_usage(model, usage, date.fromisoformat(day))
-            for table, key in ((by_batch, batch_id), (by_day, day)):
-                known = table.get(key, 0.0)
-                table[key] = None if usd is None or known is None else known + usd
+        by_batch, by_day = Prices(self.settings.prices).of_grouped_usage(rows)
         return CostSummary(by_batch, dict(sorted(by_day.items(), reverse=True)))
 
     async def presets(self) -> list[PresetView]:

@@ -7,7 +7,7 @@ dated table (``catalog``) unless the config's ``prices`` section overrides a mod
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -88,6 +88,20 @@ class Prices:
             return full
         rate = price.cached_input if price.cached_input is not None else price.input
         return full - usage.cached_tokens * (price.input - rate) / 1_000_000
+
+    def of_grouped_usage(
+        self, rows: Iterable[tuple[str, str, str, Usage]]
+    ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+        """(batch, ISO day, model, usage) rows to USD per batch and per day, each priced
+        on its day; None where a model without a known price was used."""
+        by_batch: dict[str, float | None] = {}
+        by_day: dict[str, float | None] = {}
+        for batch, day, model, usage in rows:
+            usd = self.of_usage(model, usage, date.fromisoformat(day))
+            for table, key in ((by_batch, batch), (by_day, day)):
+                known = table.get(key, 0.0)
+                table[key] = None if usd is None or known is None else known + usd
+        return by_batch, by_day
 
 
 @dataclass

@@ -115,10 +115,17 @@ class Dashboard:
             )
         try:
             response = await handler(request)
+        except web.HTTPException as exc:  # a redirect, a 404: the same headers
+            self._finish(request, exc, by_url)
+            raise
         except UnknownBatchError as exc:
             response = web.Response(status=404, text=f"{exc}\n")
         except GsVideoReportError as exc:
             response = web.Response(status=400, text=f"error: {self.runs.redact(str(exc))}\n")
+        self._finish(request, response, by_url)
+        return response
+
+    def _finish(self, request: web.Request, response: web.StreamResponse, by_url: bool) -> None:
         if by_url:
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -127,7 +134,6 @@ class Dashboard:
         response.headers.setdefault(
             "Content-Security-Policy", _FILE_CSP if file else _DASHBOARD_CSP
         )
-        return response
 
     # -- running ----------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
