@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import yaml
@@ -165,6 +165,11 @@ class VideoSettings(_Section):
 
 
 class RunSettings(_Section):
+    mode: Literal["live", "flex", "batch"] = Field(
+        "live",
+        description="live: standard calls; flex: the Flex tier (half price, best effort);"
+        " batch: Gemini Batch Mode jobs (half price, within 24 h; resume collects them)",
+    )
     lease_ttl: Annotated[_Float, Field(ge=1, le=3600)] = Field(
         30.0,
         description="Seconds a running batch's lease lasts without a heartbeat (every third"

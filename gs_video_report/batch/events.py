@@ -134,6 +134,18 @@ class NetworkBack:
 
 
 @dataclass(frozen=True)
+class JobStatus:
+    """A Gemini Batch Mode job (``--mode batch``): its state as last polled, how many
+    requests it carries and how long it has waited since it was submitted."""
+
+    display_name: str
+    name: str
+    state: str
+    waited_s: float
+    requests: int = 0
+
+
+@dataclass(frozen=True)
 class BatchStopping:
     """No new work starts; what is in flight finishes (or is put back)."""
 
@@ -153,6 +165,7 @@ Event = (
     | BudgetChanged
     | NetworkLost
     | NetworkBack
+    | JobStatus
     | BatchStopping
 )
 

@@ -37,6 +37,7 @@ class RunOptions:
     cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
     reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
     reuse: bool = True  # reuse lessons already paid for (False: --force)
+    mode: str = "live"  # RunMode: live | flex | batch (stored with the batch)
 
 
 @dataclass(frozen=True)

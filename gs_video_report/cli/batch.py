@@ -42,6 +42,7 @@ from gs_video_report.cli.options import (
     CostLimitOpt,
     MaxRetriesOpt,
     MaxUploadsOpt,
+    ModeOpt,
     ParallelOpt,
     ProgressFileOpt,
     RunFlags,
@@ -185,6 +186,7 @@ def batch_command(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     simulate: SimulateOpt = False,
+    mode: ModeOpt = None,
 ) -> None:
     """Turn a folder, list or CSV of videos into lessons; resumable at any point."""
     rt = runtime(ctx)
@@ -233,7 +235,8 @@ def _start(
     length = mmss(plan.total_duration_s)
     console.print(f"Batch {batch_id}: {len(plan.to_run)} video(s), {length} of video")
     reuse = not planned.request.force  # --force: generate again, reuse nothing
-    options = flags.changes.apply(RunOptions(simulated=flags.simulate, reuse=reuse))
+    run_mode = flags.mode or settings.run.mode  # stored with the batch: resume keeps it
+    options = flags.changes.apply(RunOptions(simulated=flags.simulate, reuse=reuse, mode=run_mode))
     _execute(ctx, settings, batch_id, planned, options, flags)
 
 

@@ -96,6 +96,23 @@ CostLimitOpt = Annotated[
         help="Stop before the batch's spend (earlier runs included) would pass this many USD",
     ),
 ]
+
+
+def _mode(value: str) -> str:
+    if value not in ("live", "flex", "batch"):
+        raise typer.BadParameter(f"{printable(value)!r} is not one of live, flex, batch")
+    return value
+
+
+ModeOpt = Annotated[
+    str | None,
+    Opt(
+        "--mode",
+        parser=_mode,
+        help="live: standard calls; flex: Flex tier (half price, best effort); batch: Gemini"
+        " Batch Mode jobs (half price, within 24 h; resume collects) [default: run.mode]",
+    ),
+]
 ProgressFileOpt = Annotated[
     Path | None, Opt("--progress-file", help="Keep a JSON progress snapshot here")
 ]
@@ -120,6 +137,7 @@ class RunFlags:
     quiet: bool = False
     as_json: bool = False
     simulate: bool = False
+    mode: str | None = None
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> RunFlags:
