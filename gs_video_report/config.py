@@ -170,6 +170,11 @@ class RunSettings(_Section):
         description="live: standard calls; flex: the Flex tier (half price, best effort);"
         " batch: Gemini Batch Mode jobs (half price, within 24 h; resume collects them)",
     )
+    batch_poll: Annotated[_Float, Field(ge=0.1, le=3600)] = Field(
+        30.0,
+        description="Seconds between polls of a running Batch Mode job, backing off to"
+        " twice that (the docs poll every 30 s)",
+    )
     lease_ttl: Annotated[_Float, Field(ge=1, le=3600)] = Field(
         30.0,
         description="Seconds a running batch's lease lasts without a heartbeat (every third"

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from gs_video_report.config import ApiKey, ApiSettings
+from gs_video_report.models import GenerationSettings
 from gs_video_report.services.gemini import GeminiService
 from gs_video_report.services.gemini.batches import BatchClient, read_line
 from gs_video_report.services.gemini.service import VideoRef
-from gs_video_report.models import GenerationSettings
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.simulator import batches as sim_batches
 from tests.conftest import REPO, SAMPLES, TEST_KEY, copy_lecture
@@ -159,13 +159,15 @@ def test_an_expired_upload_is_uploaded_again_before_its_request_goes_again(
     videos = _lectures(tmp_path / "videos", 3)
     sim.plan_batch("EXPIRED")
     original = sim_batches._advance
+    expired: list[str] = []
 
     def expire_upload(state: Any, job: Any, answer: Any) -> None:
         original(state, job, answer)
-        if job.state == "EXPIRED":  # 48 h later: the job expired, and an upload with it
+        if job.state == "EXPIRED" and not expired:  # 48 h on: the job and an upload expired
             for file in state.files.values():
                 if "lecture_001" in file.display_name:
                     file.deleted = True
+                    expired.append(file.id)
 
     monkeypatch.setattr(sim_batches, "_advance", expire_upload)
     result = cli("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--simulate",
@@ -216,6 +218,7 @@ def _child(tmp_path: Path, sim: Simulator, *args: str) -> subprocess.Popen[str]:
         GS_VIDEOREPORT_HOME=str(tmp_path / "home"),
         GS_VIDEOREPORT_BASE_URL=sim.url,
         GEMINI_API_KEY=TEST_KEY,
+        GS_VIDEOREPORT_RUN__BATCH_POLL="0.2",
         PYTHONPATH=str(REPO),
     )
     return subprocess.Popen(
@@ -226,6 +229,25 @@ def _child(tmp_path: Path, sim: Simulator, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _phase(tmp_path: Path) -> str:
+    """Where the batch is, as another terminal would see it: upload, submit, wait, collect."""
+    try:
+        with sqlite3.connect(tmp_path / "home" / "state.db") as conn:
+            jobs = conn.execute("SELECT state, collected_at FROM batch_jobs").fetchall()
+            busy = conn.execute(
+                "SELECT COUNT(*) FROM tasks WHERE stage IN ('pending', 'uploading', 'processing')"
+            ).fetchone()[0]
+    except sqlite3.Error:
+        return "start"
+    if any(state == "CREATING" for state, _ in jobs):
+        return "submit"
+    if any(state in ("PENDING", "RUNNING") for state, _ in jobs):
+        return "wait"
+    if any(done is None for _, done in jobs):
+        return "collect"
+    return "upload" if busy else "start"
 
 
 def _batch_id(tmp_path: Path) -> str | None:
@@ -240,41 +262,64 @@ def _batch_id(tmp_path: Path) -> str | None:
     return row[0] if row else None
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_sigkill_at_random_moments_then_resume(sim: Simulator, tmp_path: Path, seed: int) -> None:
-    """Twelve kills a run (two runs: 24) at random moments of upload, submit, wait and
-    collect; each kill followed by a resume, the last one left to finish."""
-    rng = random.Random(seed)
-    videos = _lectures(tmp_path / "videos", 8)
-    sim.set_limits(latency={"upload_chunk": 0.05, "batch_create": 0.1, "file_download": 0.1})
-    sim.batch_timing(pending_s=0.3, running_s=0.5)
-    out = str(tmp_path / "out")
-    kills = 0
-    args = ["batch", "-d", str(videos), "-o", out, "--mode", "batch", "--max-uploads", "2"]
-    for _ in range(12):
-        batch_id = _batch_id(tmp_path)
-        proc = _child(tmp_path, sim, *(["resume", batch_id] if batch_id else args))
-        time.sleep(rng.uniform(0.6, 2.5))  # a random moment of another process's life
+def _run_with_kills(
+    sim: Simulator, root: Path, videos: Path, rng: random.Random, kills: list[str]
+) -> None:
+    """Kill the batch once in each stage (upload, submit, wait, collect; a random moment
+    of it, watched from outside as another terminal would), resuming after each kill;
+    then let a last resume finish it."""
+    args = ["batch", "-d", str(videos), "-o", str(root / "out"), "--mode", "batch"]
+    for target in ("upload", "submit", "wait", "collect"):
+        batch_id = _batch_id(root)
+        proc = _child(root, sim, *(["resume", batch_id] if batch_id else args))
+        deadline = time.monotonic() + 8
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _phase(root) == target:
+                time.sleep(rng.uniform(0, 0.15))
+                break
+            time.sleep(0.02)
         if proc.poll() is None:
+            kills.append(_phase(root))
             proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=30)
-    batch_id = _batch_id(tmp_path)
+        proc.communicate(timeout=30)  # (closes its pipe)
+    batch_id = _batch_id(root)
     assert batch_id is not None
-    final = _child(tmp_path, sim, "resume", batch_id)
+    final = _child(root, sim, "resume", batch_id)
     _, err = final.communicate(timeout=120)
     assert final.returncode in (0, 2), err[-2000:]  # 2: nothing left to resume
+
+
+def test_sigkill_at_random_moments_then_resume(sim: Simulator, tmp_path: Path) -> None:
+    """Five batches of 3 videos, each killed once in every stage and resumed (20 kills
+    and more), against one simulator: its counters see every run."""
+    rng = random.Random(14)
+    sim.set_limits(
+        polls_until_active=0,  # uploads ACTIVE at once: the kills spread over every stage
+        latency={"upload_chunk": 0.1, "batch_create": 0.2, "file_download": 0.3},
+    )
+    sim.batch_timing(pending_s=0.4, running_s=0.8)
+    kills: list[str] = []
+    for round_ in range(5):
+        root = tmp_path / f"r{round_}"
+        videos = root / "videos"
+        for i in range(3):
+            copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / f"r{round_}_lecture_{i}.mp4")
+        _run_with_kills(sim, root, videos, rng, kills)
+        assert len(_lessons(root / "out")) == 3  # 0 lost answers
     stats = sim.stats()
-    assert kills >= 6, kills
+    print("killed during", kills)
+    assert len(kills) >= 20, kills
+    assert {"upload", "submit", "wait"} <= set(kills), kills
     names = [j["display_name"] for j in stats["batches"]]
     assert len(names) == len(set(names)), names  # 0 duplicate jobs
+    assert len(stats["batch_answers_by_key"]) == 15
     assert set(stats["batch_answers_by_key"].values()) == {1}  # none answered twice
-    assert len(stats["batch_answers_by_key"]) == 8
-    assert len(_lessons(tmp_path / "out")) == 8  # 0 lost answers
-    # no video uploaded again while its first upload was ACTIVE: every upload of a video
-    # came after its earlier one was gone, or was never finished (a kill mid-upload)
-    video_uploads = [f for f in sim.state.files.values() if f.mime_type.startswith("video/")]
+    # 0 uploads of a video that had an ACTIVE upload: at most one live (not deleted)
+    # upload per video at any time, and every video's extra uploads were cut by a kill
     per_video: dict[str, int] = {}
-    for f in video_uploads:
-        per_video[f.display_name] = per_video.get(f.display_name, 0) + (0 if f.deleted else 1)
-    assert all(n <= 1 for n in per_video.values()), per_video
+    for f in sim.state.files.values():
+        if f.mime_type.startswith("video/") and not f.deleted:
+            per_video[f.display_name] = per_video.get(f.display_name, 0) + 1
+    assert per_video == {}, per_video  # all deleted once their jobs ended
+    completed = sum(1 for f in sim.state.files.values() if f.mime_type.startswith("video/"))
+    assert completed == 15, completed  # each video uploaded (to the end) exactly once

@@ -35,9 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_JOB_REQUESTS = 500  # well inside 24 h and the 2 GB input file
-POLL_FIRST_S = 30.0
-POLL_MAX_S = 60.0
-SIMULATED_POLL_S = 0.5  # the simulator's jobs end at once unless a test says otherwise
+SIMULATED_POLL_S = 0.5  # --simulate: its jobs end at once unless a test says otherwise
 STILL_RUNNING = "job(s) keep running at Google; `resume` collects them"
 
 
@@ -47,7 +45,9 @@ class JobRunner:
         self.jobs = JobStore(pool.store)
         self.collector = Collector(pool, self.jobs)
         self.batch_id = pool.batch_id
-        self._poll_s = SIMULATED_POLL_S if pool.options.simulated else POLL_FIRST_S
+        first = pool.settings.run.batch_poll
+        self._first_poll_s = min(first, SIMULATED_POLL_S) if pool.options.simulated else first
+        self._poll_s = self._first_poll_s
 
     def client(self, fingerprint: str) -> BatchClient:
         return BatchClient(self.pool.services[fingerprint])
@@ -79,7 +79,7 @@ class JobRunner:
                 return
             await self.pool.clock.sleep(self._poll_s)
             if not preparing:
-                self._poll_s = min(POLL_MAX_S, self._poll_s * 1.25)
+                self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
         await self._say_still_running()
 
     async def _say_still_running(self) -> None:
@@ -199,7 +199,7 @@ class JobRunner:
             await self.jobs.set_state(job.id, info.state, now, results_file=info.results_file)
         self.pool.reporter.emit(_job_event(job, info, now - (job.submitted_at or now)))
         if info.ended:
-            self._poll_s = SIMULATED_POLL_S if self.pool.options.simulated else POLL_FIRST_S
+            self._poll_s = self._first_poll_s
 
 
 def _job_event(job: JobRow, info: JobInfo, waited_s: float) -> JobStatus:
