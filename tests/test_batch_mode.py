@@ -323,3 +323,30 @@ def test_sigkill_at_random_moments_then_resume(sim: Simulator, tmp_path: Path) -
     assert per_video == {}, per_video  # all deleted once their jobs ended
     completed = sum(1 for f in sim.state.files.values() if f.mime_type.startswith("video/"))
     assert completed == 15, completed  # each video uploaded (to the end) exactly once
+
+
+def test_ctrl_c_while_jobs_run_says_resume_collects_them_and_resume_does(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    videos = _lectures(tmp_path / "videos", 2)
+    sim.set_limits(polls_until_active=0)
+    sim.batch_timing(pending_s=3600, running_s=20 * 3600)  # a day at Google
+    args = ["batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--mode", "batch"]
+    proc = _child(tmp_path, sim, *args)
+    deadline = time.monotonic() + 60
+    while _phase(tmp_path) != "wait" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "keep running at Google; `resume` collects them" in err, err[-1500:]
+    assert proc.returncode not in (0, 1), err[-1500:]  # stopped, resumable
+    assert _lessons(tmp_path / "out") == {}
+    sim.advance_batches(2 * 24 * 3600 - 60)  # collected the next day, before it expires
+    batch_id = _batch_id(tmp_path)
+    assert batch_id is not None
+    resumed = _child(tmp_path, sim, "resume", batch_id)
+    _, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, err[-1500:]
+    stats = sim.stats()
+    assert stats["batches_created"] == 1 and stats["batch_lines_answered"] == 2
+    assert len(_lessons(tmp_path / "out")) == 2

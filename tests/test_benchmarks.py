@@ -61,3 +61,14 @@ def test_claims_benchmark_claims_every_pending_task_through_the_pending_index() 
     rows = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert [(r["tasks"], r["done"], r["samples"]) for r in rows] == [(40, 30, 5), (80, 70, 5)]
     assert all("tasks_pending" in r["plans"]["claim"] for r in rows), rows
+
+
+def test_modes_benchmark_halves_the_cost_in_flex_and_batch_mode() -> None:
+    result = _run("modes.py", "-n", "2", "--json")
+    rows = {r["mode"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert [rows[m]["done"] for m in ("live", "flex", "batch")] == [2, 2, 2], result.stderr
+    assert rows["batch"]["batch_jobs"] == 1 and rows["batch"]["generate_calls"] == 0
+    assert rows["batch"]["uploads_per_video"] == rows["live"]["uploads_per_video"] == 1
+    half = rows["live"]["usd_per_lesson_hour"] / 2
+    assert abs(rows["batch"]["usd_per_lesson_hour"] - half) < 1e-3
+    assert abs(rows["flex"]["usd_per_lesson_hour"] - half) < 1e-3

@@ -82,6 +82,20 @@ class JobRunner:
                 self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
         await self._say_still_running()
 
+    async def cancel_open(self) -> None:
+        """``cancel``: the batch's jobs still running at Google are cancelled there (their
+        requests are cancelled tasks now; a resume submits them again in a new job)."""
+        for job in await self.jobs.jobs(self.batch_id):
+            if job.collected_at is not None:
+                continue
+            if job.name and not job.ended:
+                try:
+                    await self.client(job.key_fingerprint).cancel(job.name)
+                except ApiError as exc:
+                    logger.warning("could not cancel %s: %s", job.name, exc)
+            await self.jobs.set_state(job.id, "CANCELLED", self.pool.clock.time())
+            await self.jobs.collected(job.id, self.pool.clock.time())
+
     async def _say_still_running(self) -> None:
         open_jobs = [j for j in await self.jobs.jobs(self.batch_id) if not j.ended]
         if open_jobs and self.pool.stop_reason in (StopReason.INTERRUPTED, None):

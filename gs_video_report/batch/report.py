@@ -14,6 +14,7 @@ from typing import Any
 from gs_video_report.models import mmss
 from gs_video_report.services.writer import atomic_write_text
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskStage
+from gs_video_report.storage.jobs import JobStore
 
 
 async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
@@ -66,6 +67,12 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
         "rejected": rejected,
         "total_tokens": sum(v["tokens"]["total"] or 0 for v in videos),
         "total_cost_usd": round(sum(costs), 6) if costs else None,
+        "mode": planned.get("mode", "live"),
+        # --mode batch: each Gemini Batch job, its state and requests
+        "batch_jobs": [
+            {k: j[k] for k in ("display_name", "name", "state", "requests", "submitted_at")}
+            for j in await JobStore(store).summary(batch_id)
+        ],
         "videos": videos,
     }
     folder = Path(batch["output_dir"]) / "_reports" / batch_id

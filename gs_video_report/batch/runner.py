@@ -244,6 +244,8 @@ async def _run_leased(
     if pool.aborted:
         await store.recover(batch_id, clock.time())  # what was in flight goes back in the queue
     if pool.stop_reason is StopReason.CANCELLED:
+        if pool.jobs is not None:
+            await pool.jobs.cancel_open()
         await store.cancel_pending(batch_id, clock.time())
     left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
     reason, message = pool.stop_reason, pool.stop_message

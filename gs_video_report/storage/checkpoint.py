@@ -320,10 +320,11 @@ class CheckpointManager:
         return {TaskStage(stage): n for stage, n in rows}
 
     async def cancel_pending(self, batch_id: str, now: float) -> int:
-        """A cancelled batch: what has not started will not; ``recover`` undoes this on resume."""
+        """A cancelled batch: what has not started will not (nor what waits in a Batch Mode
+        job, cancelled at Google by the engine); ``recover`` undoes this on resume."""
         return await self._write(
             "UPDATE tasks SET stage = 'cancelled', updated_at = ? WHERE batch_id = ?"
-            " AND stage = 'pending'",
+            " AND stage IN ('pending', 'queued')",
             (now, batch_id),
         )
 
