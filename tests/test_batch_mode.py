@@ -200,6 +200,19 @@ def test_flex_sends_the_flex_tier_at_half_price(cli: Any, sim: Simulator, tmp_pa
     assert tiers == {"flex"}
 
 
+def test_flex_refused_fails_the_videos_with_one_line_and_no_traceback(
+    cli: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    sim.set_limits(refuse_flex=True)
+    videos = _lectures(tmp_path / "videos", 2)
+    result = cli("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--simulate",
+                 "--mode", "flex", "--max-retries", "0")  # fmt: skip
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert "Flex service tier is not available" in result.output
+    assert sim.stats()["calls"]["generate"] == 2  # one refused call each, not retried
+
+
 def test_dry_run_shows_the_three_modes_side_by_side(cli: Any, tmp_path: Path) -> None:
     videos = _lectures(tmp_path / "videos", 2)
     result = cli("batch", "-d", str(videos), "-o", str(tmp_path / "o"), "--simulate",

@@ -686,6 +686,14 @@ class Handler(BaseHTTPRequestHandler):
         if not uri:
             self._error(400, "INVALID_ARGUMENT", "The request has no video part.")
             return
+        tier = _get(request, "serviceTier", "service_tier")
+        if self.state.limits.refuse_flex and str(tier).lower() == "flex":
+            self._error(
+                400,
+                "INVALID_ARGUMENT",
+                f"The Flex service tier is not available for models/{model}.",
+            )
+            return
         subject, duration = self._video_subject(uri, owner)
         if subject is None:
             return
@@ -718,7 +726,7 @@ class Handler(BaseHTTPRequestHandler):
                     ),
                     "generation_config": config,
                     "video_metadata": clip,
-                    "service_tier": _get(request, "serviceTier", "service_tier"),
+                    "service_tier": tier,
                     "key": owner,
                 }
             )

@@ -133,6 +133,7 @@ class Limits:
     polls_until_active: int = 1
     probe_max_bytes: int = 64 * 1024 * 1024
     thoughts_tokens: int = 0  # thinking tokens every answer reports (and bills)
+    refuse_flex: bool = False  # generate calls asking for the Flex tier answer 400
 
 
 class SimState:
