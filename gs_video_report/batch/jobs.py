@@ -13,6 +13,7 @@ requests. The process may stop while jobs run; ``resume`` collects them.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from gs_video_report.batch.collect import Collector
 from gs_video_report.batch.cost import BudgetExceeded
 from gs_video_report.batch.events import JobStatus
 from gs_video_report.batch.pipeline import rebuild
-from gs_video_report.errors import ApiError
+from gs_video_report.errors import ApiError, StorageError
 from gs_video_report.models import StopReason, TaskStage
 from gs_video_report.services.gemini.batches import BatchClient, JobInfo
 from gs_video_report.services.gemini.service import VideoRef
@@ -31,6 +32,7 @@ from gs_video_report.storage.jobs import JobRow, JobStore
 
 if TYPE_CHECKING:
     from gs_video_report.batch.workers import WorkerPool
+
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,18 @@ class JobRunner:
         return any(j.collected_at is None for j in await self.jobs.jobs(self.batch_id))
 
     async def run(self) -> None:
-        """Until nothing is queued, running or pending, or the pool stops."""
+        """Until nothing is queued, running or pending, or the pool stops. What this did
+        not expect stops the batch (resumable: every job is in the state database), since
+        the workers wait for it."""
+        try:
+            await self._run()
+        except Exception as exc:
+            if self.pool.lease_lost or isinstance(exc, sqlite3.Error | StorageError):
+                raise  # the pool's own handling: the batch is another's, or the db failed
+            logger.exception("batch jobs: unexpected error")
+            self.pool.request_stop(StopReason.INTERRUPTED, f"internal error in batch jobs: {exc}")
+
+    async def _run(self) -> None:
         await self._reserve_open()
         while self.pool.stop_reason is None:
             for job in await self.jobs.jobs(self.batch_id):
