@@ -34,11 +34,13 @@ class Activity(StrEnum):
     WRITING = "writing"
     WAITING_FOR_KEY = "waiting for a key"
     WAITING_FOR_BUDGET = "waiting to fit the cost limit"
+    IN_BATCH_JOB = "in a Gemini batch job"  # --mode batch: uploaded, its request queued
 
     @property
     def queued(self) -> bool:
         """Waiting for a slot (shown as a count, not a line per video)."""
         return self in (
+            Activity.IN_BATCH_JOB,
             Activity.WAITING_FOR_UPLOAD,
             Activity.WAITING_FOR_GENERATE,
             Activity.WAITING_FOR_KEY,

@@ -338,6 +338,7 @@ class WorkerPool:
             await self.store.set_stage(
                 task.id, TaskStage.QUEUED, self.clock.time(), owner=self.owner
             )
+            self._show(view, ev.Activity.IN_BATCH_JOB)
             return
         self._lookahead.move(task.id, READY)
         self._show(view, ev.Activity.WAITING_FOR_GENERATE)
