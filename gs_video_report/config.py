@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import yaml
@@ -177,6 +177,16 @@ class VideoSettings(_Section):
 
 
 class RunSettings(_Section):
+    mode: Literal["live", "flex", "batch"] = Field(
+        "live",
+        description="live: standard calls; flex: the Flex tier (half price, best effort);"
+        " batch: Gemini Batch Mode jobs (half price, within 24 h; resume collects them)",
+    )
+    batch_poll: Annotated[_Float, Field(ge=0.1, le=3600)] = Field(
+        30.0,
+        description="Seconds between polls of a running Batch Mode job, backing off to"
+        " twice that (the docs poll every 30 s)",
+    )
     lease_ttl: Annotated[_Float, Field(ge=1, le=3600)] = Field(
         30.0,
         description="Seconds a running batch's lease lasts without a heartbeat (every third"

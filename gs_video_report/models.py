@@ -57,6 +57,7 @@ class TaskStage(StrEnum):
     UPLOADING = "uploading"
     PROCESSING = "processing"
     GENERATING = "generating"
+    QUEUED = "queued"  # uploaded, its request in (or waiting for) a Gemini batch job
     WRITING = "writing"
     DONE = "done"
     FAILED = "failed"
@@ -74,6 +75,16 @@ class TaskStage(StrEnum):
 _IN_FLIGHT = frozenset(
     {TaskStage.UPLOADING, TaskStage.PROCESSING, TaskStage.GENERATING, TaskStage.WRITING}
 )
+
+
+class RunMode(StrEnum):
+    """How a batch's generate requests go: one call each at standard price (live), the
+    same calls on the Flex tier (half price, slower, best effort), or Gemini Batch Mode
+    jobs (half price, answers within 24 h; ``resume`` collects them)."""
+
+    LIVE = "live"
+    FLEX = "flex"
+    BATCH = "batch"
 
 
 class SourceKind(StrEnum):

@@ -94,3 +94,14 @@ def test_templates_per_upload_benchmark_uploads_each_video_once() -> None:
     # the 45 s sample is cached for its two templates, the 30 s one is below the minimum
     assert (two["caches_created"], two["caches_left"], two["files_left"]) == (1, 0, 0)
     assert two["saving_usd"] > 0 and one["saving_usd"] == 0
+
+
+def test_modes_benchmark_halves_the_cost_in_flex_and_batch_mode() -> None:
+    result = _run("modes.py", "-n", "2", "--json")
+    rows = {r["mode"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert [rows[m]["done"] for m in ("live", "flex", "batch")] == [2, 2, 2], result.stderr
+    assert rows["batch"]["batch_jobs"] == 1 and rows["batch"]["generate_calls"] == 0
+    assert rows["batch"]["uploads_per_video"] == rows["live"]["uploads_per_video"] == 1
+    half = rows["live"]["usd_per_lesson_hour"] / 2
+    assert abs(rows["batch"]["usd_per_lesson_hour"] - half) < 1e-3
+    assert abs(rows["flex"]["usd_per_lesson_hour"] - half) < 1e-3

@@ -223,8 +223,10 @@ def test_a_full_disk_fails_what_it_stops_and_a_resume_writes_it_without_paying(
     room = {"files": 2}  # the first lesson's two files fit, then the disk is full
 
     def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
-        # only the lessons' own files count: the disk is "full" for what the writer keeps
-        if str(kwargs.get("prefix", "")).startswith(".gs_videoreport-check."):
+        # Only the lessons' own files fill the disk: the simulator (in this process) spools
+        # uploads through tempfile too, and the writability probe is no lesson file.
+        lesson_file = str(kwargs.get("dir", "")).startswith(str(tmp_path / "out"))
+        if not lesson_file or str(kwargs.get("prefix", "")).startswith(".gs_videoreport-check."):
             return real_mkstemp(*args, **kwargs)
         if room["files"] <= 0:
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -52,6 +52,7 @@ from gs_video_report.services.sources import printable
 from gs_video_report.services.writer import FileWriter, atomic_write_text, check_writable
 from gs_video_report.storage import CheckpointManager, open_db
 from gs_video_report.storage.db import DB_NAME
+from gs_video_report.storage.jobs import JobStore
 
 # Every front-end imports this module at start-up, so it loads only what ``--help``,
 # ``status`` or ``list-batches`` need. What plans and runs (the planner, the runner and
@@ -431,7 +432,10 @@ class Engine:
                 raise UnknownBatchError(batch_id)
             tasks = await store.tasks(batch_id)
             counts = await store.counts(batch_id)
-        return BatchView.of(row, counts, self.clock.time(), tasks)
+            jobs = await JobStore(store).summary(batch_id)
+        keep = ("display_name", "name", "state", "requests", "submitted_at", "ended_at")
+        view = BatchView.of(row, counts, self.clock.time(), tasks)
+        return replace(view, jobs=[{k: j[k] for k in keep} for j in jobs])
 
     async def batches(self, limit: int | None = 10) -> list[BatchView]:
         """Newest first."""

@@ -53,10 +53,26 @@ def expected_output_tokens(settings: GenerationSettings) -> int:
 class Prices:
     """The price in force for a model on a day: config override, else the shipped table."""
 
-    def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
+    def __init__(
+        self, overrides: Mapping[str, PriceOverride] | None = None, *, discounted: bool = False
+    ) -> None:
         self._overrides = dict(overrides or {})
+        # Batch Mode and Flex: the table's batch prices (half of standard) are the price
+        self.discounted = discounted
 
     def on(self, model: str, day: date | None = None) -> PricePoint | None:
+        point = self._standard(model, day)
+        if point is None or not self.discounted:
+            return point
+        return PricePoint(
+            point.effective,
+            point.batch_input,
+            point.batch_output,
+            point.batch_input,
+            point.batch_output,
+        )
+
+    def _standard(self, model: str, day: date | None) -> PricePoint | None:
         override = self._overrides.get(model)
         if override is not None:
             return PricePoint(

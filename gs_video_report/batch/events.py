@@ -34,11 +34,13 @@ class Activity(StrEnum):
     WRITING = "writing"
     WAITING_FOR_KEY = "waiting for a key"
     WAITING_FOR_BUDGET = "waiting to fit the cost limit"
+    IN_BATCH_JOB = "in a Gemini batch job"  # --mode batch: uploaded, its request queued
 
     @property
     def queued(self) -> bool:
         """Waiting for a slot (shown as a count, not a line per video)."""
         return self in (
+            Activity.IN_BATCH_JOB,
             Activity.WAITING_FOR_UPLOAD,
             Activity.WAITING_FOR_GENERATE,
             Activity.WAITING_FOR_KEY,
@@ -134,6 +136,18 @@ class NetworkBack:
 
 
 @dataclass(frozen=True)
+class JobStatus:
+    """A Gemini Batch Mode job (``--mode batch``): its state as last polled, how many
+    requests it carries and how long it has waited since it was submitted."""
+
+    display_name: str
+    name: str
+    state: str
+    waited_s: float
+    requests: int = 0
+
+
+@dataclass(frozen=True)
 class BatchStopping:
     """No new work starts; what is in flight finishes (or is put back)."""
 
@@ -153,6 +167,7 @@ Event = (
     | BudgetChanged
     | NetworkLost
     | NetworkBack
+    | JobStatus
     | BatchStopping
 )
 

@@ -277,6 +277,8 @@ class PlanEstimate:
     model: str
     rpm: float | None
     tpm: float | None
+    uploads: int = 0  # videos with a local file (YouTube needs none)
+    discounted_usd: float | None = None  # at Flex and Batch Mode prices (half)
 
     @property
     def min_minutes(self) -> float:
@@ -316,5 +318,9 @@ def estimate_plan(plan: Plan, settings: Settings) -> PlanEstimate:
         for t, r in zip(plan.to_run, rows, strict=True)
     )
     cost = Prices(settings.prices).usd(settings.model, tokens_total, output)
+    half = Prices(settings.prices, discounted=True).usd(settings.model, tokens_total, output)
     limits = settings.limits_for(settings.model)
-    return PlanEstimate(rows, tokens_total, calls, cost, settings.model, limits.rpm, limits.tpm)
+    uploads = sum(1 for t in plan.to_run if t.video.source.path is not None)
+    return PlanEstimate(
+        rows, tokens_total, calls, cost, settings.model, limits.rpm, limits.tpm, uploads, half
+    )

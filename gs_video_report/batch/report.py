@@ -14,6 +14,7 @@ from typing import Any
 from gs_video_report.models import mmss
 from gs_video_report.services.writer import atomic_write_text
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskStage
+from gs_video_report.storage.jobs import JobStore
 
 
 async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
@@ -72,6 +73,12 @@ async def write_reports(store: CheckpointManager, batch_id: str) -> Path | None:
         "cached_tokens": sum(v["tokens"]["cached"] or 0 for v in videos),
         "cache_saving_usd": round(sum(v["cache_saving_usd"] or 0.0 for v in videos), 6),
         "uploads": len({t.content_fingerprint for t in tasks if t.source_kind != "youtube"}),
+        "mode": planned.get("mode", "live"),
+        # --mode batch: each Gemini Batch job, its state and requests
+        "batch_jobs": [
+            {k: j[k] for k in ("display_name", "name", "state", "requests", "submitted_at")}
+            for j in await JobStore(store).summary(batch_id)
+        ],
         "videos": videos,
     }
     folder = Path(batch["output_dir"]) / "_reports" / batch_id

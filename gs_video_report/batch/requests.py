@@ -37,6 +37,7 @@ class RunOptions:
     cost_limit_usd: float | None = None  # for the whole batch, earlier runs included
     reports: bool = True  # OUTPUT/_reports/BATCH_ID/ (``main`` writes none)
     reuse: bool = True  # reuse lessons already paid for (False: --force)
+    mode: str = "live"  # RunMode: live | flex | batch (stored with the batch)
     # what each lesson is written as; stored with the batch (a resume keeps it) and no
     # part of the done key: every format comes from the sidecar
     formats: tuple[LessonFormat, ...] = (LessonFormat.MD,)

@@ -117,7 +117,7 @@ async def run_batch(
     if batch is None:
         raise UnknownBatchError(batch_id)
     rejected = len(json.loads(batch["settings_json"]).get("rejected", []))
-    prices = Prices(settings.prices)
+    prices = Prices(settings.prices, discounted=options.mode != "live")
     await _check_prices(store, batch_id, prices, options)
     owner = lease_owner()
     await store.acquire_lease(
@@ -175,7 +175,7 @@ async def _run_leased(
         Path(p) for t in tasks if not t.stage.finished for p in (t.output_md, t.output_json)
     )
     await store.set_batch_status(batch_id, BatchStatus.RUNNING, clock.time())
-    prices = Prices(settings.prices)
+    prices = Prices(settings.prices, discounted=options.mode != "live")
     spent = sum(prices.of_usage(m, u) or 0.0 for m, u in await store.billed_usage(batch_id))
     budget = BudgetGate(Budget(options.cost_limit_usd, spent))
     limiter = APILimiter(
@@ -192,10 +192,13 @@ async def _run_leased(
     pool_of_keys = KeyPool(keys, api=settings.api, states=known, clock=clock.time)
     router = KeyRouter(pool_of_keys, store, clock)
     async with contextlib.AsyncExitStack() as stack:
+        tier = "flex" if options.mode == "flex" else None
         services = {
-            k.fingerprint: await stack.enter_async_context(
-                GeminiService(k.key, settings.api, sleep=clock.sleep, clock=clock.time)
-            )
+            k.fingerprint: (
+                await stack.enter_async_context(
+                    GeminiService(k.key, settings.api, sleep=clock.sleep, clock=clock.time)
+                )
+            ).tiered(tier)
             for k in keys
         }
         if not router.usable():
@@ -217,6 +220,7 @@ async def _run_leased(
                 reuse=options.reuse,
                 lease_ttl_s=settings.run.lease_ttl,
                 formats=options.formats,
+                mode=options.mode,
             ),
             clock=clock,
             budget=budget,
@@ -241,6 +245,8 @@ async def _run_leased(
     if pool.aborted:
         await store.recover(batch_id, clock.time())  # what was in flight goes back in the queue
     if pool.stop_reason is StopReason.CANCELLED:
+        if pool.jobs is not None:
+            await pool.jobs.cancel_open()
         await store.cancel_pending(batch_id, clock.time())
     left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
     reason, message = pool.stop_reason, pool.stop_message

@@ -111,6 +111,9 @@ class BatchView:
     running_pid: int | None  # the live process holding the batch, if any
     settings: dict[str, Any] = field(default_factory=dict)
     tasks: list[TaskStatus] = field(default_factory=list)  # filled by ``status`` only
+    # --mode batch, by ``status``: each Gemini Batch job (display_name, name, state,
+    # requests, submitted_at, ended_at)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:

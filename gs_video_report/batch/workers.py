@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,6 +33,7 @@ from gs_video_report.batch.decide import (
 )
 from gs_video_report.batch.estimates import Estimates
 from gs_video_report.batch.idle import Idlers
+from gs_video_report.batch.jobs import JobRunner
 from gs_video_report.batch.keyrouting import KeyRouter
 from gs_video_report.batch.limiter import APILimiter, Bucket
 from gs_video_report.batch.lookahead import GENERATING, PREPARING, READY, Lookahead
@@ -53,6 +54,7 @@ from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow, TaskS
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_S = 1.0
+FLEX_TIMEOUT_FACTOR = 3.0  # Flex answers in 1-15 minutes (the docs' target)
 
 
 class _Stopping(Exception):
@@ -76,6 +78,7 @@ class PoolOptions:
     reuse: bool = True  # a lesson already paid for (by any task) is reused; False: --force
     lease_ttl_s: float = 30.0
     formats: tuple[LessonFormat, ...] = (LessonFormat.MD,)  # written beside the sidecar
+    mode: str = "live"  # RunMode; batch: requests go into Gemini Batch jobs (batch.jobs)
 
 
 class WorkerPool:
@@ -108,7 +111,7 @@ class WorkerPool:
         self.clock = clock
         self.budget = budget
         self.reporter: ev.Reporter = reporter or ev.NullReporter()
-        self.prices = Prices(settings.prices)
+        self.prices = Prices(settings.prices, discounted=options.mode != "live")
         self.estimates = Estimates(registry, self.prices, clock)
         budget.calibrated = lambda: self.estimates.calibrated
         self.writer = LessonWriter(clock, options.simulated, options.formats)
@@ -140,6 +143,7 @@ class WorkerPool:
             before_upload=self._check_lease,
         )
         self._workers: list[asyncio.Task[None]] = []
+        self.jobs: JobRunner | None = JobRunner(self) if options.mode == "batch" else None
         self._sent_at: dict[int, float] = {}  # task -> when its generate call was let through
         self.outcomes = Outcomes(
             store,
@@ -218,6 +222,8 @@ class WorkerPool:
         count = self.options.parallel + self._lookahead.ceiling
         await sweep_caches(self.store, self.batch_id, self.services, self.clock.time())
         self._workers = [asyncio.create_task(self._worker(n)) for n in range(count)]
+        if self.jobs is not None:
+            self._workers.append(asyncio.create_task(self._guarded(self.jobs.run())))
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)
             if not self.lease_lost:
@@ -231,8 +237,13 @@ class WorkerPool:
                 raise result
 
     async def _worker(self, number: int) -> None:
+        await self._guarded(self._work(number))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
         try:
-            await self._work(number)
+            await work
+        except _LeaseLost:
+            return
         except (sqlite3.Error, StorageError) as exc:
             # The state database failed (a full disk, a deleted file): nothing can be
             # recorded any more, so nothing more is paid for. Answers already paid for are
@@ -261,6 +272,9 @@ class WorkerPool:
             if task is None:
                 next_retry = await self.store.next_retry_at(self.batch_id)
                 if next_retry is None and self._active == 0:
+                    if self.jobs is not None and await self.jobs.busy():
+                        await self.clock.sleep(_IDLE_POLL_S)  # answers may requeue work
+                        continue
                     now = self.clock.time()
                     if not await self.store.blocked_pending(self.batch_id, now, self.owner):
                         return  # nothing pending, nothing running: the batch is through
@@ -340,6 +354,14 @@ class WorkerPool:
                 ref = await self.uploader.video_ref(task, view, video, service)
                 ref, cache_usd = await self.caches.attach(task, video, ref, service)
         await self.outcomes.record_calls(task, log)
+        if self.jobs is not None and ref.file_name:
+            # Batch Mode: the request goes into a job (batch.jobs), the upload stays
+            await self._check_lease()
+            await self.store.set_stage(
+                task.id, TaskStage.QUEUED, self.clock.time(), owner=self.owner
+            )
+            self._show(view, ev.Activity.IN_BATCH_JOB)
+            return
         self._lookahead.move(task.id, READY)
         self._show(view, ev.Activity.WAITING_FOR_GENERATE)
         bucket = self.limiter.bucket(key.project, task.model)
@@ -440,6 +462,8 @@ class WorkerPool:
                 )
                 self._show(view, ev.Activity.GENERATING)
                 base = self.options.timeout_s or self.settings.api.request_timeout
+                if self.options.mode == "flex":
+                    base *= FLEX_TIMEOUT_FACTOR  # best effort: minutes, not seconds
                 generation = await pipeline.lesson(
                     video,
                     ref,

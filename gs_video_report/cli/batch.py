@@ -43,6 +43,7 @@ from gs_video_report.cli.options import (
     FormatOpt,
     MaxRetriesOpt,
     MaxUploadsOpt,
+    ModeOpt,
     ParallelOpt,
     ProgressFileOpt,
     RunFlags,
@@ -189,6 +190,7 @@ def batch_command(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     simulate: SimulateOpt = False,
+    mode: ModeOpt = None,
 ) -> None:
     """Turn a folder, list or CSV of videos into lessons; resumable at any point."""
     rt = runtime(ctx)
@@ -241,8 +243,9 @@ def _start(
     templates = [t.video.template for t in plan.to_run]
     for note in Engine(settings).format_notes(templates, formats):
         console.print(f"note: {literal(note)}")
+    run_mode = flags.mode or settings.run.mode  # stored with the batch: resume keeps it
     options = flags.changes.apply(
-        RunOptions(simulated=flags.simulate, reuse=reuse, formats=formats)
+        RunOptions(simulated=flags.simulate, reuse=reuse, formats=formats, mode=run_mode)
     )
     _execute(ctx, settings, batch_id, planned, options, flags)
 

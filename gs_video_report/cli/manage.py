@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated, Any
 
 import typer
@@ -26,7 +27,7 @@ from gs_video_report.cli.options import number
 from gs_video_report.cli.text import literal, printable
 from gs_video_report.config import PoolKey
 from gs_video_report.errors import AuthError, ConfigError
-from gs_video_report.models import BatchStatus, TaskStage
+from gs_video_report.models import BatchStatus, TaskStage, mmss
 
 Opt = typer.Option
 
@@ -58,7 +59,12 @@ def status_command(
         if as_json:
             typer.echo(
                 json.dumps(
-                    {"batch_id": batch_id, "status": view.status.value, "tasks": rows},
+                    {
+                        "batch_id": batch_id,
+                        "status": view.status.value,
+                        "tasks": rows,
+                        "batch_jobs": view.jobs,
+                    },
                     ensure_ascii=False,
                 )
             )
@@ -85,6 +91,17 @@ def status_command(
         for row in cells:
             table.add_row(*(literal(c) for c in row))
         Console().print(table)
+        if view.jobs:  # --mode batch: the Gemini Batch jobs, and how long each has waited
+            jobs = Table(title="Gemini Batch jobs")
+            for col in ("Job", "State", "Requests", "Waited"):
+                jobs.add_column(col, overflow="fold")
+            now = time.time()
+            for j in view.jobs:
+                since = j["submitted_at"]
+                waited = mmss((j["ended_at"] or now) - since) if since else "-"
+                jobs.add_row(literal(j["name"] or j["display_name"]), j["state"],
+                             str(j["requests"]), waited)  # fmt: skip
+            Console().print(jobs)
 
 
 # Rich lays a table out cell by cell (about 2 ms a row here): 5,000 videos took 10 s.

@@ -122,6 +122,23 @@ FormatOpt = Annotated[
         help="What each lesson is written as, comma-separated (default: output.formats, md)",
     ),
 ]
+
+
+def _mode(value: str) -> str:
+    if value not in ("live", "flex", "batch"):
+        raise typer.BadParameter(f"{printable(value)!r} is not one of live, flex, batch")
+    return value
+
+
+ModeOpt = Annotated[
+    str | None,
+    Opt(
+        "--mode",
+        parser=_mode,
+        help="live: standard calls; flex: Flex tier (half price, best effort); batch: Gemini"
+        " Batch Mode jobs (half price, within 24 h; resume collects) [default: run.mode]",
+    ),
+]
 ProgressFileOpt = Annotated[
     Path | None, Opt("--progress-file", help="Keep a JSON progress snapshot here")
 ]
@@ -147,6 +164,7 @@ class RunFlags:
     as_json: bool = False
     simulate: bool = False
     formats: str | None = None  # a new batch's (formats_of); a resume keeps its own
+    mode: str | None = None
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> RunFlags:

@@ -68,6 +68,7 @@ def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) 
         f"{estimate.calls} call(s) · estimated cost {cost_text} with {literal(estimate.model)}"
     )
     console.print(_sharing_line(planned, settings, estimate.calls))
+    _print_modes(console, estimate)
     if estimate.min_minutes:
         console.print(
             f"Rate limits (rpm {estimate.rpm or '-'}, tpm {estimate.tpm or '-'}) allow this in no "
@@ -89,6 +90,51 @@ def _sharing_line(planned: PlannedBatch, settings: Settings, calls: int) -> str:
             f"~{usd(sharing.saving_usd)}"
         )
     return f"{line} · no context caching (it pays only for a video with 2+ templates)"
+
+
+_MODE_TIME = {
+    "live": "as the rate limits allow",
+    "flex": "slower: each answer in minutes (best effort)",
+    "batch": "within 24 h (Gemini's target); `resume` collects",
+}
+
+
+def mode_rows(estimate: PlanEstimate) -> list[dict[str, Any]]:
+    """Live, Flex and Batch Mode side by side: the same uploads, calls and tokens; the
+    price and the wait differ."""
+    rows = []
+    for mode in ("live", "flex", "batch"):
+        cost = estimate.cost_usd if mode == "live" else estimate.discounted_usd
+        rows.append(
+            {
+                "mode": mode,
+                "uploads": estimate.uploads,
+                "calls": estimate.calls if mode != "batch" else 0,
+                "batch_requests": estimate.calls if mode == "batch" else 0,
+                "input_tokens": estimate.input_tokens,
+                "cost_usd": None if cost is None else round(cost, 6),
+                "time": _MODE_TIME[mode],
+            }
+        )
+    return rows
+
+
+def _print_modes(console: Console, estimate: PlanEstimate) -> None:
+    table = Table(title="By mode (--mode)")
+    for col in ("Mode", "Uploads", "Calls", "Input tokens", "Est. cost", "Time"):
+        table.add_column(col, overflow="fold")
+    for row in mode_rows(estimate):
+        cost = row["cost_usd"]
+        calls = row["calls"] or f"{row['batch_requests']} in jobs"
+        table.add_row(
+            row["mode"],
+            str(row["uploads"]),
+            str(calls),
+            f"{row['input_tokens']:,}",
+            usd(cost) if cost is not None else "unknown",
+            row["time"],
+        )
+    console.print(table)
 
 
 def plan_json(planned: PlannedBatch, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
@@ -144,6 +190,7 @@ def _totals(plan: Plan, estimate: PlanEstimate) -> dict[str, Any]:
         "tpm": estimate.tpm,
         # None: no rate limit configured, nothing to bound the time by
         "min_time_s": round(estimate.min_minutes * 60, 1) if estimate.min_minutes else None,
+        "modes": mode_rows(estimate),
     }
 
 

@@ -92,6 +92,7 @@ class ProgressMonitor:
         self.state = "running"
         self.stopping: str | None = None  # what the display says once a stop is asked for
         self.offline: str | None = None  # while the API cannot be reached: until when
+        self.jobs: dict[str, ev.JobStatus] = {}  # --mode batch: each job as last polled
         self._started = clock()
         self._last_plain = self._started
         self._last_file = float("-inf")
@@ -207,6 +208,8 @@ class ProgressMonitor:
         lines += self._video_lines()
         if self.offline is not None:
             lines.append(Text(self.offline, style="red", no_wrap=True, overflow="ellipsis"))
+        if self.jobs:
+            lines.append(Text(self._jobs_line(), no_wrap=True, overflow="ellipsis"))
         if self.stopping is not None:
             lines.append(Text(self.stopping, style="yellow"))
         return Group(*lines)
@@ -255,14 +258,10 @@ class ProgressMonitor:
                     self.queued.add(task.id)
                 else:
                     self._show(task, activity.value, fraction)
-            case ev.NetworkLost(delay_s=delay, reason=reason):
-                self.offline = f"offline — retrying in {delay:.0f} s ({printable(reason)})"
-                if not self.live:
-                    self.console.print(literal(self.offline))
-            case ev.NetworkBack(after_s=after):
-                self.offline = None
-                if not self.live:
-                    self.console.print(f"back online after {mmss(after)}")
+            case ev.NetworkLost() | ev.NetworkBack():
+                self._network(event)
+            case ev.JobStatus():
+                self._job(event)
             case ev.BatchStopping():
                 self.state = f"stopping: {event.message}"
                 self.stopping = _stopping_text(event)
@@ -271,6 +270,30 @@ class ProgressMonitor:
             case _:
                 return  # calls, buckets, budget: not shown line by line
         self._refresh()
+
+    def _network(self, event: ev.NetworkLost | ev.NetworkBack) -> None:
+        if isinstance(event, ev.NetworkLost):
+            reason = printable(event.reason)
+            self.offline = f"offline — retrying in {event.delay_s:.0f} s ({reason})"
+            if not self.live:
+                self.console.print(literal(self.offline))
+        else:
+            self.offline = None
+            if not self.live:
+                self.console.print(f"back online after {mmss(event.after_s)}")
+
+    def _job(self, event: ev.JobStatus) -> None:
+        known = self.jobs.get(event.display_name)
+        self.jobs[event.display_name] = event
+        if not self.live and (known is None or known.state != event.state):
+            self.console.print(literal(f"Gemini batch job {event.display_name}: {event.state}"))
+
+    def _jobs_line(self) -> str:
+        """One line for the batch's Gemini Batch jobs: their states and the longest wait."""
+        states = Counter(job.state for job in self.jobs.values())
+        waited = max(job.waited_s for job in self.jobs.values())
+        text = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        return f"Gemini batch jobs: {text} · waited {mmss(waited)}"
 
     def _settle(self, task: ev.TaskView, *, drop: bool = True) -> None:
         """The task moved on: it is no longer queued, retrying or waiting (until told);

@@ -20,6 +20,7 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from gs_video_report.simulator.batches import BatchFate, BatchTiming
 from gs_video_report.simulator.server import Handler
 from gs_video_report.simulator.state import (
     ENDPOINTS,
@@ -153,6 +154,23 @@ class Simulator:
     def hand_out_upload_urls_on(self, base: str) -> None:
         """Make upload URLs point at ``base`` (as the real API points at its own host)."""
         self.state.upload_host = base.rstrip("/")
+
+    # -- Batch Mode (batches.py) ---------------------------------------------------
+    def batch_timing(self, *, pending_s: float = 0.0, running_s: float = 0.0) -> None:
+        """How long a new batch job stays PENDING, then RUNNING, on the batch clock."""
+        with self.state.lock:
+            self.state.batches.timing = BatchTiming(pending_s, running_s)
+
+    def advance_batches(self, seconds: float) -> None:
+        """Move the batch clock on: a job that takes "hours" is through at once."""
+        with self.state.lock:
+            self.state.batch_offset += seconds
+
+    def plan_batch(self, state: str, *, match: str | None = None) -> None:
+        """The next job created (whose display name contains ``match``) ends ``state``:
+        FAILED or EXPIRED (no results), CANCELLED, or SUCCEEDED."""
+        with self.state.lock:
+            self.state.batches.fates.append(BatchFate(state, match))
 
     def stats(self) -> dict[str, Any]:
         return self.state.snapshot()

@@ -9,6 +9,7 @@ Routes (``v1beta`` and ``v1`` both accepted):
   DELETE /{v}/files/{id}                       files.delete
   POST   /{v}/models/{model}:generateContent   JSON answer against the requested schema
   POST/GET/DELETE /{v}/cachedContents[/{id}]   context caches (``simulator/caches.py``)
+  POST   /{v}/models/{model}:batchGenerateContent, /{v}/batches/...  Batch Mode (batches.py)
   GET    /_sim/stats   POST /_sim/faults   POST /_sim/limits   POST /_sim/reset   (control)
   POST   /_sim/network {"offline": true}      drop every API request until turned off
 """
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from gs_video_report.simulator.answers import fake_answer
+from gs_video_report.simulator.batches import BATCH_HANDLERS, BATCH_ROUTES
 from gs_video_report.simulator.caches import ROUTES as CACHE_ROUTES
 from gs_video_report.simulator.caches import CacheRoutes
 from gs_video_report.simulator.state import (
@@ -47,6 +49,7 @@ _ROUTES = [
     ("GET", re.compile(rf"^/{_VERSION}/files$"), "list_files"),
     ("POST", re.compile(rf"^/{_VERSION}/models/(?P<model>[^/:]+):generateContent$"), "generate"),
     *CACHE_ROUTES,
+    *BATCH_ROUTES,
 ]
 _YOUTUBE_ID = re.compile(r"(?:v=|youtu\.be/|shorts/|live/|embed/)([A-Za-z0-9_-]{11})")
 _FRAME_TOKENS = {
@@ -103,6 +106,87 @@ def probe_upload(path: str | None, size: int) -> tuple[float, str | None]:
             return (duration if duration > 0 else max(1.0, size / 250_000)), None
     except (av.FFmpegError, ValueError, UnicodeDecodeError):
         return 0.0, "Video could not be processed: unsupported or corrupt data."
+
+
+def parse_request(request: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """A GenerateContentRequest's video URI ("" if none), clip, generation config, prompt."""
+    contents = request.get("contents") or []
+    parts = contents[0].get("parts", []) if contents else []
+    file_part = next((p for p in parts if _get(p, "fileData", "file_data")), None)
+    prompt = "".join(p.get("text", "") for p in parts if "text" in p)
+    file_data = _get(file_part, "fileData", "file_data") if file_part else {}
+    uri = _get(file_data, "file_uri", "fileUri") or ""
+    clip = (_get(file_part, "videoMetadata", "video_metadata") if file_part else None) or {}
+    config = _get(request, "generationConfig", "generation_config") or {}
+    return uri, clip, config, prompt
+
+
+def answer_payload(
+    state: SimState,
+    model: str,
+    subject: str,
+    duration: float,
+    clip: dict[str, Any],
+    config: dict[str, Any],
+    prompt: str,
+    fault: Fault | None,
+    cached: bool = False,
+) -> dict[str, Any]:
+    """The GenerateContentResponse for a request about ``subject``: a schema-valid answer,
+    or what a content ``fault`` makes of it (cut off, blocked, off-schema). ``cached``:
+    the video came from a context cache (its tokens are still counted in the prompt)."""
+    start = _seconds(_get(clip, "start_offset", "startOffset")) or 0.0
+    end = _seconds(_get(clip, "end_offset", "endOffset"))
+    fps = float(_get(clip, "fps") or 1.0)
+    json_mode = "json" in str(_get(config, "responseMimeType", "response_mime_type") or "")
+    # free text (a script asking a question) gets a sentence, JSON mode an object
+    default = {"type": "object"} if json_mode else {"type": "string"}
+    schema = _get(config, "responseJsonSchema", "response_json_schema") or default
+    answer = fake_answer(
+        schema, name=subject, duration_s=duration, prompt=prompt, start_s=start, end_s=end
+    )
+    clip_s = max(1.0, (min(end, duration) if end else duration) - start)
+    resolution = _get(config, "mediaResolution", "media_resolution") or "MEDIA_RESOLUTION_LOW"
+    frame_tokens = _FRAME_TOKENS.get(str(resolution), 66)
+    video_tokens = int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S))
+    prompt_tokens = video_tokens + len(prompt) // 4 + 8
+    text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+    finish = "STOP"
+    kind = fault.kind if fault else None
+    max_out = _get(config, "maxOutputTokens", "max_output_tokens")
+    out_tokens = max(1, len(text) // 3)
+    if kind == "max_tokens" or (max_out and out_tokens > int(max_out)):
+        cut = max(1, int(max_out) * 3) if max_out and out_tokens > int(max_out) else len(text) // 2
+        text, finish = text[:cut], "MAX_TOKENS"
+        out_tokens = int(max_out) if max_out else out_tokens // 2
+    elif kind in ("safety", "recitation"):
+        text, finish = "", kind.upper()
+    elif kind == "invalid_answer":
+        text = json.dumps({"simulated": "an answer that misses every required field"})
+    usage = {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": out_tokens,
+        "totalTokenCount": prompt_tokens + out_tokens + state.limits.thoughts_tokens,
+        "thoughtsTokenCount": state.limits.thoughts_tokens,
+        "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": prompt_tokens}],
+    }
+    if cached:
+        usage["cachedContentTokenCount"] = video_tokens
+    if kind == "blocked":
+        return {
+            "promptFeedback": {"blockReason": "SAFETY"},
+            "usageMetadata": usage,
+            "modelVersion": model,
+        }
+    candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
+    if text:
+        candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": model,
+        "responseId": f"sim-{abs(hash(text)) % 10**12}",
+    }
 
 
 class Handler(CacheRoutes, BaseHTTPRequestHandler):
@@ -391,7 +475,11 @@ class Handler(CacheRoutes, BaseHTTPRequestHandler):
                         self._body()
                         self._rate_limited("ConcurrentRequestsPerProject", None, 1.0)
                         return
-                    getattr(self, f"_{endpoint}")(match, parsed)
+                    batch = BATCH_HANDLERS.get(endpoint)
+                    if batch is not None:
+                        batch(self, match, parsed)
+                    else:
+                        getattr(self, f"_{endpoint}")(match, parsed)
                 return
         self._body()
         self._error(404, "NOT_FOUND", f"Method not found: {method} {parsed.path}")
@@ -458,6 +546,9 @@ class Handler(CacheRoutes, BaseHTTPRequestHandler):
             "state": "PROCESSING",
             "source": "UPLOADED",
         }
+        if file.generated:
+            data["source"] = "GENERATED"
+            data["downloadUri"] = f"http://{host}/download/v1beta/{file.name}:download?alt=media"
         processed = file.processed(self.state.clock())
         if file.failed_reason and processed:
             data["state"] = "FAILED"
@@ -604,17 +695,18 @@ class Handler(CacheRoutes, BaseHTTPRequestHandler):
         request = self._with_cache(request, owner, model)
         if request is None:
             return  # answered: a cache missing, or set with a system instruction
-        contents = request.get("contents") or []
-        parts = contents[0].get("parts", []) if contents else []
-        file_part = next((p for p in parts if _get(p, "fileData", "file_data")), None)
-        prompt = "".join(p.get("text", "") for p in parts if "text" in p)
-        if file_part is None:
+        uri, clip, config, prompt = parse_request(request)
+        if not uri:
             self._error(400, "INVALID_ARGUMENT", "The request has no video part.")
             return
-        file_data = _get(file_part, "fileData", "file_data")
-        uri = _get(file_data, "file_uri", "fileUri") or ""
-        clip = _get(file_part, "videoMetadata", "video_metadata") or {}
-        config = _get(request, "generationConfig", "generation_config") or {}
+        tier = _get(request, "serviceTier", "service_tier")
+        if self.state.limits.refuse_flex and str(tier).lower() == "flex":
+            self._error(
+                400,
+                "INVALID_ARGUMENT",
+                f"The Flex service tier is not available for models/{model}.",
+            )
+            return
         subject, duration = self._video_subject(uri, owner)
         if subject is None:
             return
@@ -631,13 +723,6 @@ class Handler(CacheRoutes, BaseHTTPRequestHandler):
                 "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, round(retry, 1)
             )
             return
-        start = _seconds(_get(clip, "start_offset", "startOffset")) or 0.0
-        end = _seconds(_get(clip, "end_offset", "endOffset"))
-        fps = float(_get(clip, "fps") or 1.0)
-        json_mode = "json" in str(_get(config, "responseMimeType", "response_mime_type") or "")
-        # free text (a script asking a question) gets a sentence, JSON mode an object
-        default = {"type": "object"} if json_mode else {"type": "string"}
-        schema = _get(config, "responseJsonSchema", "response_json_schema") or default
         with self.state.lock:
             self.state.generate_by_subject[subject] += 1
             if uri.rsplit("/", 1)[-1] in self.state.files:
@@ -655,21 +740,23 @@ class Handler(CacheRoutes, BaseHTTPRequestHandler):
                     "generation_config": config,
                     "video_metadata": clip,
                     "cached": bool(request.get("_cached")),
+                    "service_tier": tier,
                     "key": owner,
                 }
             )
-        answer = fake_answer(
-            schema, name=subject, duration_s=duration, prompt=prompt, start_s=start, end_s=end
-        )
-        self._answer(
-            model,
-            answer,
-            config,
-            duration,
-            (start, end, fps),
-            prompt,
-            fault,
-            bool(request.get("_cached")),
+        self._send(
+            200,
+            answer_payload(
+                self.state,
+                model,
+                subject,
+                duration,
+                clip,
+                config,
+                prompt,
+                fault,
+                cached=bool(request.get("_cached")),
+            ),
         )
 
     def _video_subject(self, uri: str, owner: str) -> tuple[str | None, float]:
@@ -690,69 +777,3 @@ class Handler(CacheRoutes, BaseHTTPRequestHandler):
             )
             return None, 0.0
         return file.display_name, file.duration_s
-
-    def _answer(
-        self,
-        model: str,
-        answer: Any,
-        config: dict[str, Any],
-        duration: float,
-        clip: tuple[float, float | None, float],
-        prompt: str,
-        fault: Fault | None,
-        cached: bool = False,
-    ) -> None:
-        start, end, fps = clip
-        clip_s = max(1.0, (min(end, duration) if end else duration) - start)
-        resolution = _get(config, "mediaResolution", "media_resolution") or "MEDIA_RESOLUTION_LOW"
-        frame_tokens = _FRAME_TOKENS.get(str(resolution), 66)
-        video_tokens = int(clip_s * (frame_tokens * fps + _AUDIO_TOKENS_PER_S))
-        prompt_tokens = video_tokens + len(prompt) // 4 + 8
-        text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
-        finish = "STOP"
-        kind = fault.kind if fault else None
-        max_out = _get(config, "maxOutputTokens", "max_output_tokens")
-        out_tokens = max(1, len(text) // 3)
-        if kind == "max_tokens" or (max_out and out_tokens > int(max_out)):
-            cut = (
-                max(1, int(max_out) * 3)
-                if max_out and out_tokens > int(max_out)
-                else len(text) // 2
-            )
-            text, finish = text[:cut], "MAX_TOKENS"
-            out_tokens = int(max_out) if max_out else out_tokens // 2
-        elif kind in ("safety", "recitation"):
-            text, finish = "", kind.upper()
-        elif kind == "invalid_answer":
-            text = json.dumps({"simulated": "an answer that misses every required field"})
-        usage = {
-            "promptTokenCount": prompt_tokens,
-            "candidatesTokenCount": out_tokens,
-            "totalTokenCount": prompt_tokens + out_tokens + self.state.limits.thoughts_tokens,
-            "thoughtsTokenCount": self.state.limits.thoughts_tokens,
-            "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": prompt_tokens}],
-        }
-        if cached:  # the video came from the cache: still counted in the prompt
-            usage["cachedContentTokenCount"] = video_tokens
-        if kind == "blocked":
-            self._send(
-                200,
-                {
-                    "promptFeedback": {"blockReason": "SAFETY"},
-                    "usageMetadata": usage,
-                    "modelVersion": model,
-                },
-            )
-            return
-        candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
-        if text:
-            candidate["content"] = {"role": "model", "parts": [{"text": text}]}
-        self._send(
-            200,
-            {
-                "candidates": [candidate],
-                "usageMetadata": usage,
-                "modelVersion": model,
-                "responseId": f"sim-{abs(hash(text)) % 10**12}",
-            },
-        )

@@ -16,10 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gs_video_report.simulator.batches import BATCH_ROUTES, BatchBook
 from gs_video_report.simulator.caches import CacheBook
 
+BATCH_ENDPOINTS = tuple(endpoint for _, _, endpoint in BATCH_ROUTES)
+
 FILE_TTL_S = 48 * 3600
-ENDPOINTS = ("upload_start", "upload_chunk", "get_file", "list_files", "delete_file", "generate")
+ENDPOINTS = (
+    "upload_start",
+    "upload_chunk",
+    "get_file",
+    "list_files",
+    "delete_file",
+    "generate",
+    *BATCH_ENDPOINTS,
+)
 
 # Fault kinds, and which endpoints each makes sense on.
 FAULT_KINDS = {
@@ -100,6 +111,9 @@ class SimFile:
         """Whether processing is over (then the file is ACTIVE, or FAILED)."""
         return self.polls_left <= 0 if self.active_at is None else now >= self.active_at
 
+    content: bytes | None = None  # kept for what is not a video (a batch's JSONL)
+    generated: bool = False  # written by the API (a batch's results): downloadable
+
     @property
     def name(self) -> str:
         return f"files/{self.id}"
@@ -129,6 +143,7 @@ class Limits:
     processing_s: float | None = None
     probe_max_bytes: int = 64 * 1024 * 1024
     thoughts_tokens: int = 0  # thinking tokens every answer reports (and bills)
+    refuse_flex: bool = False  # generate calls asking for the Flex tier answer 400
 
 
 class SimState:
@@ -156,6 +171,8 @@ class SimState:
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self.in_flight = 0
         self.caches = CacheBook(clock, self.lock)
+        self.batches = BatchBook()
+        self.batch_offset = 0.0  # added to the clock for batch jobs: "hours" at once
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -179,6 +196,8 @@ class SimState:
             self._in_flight_by: Counter[str] = Counter()
             self.generate_requests: deque[dict[str, Any]] = deque(maxlen=2000)
             self.caches.created = self.caches.deleted = self.caches.cached_generates = 0
+            if hasattr(self, "batches"):
+                self.batches.reset_stats()
 
     # -- flight accounting -------------------------------------------------
     @contextlib.contextmanager
@@ -291,11 +310,16 @@ class SimState:
         self, upload: Upload, probe: Callable[[str | None, int], tuple[float, str | None]]
     ) -> SimFile:
         spool_path = None
+        content = None
         if upload.spool is not None:
             upload.spool.close()
             spool_path = upload.spool.name
         try:
-            duration, failed = probe(spool_path, upload.size)
+            if upload.mime_type.startswith("video/") or spool_path is None:
+                duration, failed = probe(spool_path, upload.size)
+            else:  # a request file (JSONL): kept to be read, nothing to probe
+                duration, failed = 0.0, None
+                content = Path(spool_path).read_bytes()
         finally:
             if spool_path:
                 Path(spool_path).unlink(missing_ok=True)
@@ -310,6 +334,7 @@ class SimState:
             duration_s=duration,
             polls_left=self.limits.polls_until_active,
             failed_reason=failed,
+            content=content,
         )
         if self.limits.processing_s is not None:
             file.active_at = file.created + self.limits.processing_s
@@ -317,6 +342,25 @@ class SimState:
             self.uploads.pop(upload.id, None)
             self.files[file.id] = file
             self.uploads_completed += 1
+        return file
+
+    def new_generated_file(self, owner: str, file_id: str, content: bytes) -> SimFile:
+        """A file the API wrote (a batch's results): ACTIVE at once, downloadable."""
+        file = SimFile(
+            id=file_id,
+            owner=owner,
+            display_name=file_id,
+            mime_type="application/jsonl",
+            size=len(content),
+            created=self.clock(),
+            sha256=hashlib.sha256(content).hexdigest(),
+            duration_s=0.0,
+            polls_left=0,
+            content=content,
+            generated=True,
+        )
+        with self.lock:
+            self.files[file.id] = file
         return file
 
     def discard_uploads(self) -> None:
@@ -359,6 +403,7 @@ class SimState:
                 "max_in_flight_by": dict(self.max_in_flight_by),
                 "generate_requests": list(self.generate_requests),
                 **self.caches.snapshot(),
+                **self.batches.snapshot(),
             }
 
 

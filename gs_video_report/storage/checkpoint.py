@@ -336,8 +336,14 @@ class CheckpointManager(SharedMedia):
         return {TaskStage(stage): n for stage, n in rows}
 
     async def cancel_pending(self, batch_id: str, now: float) -> int:
-        """A cancelled batch: what has not started will not; ``recover`` undoes this on resume."""
-        return await self._write(
+        """A cancelled batch: what has not started will not (nor what waits in a Batch Mode
+        job, cancelled at Google by the engine); ``recover`` undoes this on resume."""
+        queued = await self._write(
+            "UPDATE tasks SET stage = 'cancelled', updated_at = ? WHERE batch_id = ?"
+            " AND stage = 'queued'",
+            (now, batch_id),
+        )
+        return queued + await self._write(
             "UPDATE tasks SET stage = 'cancelled', updated_at = ? WHERE batch_id = ?"
             " AND stage = 'pending'",
             (now, batch_id),

@@ -267,6 +267,42 @@ migration("m011_shared_upload_cache")(
 )
 
 
+# Gemini Batch Mode jobs of a batch. A row is written *before* the job is created (its
+# display name ``gsvr-<batch>-<seq>`` fixed, ``name`` still NULL) and the job's name the
+# moment the API returns it: creating a job is not idempotent, so a resume first looks
+# for a job with that display name and adopts it. ``batch_job_tasks``: which tasks' requests
+# (by their done key, the JSONL line's key) a job carries; a task is in one open job.
+migration("m012_batch_mode_jobs")(
+    """
+    CREATE TABLE batch_jobs (
+        id INTEGER PRIMARY KEY,
+        batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        display_name TEXT NOT NULL UNIQUE,
+        key_fingerprint TEXT NOT NULL,
+        model TEXT NOT NULL,
+        name TEXT,
+        input_file TEXT,
+        state TEXT NOT NULL DEFAULT 'CREATING',
+        results_file TEXT,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        ended_at REAL,
+        collected_at REAL,
+        estimate_usd REAL,
+        UNIQUE (batch_id, seq)
+    );
+    CREATE TABLE batch_job_tasks (
+        job_id INTEGER NOT NULL REFERENCES batch_jobs(id) ON DELETE CASCADE,
+        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        line_key TEXT NOT NULL,
+        PRIMARY KEY (job_id, task_id)
+    );
+    CREATE INDEX batch_job_tasks_by_task ON batch_job_tasks (task_id);
+    """
+)
+
+
 def statements(sql: str) -> list[str]:
     """Split a script into statements; a trigger's body keeps its inner semicolons."""
     out, buffer = [], ""

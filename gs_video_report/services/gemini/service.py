@@ -94,6 +94,7 @@ class GeminiService(CacheCalls):
     ) -> None:
         self.key_fingerprint = key.fingerprint
         self._gate: Callable[[], Awaitable[None]] | None = None  # see ``gated``
+        self._tier: str | None = None  # see ``tiered``
         self._secret = key.reveal()
         self._api = api
         self._sleep = sleep
@@ -114,6 +115,13 @@ class GeminiService(CacheCalls):
         leaves the call unmade and unrecorded. The probe (``reachable``) is never gated."""
         view = copy.copy(self)
         view._gate = gate
+        return view
+
+    def tiered(self, tier: str | None) -> GeminiService:
+        """The same client, asking for ``tier`` (``"flex"``: half price, best effort) on
+        every generate call."""
+        view = copy.copy(self)
+        view._tier = tier
         return view
 
     async def __aenter__(self) -> GeminiService:
@@ -325,6 +333,7 @@ class GeminiService(CacheCalls):
                 if settings.thinking_level
                 else None
             ),
+            service_tier=types.ServiceTier(self._tier) if self._tier else None,
             http_options=self._call_options(timeout),
         )
         return part, config

@@ -1,0 +1,233 @@
+"""Batch Mode (``--mode batch``): the pool's workers upload as in live mode and leave each
+task ``queued`` with its upload ACTIVE; ``JobRunner`` groups queued requests per (upload
+key, model) into Gemini Batch jobs, waits for them (polling 30 s, backing off to 60 s on
+the injected clock) and collects their answers through ``batch.collect``.
+
+Exactly once across crashes: a job's row (display name ``gsvr-<batch>-<seq>``) and its
+tasks are committed before anything is sent, its name the moment the API returns it,
+and before every create the API is asked for a job with that display name, which is
+adopted if found. A SIGKILL at any moment therefore never makes two jobs for the same
+requests. The process may stop while jobs run; ``resume`` collects them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gs_video_report.batch.adapt import Adjustments
+from gs_video_report.batch.collect import Collector
+from gs_video_report.batch.cost import BudgetExceeded
+from gs_video_report.batch.events import JobStatus
+from gs_video_report.batch.pipeline import rebuild
+from gs_video_report.errors import ApiError, StorageError
+from gs_video_report.models import StopReason, TaskStage
+from gs_video_report.services.gemini.batches import BatchClient, JobInfo
+from gs_video_report.services.gemini.service import VideoRef
+from gs_video_report.storage.checkpoint import TaskRow
+from gs_video_report.storage.jobs import JobRow, JobStore
+
+if TYPE_CHECKING:
+    from gs_video_report.batch.workers import WorkerPool
+
+
+logger = logging.getLogger(__name__)
+
+MAX_JOB_REQUESTS = 500  # well inside 24 h and the 2 GB input file
+SIMULATED_POLL_S = 0.5  # --simulate: its jobs end at once unless a test says otherwise
+STILL_RUNNING = "job(s) keep running at Google; `resume` collects them"
+
+
+class JobRunner:
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.jobs = JobStore(pool.store)
+        self.collector = Collector(pool, self.jobs)
+        self.batch_id = pool.batch_id
+        first = pool.settings.run.batch_poll
+        self._first_poll_s = min(first, SIMULATED_POLL_S) if pool.options.simulated else first
+        self._poll_s = self._first_poll_s
+
+    def client(self, fingerprint: str) -> BatchClient:
+        return BatchClient(self.pool.services[fingerprint])
+
+    async def busy(self) -> bool:
+        """Work the pool's workers must wait for: queued requests, jobs not collected."""
+        counts = await self.pool.store.counts(self.batch_id)
+        if counts.get(TaskStage.QUEUED, 0):
+            return True
+        return any(j.collected_at is None for j in await self.jobs.jobs(self.batch_id))
+
+    async def run(self) -> None:
+        """Until nothing is queued, running or pending, or the pool stops. What this did
+        not expect stops the batch (resumable: every job is in the state database), since
+        the workers wait for it."""
+        try:
+            await self._run()
+        except Exception as exc:
+            if self.pool.lease_lost or isinstance(exc, sqlite3.Error | StorageError):
+                raise  # the pool's own handling: the batch is another's, or the db failed
+            logger.exception("batch jobs: unexpected error")
+            self.pool.request_stop(StopReason.INTERRUPTED, f"internal error in batch jobs: {exc}")
+
+    async def _run(self) -> None:
+        await self._reserve_open()
+        while self.pool.stop_reason is None:
+            for job in await self.jobs.jobs(self.batch_id):
+                if job.collected_at is not None:
+                    continue
+                await self._step(job)
+            if self.pool.stop_reason is not None:
+                break
+            counts = await self.pool.store.counts(self.batch_id)
+            preparing = self.pool._active > 0 or counts.get(TaskStage.PENDING, 0) > 0
+            queued = counts.get(TaskStage.QUEUED, 0)
+            if queued and (not preparing or queued >= MAX_JOB_REQUESTS):
+                await self._plan_jobs()
+                continue
+            if not preparing and not await self.busy():
+                return
+            await self.pool.clock.sleep(self._poll_s)
+            if not preparing:
+                self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
+        await self._say_still_running()
+
+    async def cancel_open(self) -> None:
+        """``cancel``: the batch's jobs still running at Google are cancelled there (their
+        requests are cancelled tasks now; a resume submits them again in a new job)."""
+        for job in await self.jobs.jobs(self.batch_id):
+            if job.collected_at is not None:
+                continue
+            if job.name and not job.ended:
+                try:
+                    await self.client(job.key_fingerprint).cancel(job.name)
+                except ApiError as exc:
+                    logger.warning("could not cancel %s: %s", job.name, exc)
+            await self.jobs.set_state(job.id, "CANCELLED", self.pool.clock.time())
+            await self.jobs.collected(job.id, self.pool.clock.time())
+
+    async def _say_still_running(self) -> None:
+        open_jobs = [j for j in await self.jobs.jobs(self.batch_id) if not j.ended]
+        if open_jobs and self.pool.stop_reason in (StopReason.INTERRUPTED, None):
+            self.pool.stop_message = f"{len(open_jobs)} {STILL_RUNNING}"
+
+    async def _reserve_open(self) -> None:
+        """A resume holds the estimates of the jobs still running against the limit."""
+        in_jobs = await self.jobs.tasks_in_open_jobs(self.batch_id)
+        for task in await self.pool.store.tasks(self.batch_id):
+            if task.id in in_jobs and task.stage is TaskStage.QUEUED:
+                self.pool.budget.budget._in_flight[task.id] = self._estimate(task)
+
+    def _estimate(self, task: TaskRow) -> float:
+        video = rebuild(task, self.pool.registry, datetime.now(UTC))
+        tokens_in, tokens_out = self.pool.estimates.tokens(video)
+        return self.pool.prices.usd(task.model, tokens_in, tokens_out) or 0.0
+
+    # -- planning and submitting -----------------------------------------------------
+    async def _plan_jobs(self) -> None:
+        in_jobs = await self.jobs.tasks_in_open_jobs(self.batch_id)
+        groups: dict[tuple[str, str], list[TaskRow]] = defaultdict(list)
+        for task in await self.pool.store.tasks(self.batch_id):
+            if task.stage is TaskStage.QUEUED and task.id not in in_jobs and task.upload_key:
+                groups[(task.upload_key, task.model)].append(task)
+        for (fingerprint, model), tasks in groups.items():
+            for start in range(0, len(tasks), MAX_JOB_REQUESTS):
+                await self._plan_one(fingerprint, model, tasks[start : start + MAX_JOB_REQUESTS])
+
+    async def _plan_one(self, fingerprint: str, model: str, tasks: list[TaskRow]) -> None:
+        lines: list[tuple[int, str]] = []
+        seen: set[str] = set()
+        total = 0.0
+        for task in tasks:
+            if task.done_key in seen:
+                continue  # the same work twice: the second waits for the first's answer
+            estimate = self._estimate(task)
+            try:  # reserved at submission: the limit holds for answers that come later
+                self.pool.budget.budget.reserve(task.id, estimate)
+            except BudgetExceeded as exc:
+                self.pool.request_stop(StopReason.BUDGET, str(exc))
+                break
+            seen.add(task.done_key)
+            lines.append((task.id, task.done_key))
+            total += estimate
+        if lines:
+            await self.pool._check_lease()
+            await self.jobs.plan(
+                self.batch_id,
+                key_fingerprint=fingerprint,
+                model=model,
+                lines=lines,
+                estimate_usd=total,
+                now=self.pool.clock.time(),
+            )
+
+    async def _step(self, job: JobRow) -> None:
+        try:
+            if job.name is None:
+                await self._submit(job)
+            elif not job.ended:
+                await self._poll(job)
+            else:
+                await self.collector.collect(job, self.client(job.key_fingerprint))
+        except ApiError as exc:
+            # a failed create, poll or download is asked again at the next poll: the job's
+            # row says where it got to (a create is never repeated without a look first)
+            logger.warning("batch job %s: %s", job.display_name, exc)
+
+    async def _submit(self, job: JobRow) -> None:
+        client = self.client(job.key_fingerprint)
+        found = await client.find(job.display_name)  # created before a crash?
+        if found is None:
+            input_file = job.input_file
+            if input_file is None:
+                lines = await self._lines(job, client)
+                await self.pool._check_lease()
+                uploaded = await client.upload_lines(lines, display_name=job.display_name)
+                input_file = uploaded.name
+                await self.jobs.set_input(job.id, input_file)
+            await self.pool._check_lease()
+            found = await client.create(job.model, input_file, job.display_name)
+        await self.jobs.named(job.id, found.name, found.state, self.pool.clock.time())
+        self.pool.reporter.emit(_job_event(job, found, 0.0))
+        if found.ended:
+            await self.jobs.set_state(
+                job.id, found.state, self.pool.clock.time(), results_file=found.results_file
+            )
+
+    async def _lines(self, job: JobRow, client: BatchClient) -> list[dict[str, object]]:
+        keys = await self.jobs.lines(job.id)
+        lines = []
+        now = datetime.fromtimestamp(self.pool.clock.time(), UTC)
+        for key, task_id in keys.items():
+            task = await self.pool.store.task(task_id)
+            video = rebuild(task, self.pool.registry, now)
+            adjustments = Adjustments.from_json(task.adjustments)
+            ref = VideoRef(task.upload_uri or "", task.upload_mime, task.upload_name)
+            lines.append(
+                client.request_line(
+                    key,
+                    video=ref,
+                    prompt=adjustments.prompt(video.prompt),
+                    schema=video.template.schema,
+                    settings=adjustments.settings(video.template.generation),
+                    system_instruction=video.system_instruction,
+                )
+            )
+        return lines
+
+    async def _poll(self, job: JobRow) -> None:
+        assert job.name is not None
+        info = await self.client(job.key_fingerprint).get(job.name)
+        now = self.pool.clock.time()
+        if info.state != job.state or info.ended:
+            await self.jobs.set_state(job.id, info.state, now, results_file=info.results_file)
+        self.pool.reporter.emit(_job_event(job, info, now - (job.submitted_at or now)))
+        if info.ended:
+            self._poll_s = self._first_poll_s
+
+
+def _job_event(job: JobRow, info: JobInfo, waited_s: float) -> JobStatus:
+    return JobStatus(job.display_name, info.name, info.state, waited_s)
