@@ -18,6 +18,7 @@ from gs_video_report.cli.common import (
     KeysFileOpt,
     VerboseOpt,
     handle_errors,
+    run_async,
     runtime,
     settings_from,
     setup_logging,
@@ -42,7 +43,7 @@ def status_command(
 ) -> None:
     """Per video: stage, attempts, last error, tokens, cost, output."""
     with handle_errors(False):
-        view = asyncio.run(_engine(ctx).status(batch_id))
+        view = run_async(_engine(ctx).status(batch_id))
         rows: list[dict[str, Any]] = [
             {
                 "video": t.video,
@@ -94,7 +95,7 @@ def list_batches_command(
 ) -> None:
     """Recent batches, newest first (``main`` runs are one-video batches)."""
     with handle_errors(False):
-        views = asyncio.run(_engine(ctx).batches(limit))
+        views = run_async(_engine(ctx).batches(limit))
         if as_json:
             listed = [
                 {
