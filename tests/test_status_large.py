@@ -1,4 +1,4 @@
-"""``status`` of a big batch: past ``PLAIN_ROWS`` videos the table is plain aligned text
+"""``status`` and ``--dry-run`` of a big batch: past ``PLAIN_ROWS`` rows the table is plain text
 (Rich's layout took 10 s for 5,000), with the same columns and names made printable."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gs_video_report.cli.manage import PLAIN_ROWS
+from gs_video_report.cli.text import PLAIN_ROWS
 from gs_video_report.storage import CheckpointManager, open_db
 from gs_video_report.storage.db import DB_NAME
+from tests.conftest import SAMPLES
 from tests.test_storage import new_task
 
 
@@ -56,3 +57,17 @@ def test_status_of_a_small_batch_is_still_a_table(cli, isolated_env: Path) -> No
     _batch(isolated_env, 10)
     result = cli("status", "big")
     assert result.exit_code == 0 and "│" in result.stdout, result.output
+
+
+def test_the_dry_run_of_a_big_folder_is_one_plain_line_per_video(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    data = (SAMPLES / "intro_to_fractions.mp4").read_bytes()
+    for i in range(PLAIN_ROWS + 1):
+        (folder / f"v{i:03d}.mp4").write_bytes(data)  # copies: duplicates of one another
+    result = cli("batch", "-d", str(folder), "-o", str(tmp_path / "out"), "--dry-run")
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"Would run {PLAIN_ROWS + 1} video(s)", result.output
+    assert lines[2].split()[:3] == ["Video", "Template", "Duration"]
+    assert len([x for x in lines if x.startswith("v")]) == PLAIN_ROWS + 1
+    assert "│" not in result.stdout and lines[-1].startswith("No rate limits")

@@ -34,6 +34,7 @@ from gs_video_report.cli.common import (
     api_target,
     fail,
     handle_errors,
+    run_async,
     runtime,
     settings_from,
     setup_logging,
@@ -138,7 +139,7 @@ def _execute(
         run = _run(engine, planned, batch_id, options, flags, interrupts)
         started = rt.clock.time()
         try:
-            outcome, view = asyncio.run(run)
+            outcome, view = run_async(run)
         except (KeyboardInterrupt, asyncio.CancelledError):
             hint = literal(resume_hint(batch_id, flags))
             console.print(f"Stopped at once. Resume with: {hint}")
@@ -227,7 +228,7 @@ def _start(
 ) -> None:
     """Plan, show the plan, and run it as a new batch (unless that was all)."""
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    planned = asyncio.run(Engine(settings, clock=runtime(ctx).clock).plan(request))
+    planned = run_async(Engine(settings, clock=runtime(ctx).clock).plan(request))
     _show_plan(console, planned, settings, flags, dry_run=dry_run)
     plan = planned.plan
     if flags.cost_limit is not None and not Engine(settings).priced(settings.model):

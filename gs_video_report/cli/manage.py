@@ -19,12 +19,13 @@ from gs_video_report.cli.common import (
     KeysFileOpt,
     VerboseOpt,
     handle_errors,
+    run_async,
     runtime,
     settings_from,
     setup_logging,
 )
 from gs_video_report.cli.options import number
-from gs_video_report.cli.text import literal, printable
+from gs_video_report.cli.text import PLAIN_ROWS, literal, plain_table, printable
 from gs_video_report.config import PoolKey
 from gs_video_report.errors import AuthError, ConfigError
 from gs_video_report.models import BatchStatus, TaskStage, mmss
@@ -43,7 +44,7 @@ def status_command(
 ) -> None:
     """Per video: stage, attempts, last error, tokens, cost, output."""
     with handle_errors(False):
-        view = asyncio.run(_engine(ctx).status(batch_id))
+        view = run_async(_engine(ctx).status(batch_id))
         rows: list[dict[str, Any]] = [
             {
                 "video": t.video,
@@ -83,7 +84,7 @@ def status_command(
         title = f"{batch_id} — {view.status.value}"
         headers = ("Video", "Stage", "Retries", "Tokens", "Cost", "Last error / output")
         if len(cells) > PLAIN_ROWS:
-            _plain_table(title, headers, cells)
+            typer.echo(plain_table(title, headers, cells))
             return
         table = Table(title=literal(title))
         for col in headers:
@@ -104,22 +105,6 @@ def status_command(
             Console().print(jobs)
 
 
-# Rich lays a table out cell by cell (about 2 ms a row here): 5,000 videos took 10 s.
-# Past this many rows the same columns go out as plain aligned text, a line per video.
-PLAIN_ROWS = 200
-
-
-def _plain_table(title: str, headers: tuple[str, ...], rows: list[list[str]]) -> None:
-    shown = [[printable(c) for c in row] for row in rows]
-    # the last column (an error, a path) is not padded, the others fit their longest cell
-    widths = [max(len(h), *(len(r[i]) for r in shown)) for i, h in enumerate(headers[:-1])]
-    lines = [printable(title), ""]
-    for row in (list(headers), *shown):
-        padded = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
-        lines.append("  ".join([*padded, row[-1]]).rstrip())
-    typer.echo("\n".join(lines))
-
-
 def list_batches_command(
     ctx: typer.Context,
     limit: Annotated[int, Opt("--limit", "-l", min=1)] = 10,
@@ -127,7 +112,7 @@ def list_batches_command(
 ) -> None:
     """Recent batches, newest first (``main`` runs are one-video batches)."""
     with handle_errors(False):
-        views = asyncio.run(_engine(ctx).batches(limit))
+        views = run_async(_engine(ctx).batches(limit))
         if as_json:
             listed = [
                 {

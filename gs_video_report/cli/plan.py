@@ -14,7 +14,7 @@ from gs_video_report.batch.api import PlannedBatch
 from gs_video_report.batch.caching import estimate_sharing
 from gs_video_report.batch.cost import usd
 from gs_video_report.batch.planner import Plan, PlanEstimate, estimate_plan
-from gs_video_report.cli.text import literal
+from gs_video_report.cli.text import PLAIN_ROWS, literal, plain_table
 from gs_video_report.config import Settings
 from gs_video_report.errors import ExitCode
 from gs_video_report.models import mmss
@@ -46,21 +46,28 @@ def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) 
     """``--dry-run``: every video that would run, and the totals."""
     plan = planned.plan
     estimate = estimate_plan(plan, settings)
-    table = Table(title=f"Would run {len(plan.to_run)} video(s)")
-    for col in ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output"):
-        table.add_column(col, overflow="fold")
-    for row in estimate.rows:
-        split = ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in row.parts) if row.parts else "1"
-        duration = mmss(row.duration_s) if row.duration_s else "?"
-        table.add_row(
-            literal(row.video),
-            literal(row.template),
-            duration,
-            split,
+    title = f"Would run {len(plan.to_run)} video(s)"
+    headers = ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output")
+    cells = [
+        [
+            row.video,
+            row.template,
+            mmss(row.duration_s) if row.duration_s else "?",
+            ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in row.parts) if row.parts else "1",
             f"{row.input_tokens:,}",
-            literal(row.output),
-        )
-    console.print(table)
+            str(row.output),
+        ]
+        for row in estimate.rows
+    ]
+    if len(cells) > PLAIN_ROWS:
+        console.file.write(plain_table(title, headers, cells) + "\n")
+    else:
+        table = Table(title=literal(title))
+        for col in headers:
+            table.add_column(col, overflow="fold")
+        for cell in cells:
+            table.add_row(*(literal(c) for c in cell))
+        console.print(table)
     cost = estimate.cost_usd
     cost_text = usd(cost) if cost is not None else "unknown (no price for this model)"
     console.print(

@@ -55,6 +55,10 @@ class FileWriter:
     def __init__(self, output_dir: Path, *, template_subfolders: bool = True) -> None:
         self.output_dir = output_dir
         self.template_subfolders = template_subfolders
+        # Resolved once per planning (a plan is a moment): each resolve walks every part
+        # of the path, and a folder of 5,000 videos asked 30,000 of them.
+        self._root: Path | None = None
+        self._folders_inside: set[Path] = set()
 
     def folder_for(self, template_name: str, subdir: Path | None = None) -> Path:
         folder = self.output_dir / template_name if self.template_subfolders else self.output_dir
@@ -73,7 +77,9 @@ class FileWriter:
         sources in this run; files on disk count as taken when their answer names
         another source."""
         folder = self.folder_for(template_name, subdir)
-        self._check_inside(folder)
+        if folder not in self._folders_inside:
+            self._check_inside(folder)
+            self._folders_inside.add(folder)
         base = safe_stem(stem or source.display_name)
         for candidate in (base, f"{base}-{source_hash(source)}"):
             md = folder / f"{candidate}.md"
@@ -97,7 +103,9 @@ class FileWriter:
         wrote, and a symlink in the output folder may point anywhere: whatever they say,
         the resolved path must stay under the output folder."""
         try:
-            inside = path.resolve().is_relative_to(self.output_dir.resolve())
+            if self._root is None:
+                self._root = self.output_dir.resolve()
+            inside = path.resolve().is_relative_to(self._root)
         except (OSError, ValueError):  # a NUL byte, a symlink loop
             inside = False
         if not inside:
