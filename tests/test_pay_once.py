@@ -241,3 +241,41 @@ def test_the_state_database_deleted_mid_run_never_makes_a_rerun_pay(
     assert code == 0, err
     assert generates(sim) == paid  # every answer was found beside its lesson
     assert len(lessons(tmp_path / "out")) == 3
+
+
+def test_an_answer_on_disk_the_database_never_heard_of_keeps_its_tokens_and_cost(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Killed after the sidecar was written and before the state database recorded the
+    answer: the resume writes the lesson with no call, and the lesson's tokens and the
+    task's cost are the paid answer's, not 0 (the report would under-state the bill)."""
+    import asyncio
+    import sqlite3
+
+    videos = course(tmp_path / "videos", 1)
+    engine = _engine(sim, tmp_path)
+
+    async def first() -> tuple[str, float | None]:
+        planned = await engine.plan(PlanRequest(output=tmp_path / "out", input_dir=videos))
+        outcome = await engine.start(planned, RunOptions(simulated=True))
+        return outcome.batch_id, (await engine.status(outcome.batch_id)).tasks[0].cost_usd
+
+    batch_id, paid_cost = asyncio.run(first())
+    lesson = lessons(tmp_path / "out")[0]
+    before = lesson.read_text()
+    # the state the kill leaves: answer on disk, the task mid-generate, no lesson, no ledger
+    with sqlite3.connect(tmp_path / "home" / "state.db") as db:
+        db.execute(
+            "UPDATE tasks SET stage = 'generating', prompt_tokens = NULL, output_tokens = NULL,"
+            " thoughts_tokens = NULL, total_tokens = NULL, cost_usd = NULL, finished_at = NULL"
+        )
+        db.execute("DELETE FROM done_ledger")
+        db.execute("DELETE FROM task_parts")  # the answer's copy in the database
+    lesson.unlink()
+    calls = generates(sim)
+    resumed = asyncio.run(engine.resume(batch_id))
+    assert resumed.counts == {TaskStage.DONE: 1} and generates(sim) == calls
+    task = asyncio.run(engine.status(batch_id)).tasks[0]
+    assert paid_cost and task.cost_usd == pytest.approx(paid_cost)
+    created = lambda text: [x for x in text.splitlines() if not x.startswith("created:")]  # noqa: E731
+    assert created(lesson.read_text()) == created(before)

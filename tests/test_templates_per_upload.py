@@ -213,8 +213,11 @@ def test_sigkill_mid_run_then_resume_uploads_ten_and_answers_none_twice(
     stats = sim.stats()
     assert stats["uploads_completed"] == 10  # not one upload more after the kill
     assert killed["uploads_completed"] == 10
-    # only calls on the wire when killed (at most -p 2) are asked again; none answered twice
-    assert 30 <= stats["calls"]["generate"] <= 32
+    # Only answers the kill caught before they were saved are asked again: at most -p 2
+    # calls on the wire plus at most 2 answered ones being saved (a generate slot frees
+    # when its answer arrives, so the next call may start while it is written); none
+    # answered twice
+    assert 30 <= stats["calls"]["generate"] <= 34
     assert len(lessons(out)) == 30
     assert stats["caches_live"] == 0  # the killed run's caches reused, then deleted
     assert stats["caches_created"] == 10

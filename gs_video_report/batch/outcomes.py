@@ -32,7 +32,7 @@ from gs_video_report.batch.uploads import check_unchanged
 from gs_video_report.clock import Clock
 from gs_video_report.config import PoolKey
 from gs_video_report.errors import GsVideoReportError
-from gs_video_report.models import Generation, StopReason, Usage
+from gs_video_report.models import Generation, StopReason
 from gs_video_report.retry import RetryPolicy
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
 
@@ -130,13 +130,19 @@ class Outcomes:
         if video.source.path is not None:
             check_unchanged(video.source.path, task)  # the answer is for the video planned
         logger.info("%s: %s", task.display_name, found.note)
-        generation = Generation(found.answer, Usage(), "STOP", task.model, None, 0.0, (found.note,))
+        usage = found.usage
+        generation = Generation(found.answer, usage, "STOP", task.model, None, 0.0, (found.note,))
         self.reporter.emit(ev.TaskActivity(view, ev.Activity.WRITING))
         if found.same_as is not None or not video.files.answer_json.is_file():
             self.writer.answer(video, generation, [], task.done_key)
         self.writer.lesson(video, generation)
+        # Its own answer was paid for by this task, and the state database never heard
+        # of it (killed in between): counted now. Another task's answer cost this one 0.
+        cost = self.prices.of_usage(task.model, usage) if found.same_as is None else 0.0
+        if cost:
+            self.budget.budget.spend(cost)
         await self.store.complete(
-            task.id, Usage(), 0.0, self.clock.time(), same_as=found.same_as or "(on disk)"
+            task.id, usage, cost, self.clock.time(), same_as=found.same_as or "(on disk)"
         )
-        self.reporter.emit(ev.TaskDone(view, 0.0, found.same_as))
+        self.reporter.emit(ev.TaskDone(view, cost, found.same_as))
         return True

@@ -12,11 +12,12 @@ where its content came from (``same_as``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gs_video_report.batch.pipeline import read_sidecar
+from gs_video_report.models import Usage
 from gs_video_report.storage.checkpoint import CheckpointManager, TaskRow
 
 
@@ -25,6 +26,24 @@ class Found:
     answer: dict[str, Any]
     same_as: str | None  # the other lesson; None: the task's own answer
     note: str
+    # the task's own answer was paid for by it (a kill came before the state database
+    # heard of it): its tokens, from the sidecar, so the lesson and the cost tell the truth
+    usage: Usage = field(default_factory=Usage)
+
+
+def sidecar_usage(sidecar: dict[str, Any]) -> Usage:
+    """The answer's tokens as its sidecar's front matter recorded them (zero if absent)."""
+    tokens = (sidecar.get("meta") or {}).get("tokens") or {}
+    try:
+        return Usage(
+            int(tokens.get("prompt", 0)),
+            int(tokens.get("candidates", 0)),
+            int(tokens.get("thoughts", 0)),
+            int(tokens.get("cached", 0)),
+            int(tokens.get("total", 0)),
+        )
+    except (TypeError, ValueError, AttributeError):
+        return Usage()
 
 
 async def find_done(store: CheckpointManager, task: TaskRow) -> Found | None:
@@ -34,7 +53,8 @@ async def find_done(store: CheckpointManager, task: TaskRow) -> Found | None:
         return None
     own = read_sidecar(Path(task.output_json))
     if own is not None and own.get("done_key") == task.done_key:
-        return Found(own["answer"], None, "its answer was already on disk: no call")
+        note = "its answer was already on disk: no call"
+        return Found(own["answer"], None, note, sidecar_usage(own))
     entry = await store.done_entry(task.done_key)
     if entry is None or entry.output_json == task.output_json:
         return None
