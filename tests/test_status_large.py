@@ -69,5 +69,6 @@ def test_the_dry_run_of_a_big_folder_is_one_plain_line_per_video(cli, tmp_path: 
     lines = result.stdout.splitlines()
     assert lines[0] == f"Would run {PLAIN_ROWS + 1} video(s)", result.output
     assert lines[2].split()[:3] == ["Video", "Template", "Duration"]
-    assert len([x for x in lines if x.startswith("v")]) == PLAIN_ROWS + 1
-    assert "│" not in result.stdout and lines[-1].startswith("No rate limits")
+    rows = [x for x in lines if x.startswith("v")]
+    assert len(rows) == PLAIN_ROWS + 1 and not any("│" in row for row in rows)
+    assert lines[-1].startswith("No rate limits")  # (the three-row mode table may be Rich's)
