@@ -91,6 +91,14 @@ class OutputError(GsVideoReportError):
     kind = "OutputError"
 
 
+class OutputFolderError(OutputError):
+    """The output folder cannot be written at all: found before anything runs or is
+    paid for, so it is bad input (3), not a batch that partly failed (1)."""
+
+    kind = "OutputFolderError"
+    exit_code = ExitCode.INPUT
+
+
 class StorageError(GsVideoReportError):
     kind = "StorageError"
 

@@ -217,7 +217,7 @@ def test_lessons_are_readable_by_others_and_an_unwritable_output_costs_nothing(
     blocked.write_text("not a folder")
     calls = sim.api_calls()
     result = cli("batch", "-d", str(videos), "-o", str(blocked / "out"), "--simulate", "--force")
-    assert result.exit_code == 1 and "cannot be written" in result.stderr, result.output
+    assert result.exit_code == 3 and "cannot be written" in result.stderr, result.output
     assert "Traceback" not in result.output and sim.api_calls() == calls  # nothing paid
 
 

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from gs_video_report.errors import InputError, OutputError
+from gs_video_report.errors import InputError, OutputError, OutputFolderError
 from gs_video_report.models import LessonFiles, VideoSource
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
@@ -166,7 +166,7 @@ def check_writable(folder: Path) -> None:
         os.close(fd)
         Path(name).unlink()
     except OSError as exc:
-        raise OutputError(
+        raise OutputFolderError(
             f"the output folder {folder} cannot be written: {exc.strerror or exc}"
         ) from exc
 
