@@ -112,7 +112,15 @@ def build_plan(
             continue
         try:
             planned = plan_entry(
-                entry, settings, registry, writer, name, params, taken, probes=probes
+                entry,
+                settings,
+                registry,
+                writer,
+                name,
+                params,
+                taken,
+                probes=probes,
+                ledger=None if force else ledger,
             )
         except (InputError, TemplateError) as exc:
             if isinstance(exc, InputError):
@@ -132,7 +140,7 @@ def build_plan(
             continue
         seen[identity] = entry.origin
         taken.add(video.files.markdown)
-        if not force:
+        if not force and planned.skip_reason is None:
             reason = _done_already(planned, ledger)
             if reason is not None:
                 planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
@@ -184,7 +192,7 @@ def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
     # Only where this plan would write it: done into another folder, the task runs and
     # its lesson is written there from that answer, with no call (``batch.reuse``).
     same_place = previous is not None and Path(previous.output_md) == planned.video.files.markdown
-    if previous is not None and same_place and Path(previous.output_md).is_file():
+    if previous is not None and same_place and _lesson_there(ledger, planned.done_key):
         return f"{ALREADY_DONE} in {previous.batch_id}: {previous.output_md}"
     from gs_video_report.batch.pipeline import read_sidecar  # see plan_entry
 
@@ -221,9 +229,13 @@ def plan_entry(
     taken: set[Path] | None = None,
     *,
     probes: ProbeCache | None = None,
+    ledger: Ledger | None = None,
 ) -> PlannedTask:
     """One entry through every local check; raises ``InputError``/``TemplateError``.
-    ``probes``: what earlier plans learned of unchanged files (else every file is probed)."""
+    ``probes``: what earlier plans learned of unchanged files (else every file is probed).
+    ``ledger``: a video whose done key it holds, with the lesson still there, is planned
+    without its prompt (``prepare(render=False)``); ``build_plan`` then skips it — and
+    should it not (the lesson would go elsewhere now), it is planned again, rendered."""
     # The pipeline (templates, Jinja, the formatter) loads with the first plan, not with
     # this module: the CLI imports ``estimate_plan`` for every command, --help included.
     from gs_video_report.batch.pipeline import prepare
@@ -234,25 +246,45 @@ def plan_entry(
     info, fingerprint = None, None
     if source.path is not None and probes is not None:
         info, fingerprint = _probed(source.path, settings, probes)
-    video: PreparedVideo = prepare(
-        source,
-        template=chosen,
-        params=merged,
-        settings=settings,
-        writer=writer,
-        subdir=entry.subdir,
-        output_stem=entry.output_name,
-        taken=taken or set(),
-        info=info,
-    )
-    if fingerprint is None:
-        fingerprint = (
-            content_fingerprint(source.path)
-            if source.path is not None
-            else url_fingerprint(source.identity)
+    elif source.path is None:
+        fingerprint = url_fingerprint(source.identity)
+    key = None
+    if fingerprint is not None and ledger:
+        resolved = chosen.resolve_parameters(merged)
+        key = done_key(fingerprint, chosen.name, chosen.version, resolved, settings.model)
+    done = key is not None and _lesson_there(ledger, key)
+
+    def prepared(render: bool) -> PreparedVideo:
+        return prepare(
+            source,
+            template=chosen,
+            params=merged,
+            settings=settings,
+            writer=writer,
+            subdir=entry.subdir,
+            output_stem=entry.output_name,
+            taken=taken or set(),
+            info=info,
+            render=render,
         )
-    key = done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
-    return PlannedTask(entry, video, fingerprint, key)
+
+    video = prepared(render=not done)
+    if fingerprint is None:
+        assert source.path is not None  # a URL's was taken above
+        fingerprint = content_fingerprint(source.path)
+    key = key or done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
+    planned = PlannedTask(entry, video, fingerprint, key)
+    if done:
+        reason = _done_already(planned, ledger)
+        if reason is None:
+            return replace(planned, video=prepared(render=True))
+        planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
+    return planned
+
+
+def _lesson_there(ledger: Ledger | None, key: str) -> bool:
+    previous = ledger.get(key) if ledger is not None else None
+    return previous is not None and Path(previous.output_md).is_file()
 
 
 @dataclass(frozen=True)
