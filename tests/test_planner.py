@@ -102,3 +102,50 @@ def test_skip_existing_uses_the_ledger_and_needs_the_lesson_on_disk(tmp_path: Pa
         first.content_fingerprint, "summary_report", "2.0", first.video.params, "gemini-3.7-flash"
     )
     assert other_model != first.done_key
+
+
+def test_a_video_done_before_is_skipped_without_rendering_its_prompt(tmp_path: Path) -> None:
+    """With the probe cache the fingerprint is known before rendering: a video the ledger
+    says is done (its lesson where this plan would write it) is skipped unrendered; one
+    whose lesson would now go elsewhere runs, with its prompt."""
+    from gs_video_report.storage.probecache import ProbeCache
+
+    video = tmp_path / "v.mp4"
+    shutil.copy(VIDEO, video)
+    inputs = Inputs(entries=[InputEntry(str(video), "x")])
+    out = tmp_path / "out"
+    settings = load_settings(env={}, cwd=tmp_path)
+
+    def plan(ledger):  # type: ignore[no-untyped-def]
+        probes = ProbeCache.open(tmp_path / "home")
+        try:
+            return build_plan(
+                inputs,
+                settings=settings,
+                registry=TemplateRegistry.with_builtins(),
+                writer=FileWriter(out),
+                template="summary_report",
+                params={},
+                ledger=ledger,
+                probes=probes,
+            ).tasks[0]
+        finally:
+            probes.close()
+
+    first = plan({})
+    assert first.skip_reason is None and first.video.prompt
+    lesson = first.video.files.markdown
+    lesson.parent.mkdir(parents=True)
+    lesson.write_text("# done")
+    lesson.with_suffix(".json").write_text(json.dumps({"source": str(video.resolve())}))
+    fields = {name: None for name in TaskRow.__dataclass_fields__}
+    here = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(lesson)})  # type: ignore[arg-type]
+    skipped = plan({first.done_key: here})
+    assert skipped.skip_reason and "batch_old" in skipped.skip_reason
+    assert skipped.video.prompt == "" and skipped.video.files == first.video.files
+    elsewhere = tmp_path / "old" / "v.md"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("# done in another folder")
+    there = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(elsewhere)})  # type: ignore[arg-type]
+    runs = plan({first.done_key: there})
+    assert runs.skip_reason is None and runs.video.prompt == first.video.prompt

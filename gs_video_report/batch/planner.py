@@ -24,8 +24,8 @@ from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.errors import InputError, TemplateError
 from gs_video_report.models import VideoInfo
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
-from gs_video_report.services.probe import check_file, probe_video
-from gs_video_report.services.sources import parse_source
+from gs_video_report.services.probe import checked_stat, probe_video
+from gs_video_report.services.sources import looks_like_url, parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter
 from gs_video_report.storage.checkpoint import LedgerEntry
@@ -107,6 +107,8 @@ def build_plan(
     taken: set[Path] = set()
     seen: dict[tuple[str, str, str], str] = {}
     unusable: set[int] = set()  # entries whose video failed: one problem line, not one a -t
+    if probes is not None:
+        probes.prefetch(Path(e.text) for e in inputs.entries if not looks_like_url(e.text))
     for entry, name in ((e, n) for e in inputs.entries for n in _for_entry(e, chosen)):
         if id(entry) in unusable:
             continue
@@ -155,16 +157,14 @@ def _probed(path: Path, settings: Settings, probes: ProbeCache) -> tuple[VideoIn
     inode) is unchanged. The cheap checks (there, a file, a video type, readable, under
     the size limit) run every time: the limit may have changed, the file become unreadable."""
     max_bytes = settings.video.max_file_size_mb * 1024 * 1024
-    size, mime, mtime_ns = check_file(path, max_bytes=max_bytes)
+    # the checks' stat is the cache key, taken before probing: a change while probing
+    # misses next time
+    info, mime = checked_stat(path, max_bytes=max_bytes)
     key = path.absolute()  # not resolved: a symlink's target may change (the stat sees it)
-    try:
-        info = path.stat()  # before probing: a change while probing misses next time
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
     hit = probes.get(key, info)
     if hit is not None:
-        video = VideoInfo(hit.duration_s, size, mime, hit.width, hit.height, hit.has_audio)
-        return replace(video, mtime_ns=mtime_ns), hit.fingerprint
+        video = VideoInfo(hit.duration_s, info.st_size, mime, hit.width, hit.height, hit.has_audio)
+        return replace(video, mtime_ns=info.st_mtime_ns), hit.fingerprint
     video = probe_video(path, max_bytes=max_bytes)
     fingerprint = content_fingerprint(path)
     probed = Probed(video.duration_s, video.width, video.height, video.has_audio, fingerprint)

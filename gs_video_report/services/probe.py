@@ -55,6 +55,12 @@ def _format_size(size: int) -> str:
 def check_file(path: Path, *, max_bytes: int) -> tuple[int, str, int]:
     """The checks that need no decoding: exists, a file, a video extension, readable, sized.
     Its size, MIME type and modification time (ns)."""
+    stat, mime = checked_stat(path, max_bytes=max_bytes)
+    return stat.st_size, mime, stat.st_mtime_ns
+
+
+def checked_stat(path: Path, *, max_bytes: int) -> tuple[os.stat_result, str]:
+    """``check_file``'s checks; the file's stat (the probe cache's key) and MIME type."""
     # One stat answers "there?" and "a file?" (a plan runs this for every video, every
     # time); the rarer questions (a broken link?) are asked only when it fails.
     try:
@@ -83,7 +89,7 @@ def check_file(path: Path, *, max_bytes: int) -> tuple[int, str, int]:
             f"{path}: file is {_format_size(size)}; the limit is {_format_size(max_bytes)} "
             "(Gemini's Files API takes at most 2 GB per file)"
         )
-    return size, mime, stat.st_mtime_ns
+    return stat, mime
 
 
 def probe_video(path: Path, *, max_bytes: int) -> VideoInfo:
