@@ -15,7 +15,7 @@ from tests.conftest import SAMPLES
 VIDEO = SAMPLES / "intro_to_fractions.mp4"
 
 
-def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False) -> Plan:  # type: ignore[no-untyped-def]
+def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False, probes=None) -> Plan:  # type: ignore[no-untyped-def]
     settings = load_settings(env={}, cwd=out.parent)
     return build_plan(
         inputs,
@@ -26,6 +26,7 @@ def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False) -> Pla
         params={},
         ledger=ledger,
         force=force,
+        probes=probes,
     )
 
 
@@ -114,21 +115,11 @@ def test_a_video_done_before_is_skipped_without_rendering_its_prompt(tmp_path: P
     shutil.copy(VIDEO, video)
     inputs = Inputs(entries=[InputEntry(str(video), "x")])
     out = tmp_path / "out"
-    settings = load_settings(env={}, cwd=tmp_path)
 
     def plan(ledger):  # type: ignore[no-untyped-def]
         probes = ProbeCache.open(tmp_path / "home")
         try:
-            return build_plan(
-                inputs,
-                settings=settings,
-                registry=TemplateRegistry.with_builtins(),
-                writer=FileWriter(out),
-                template="summary_report",
-                params={},
-                ledger=ledger,
-                probes=probes,
-            ).tasks[0]
+            return plan_for(inputs, out, ledger, probes=probes).tasks[0]
         finally:
             probes.close()
 
