@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 from gs_video_report.batch.inputs import InputEntry, Inputs, read_url_list, scan_folder
@@ -140,3 +142,34 @@ def test_a_video_done_before_is_skipped_without_rendering_its_prompt(tmp_path: P
     there = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(elsewhere)})  # type: ignore[arg-type]
     runs = plan({first.done_key: there})
     assert runs.skip_reason is None and runs.video.prompt == first.video.prompt
+
+
+def test_probing_ahead_in_threads_plans_what_probing_in_order_plans(tmp_path: Path) -> None:
+    """New files are probed a few at a time (``_probe_all``): the tasks, their order, the
+    problems and their messages are those of the plan that probes one by one; and so
+    are the second plan's, from the cache."""
+    from gs_video_report.storage.probecache import ProbeCache
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(6):
+        shutil.copy(VIDEO, root / f"v{i}.mp4")
+    (root / "v2.mp4").write_text("not a video")
+    (root / "v4.mp4").write_bytes(b"")
+    for video in root.iterdir():
+        os.utime(video, (1e9, 1e9))  # old enough for the cache to keep
+    out = tmp_path / "out"
+    inputs = scan_folder(root, skip=out)
+    one_by_one = plan_for(inputs, out)
+    for _ in range(2):
+        probes = ProbeCache.open(tmp_path / "home")
+        try:
+            ahead = plan_for(inputs, out, probes=probes)
+        finally:
+            probes.close()
+        assert [(t.entry.text, t.content_fingerprint) for t in ahead.tasks] == [
+            (t.entry.text, t.content_fingerprint) for t in one_by_one.tasks
+        ]
+        assert ahead.problems == one_by_one.problems and len(ahead.problems) == 2
+    with sqlite3.connect(tmp_path / "home" / "probe_cache.db") as conn:
+        assert conn.execute("SELECT count(*) FROM probes").fetchone()[0] == 4

@@ -101,8 +101,8 @@ class FileWriter:
             self._check_inside(folder)
             self._folders_inside.add(folder)
         base = safe_stem(stem or source.display_name)
-        for candidate in (base, f"{base}-{source_hash(source)}"):
-            md = folder / f"{candidate}.md"
+        for hashed in (False, True):  # the hash is made only when the plain name is taken
+            md = folder / (f"{base}-{source_hash(source)}.md" if hashed else f"{base}.md")
             if md in taken:
                 continue
             owner = _owner_of(md.with_suffix(".json"))
