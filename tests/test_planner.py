@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 from gs_video_report.batch.inputs import InputEntry, Inputs, read_url_list, scan_folder
@@ -15,7 +17,7 @@ from tests.conftest import SAMPLES
 VIDEO = SAMPLES / "intro_to_fractions.mp4"
 
 
-def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False) -> Plan:  # type: ignore[no-untyped-def]
+def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False, probes=None) -> Plan:  # type: ignore[no-untyped-def]
     settings = load_settings(env={}, cwd=out.parent)
     return build_plan(
         inputs,
@@ -26,6 +28,7 @@ def plan_for(inputs: Inputs, out: Path, ledger=None, force: bool = False) -> Pla
         params={},
         ledger=ledger,
         force=force,
+        probes=probes,
     )
 
 
@@ -102,3 +105,71 @@ def test_skip_existing_uses_the_ledger_and_needs_the_lesson_on_disk(tmp_path: Pa
         first.content_fingerprint, "summary_report", "2.0", first.video.params, "gemini-3.7-flash"
     )
     assert other_model != first.done_key
+
+
+def test_a_video_done_before_is_skipped_without_rendering_its_prompt(tmp_path: Path) -> None:
+    """With the probe cache the fingerprint is known before rendering: a video the ledger
+    says is done (its lesson where this plan would write it) is skipped unrendered; one
+    whose lesson would now go elsewhere runs, with its prompt."""
+    from gs_video_report.storage.probecache import ProbeCache
+
+    video = tmp_path / "v.mp4"
+    shutil.copy(VIDEO, video)
+    inputs = Inputs(entries=[InputEntry(str(video), "x")])
+    out = tmp_path / "out"
+
+    def plan(ledger):  # type: ignore[no-untyped-def]
+        probes = ProbeCache.open(tmp_path / "home")
+        try:
+            return plan_for(inputs, out, ledger, probes=probes).tasks[0]
+        finally:
+            probes.close()
+
+    first = plan({})
+    assert first.skip_reason is None and first.video.prompt
+    lesson = first.video.files.markdown
+    lesson.parent.mkdir(parents=True)
+    lesson.write_text("# done")
+    lesson.with_suffix(".json").write_text(json.dumps({"source": str(video.resolve())}))
+    fields = {name: None for name in TaskRow.__dataclass_fields__}
+    here = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(lesson)})  # type: ignore[arg-type]
+    skipped = plan({first.done_key: here})
+    assert skipped.skip_reason and "batch_old" in skipped.skip_reason
+    assert skipped.video.prompt == "" and skipped.video.files == first.video.files
+    elsewhere = tmp_path / "old" / "v.md"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("# done in another folder")
+    there = TaskRow(**{**fields, "batch_id": "batch_old", "output_md": str(elsewhere)})  # type: ignore[arg-type]
+    runs = plan({first.done_key: there})
+    assert runs.skip_reason is None and runs.video.prompt == first.video.prompt
+
+
+def test_probing_ahead_in_threads_plans_what_probing_in_order_plans(tmp_path: Path) -> None:
+    """New files are probed a few at a time (``_probe_all``): the tasks, their order, the
+    problems and their messages are those of the plan that probes one by one; and so
+    are the second plan's, from the cache."""
+    from gs_video_report.storage.probecache import ProbeCache
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(6):
+        shutil.copy(VIDEO, root / f"v{i}.mp4")
+    (root / "v2.mp4").write_text("not a video")
+    (root / "v4.mp4").write_bytes(b"")
+    for video in root.iterdir():
+        os.utime(video, (1e9, 1e9))  # old enough for the cache to keep
+    out = tmp_path / "out"
+    inputs = scan_folder(root, skip=out)
+    one_by_one = plan_for(inputs, out)
+    for _ in range(2):
+        probes = ProbeCache.open(tmp_path / "home")
+        try:
+            ahead = plan_for(inputs, out, probes=probes)
+        finally:
+            probes.close()
+        assert [(t.entry.text, t.content_fingerprint) for t in ahead.tasks] == [
+            (t.entry.text, t.content_fingerprint) for t in one_by_one.tasks
+        ]
+        assert ahead.problems == one_by_one.problems and len(ahead.problems) == 2
+    with sqlite3.connect(tmp_path / "home" / "probe_cache.db") as conn:
+        assert conn.execute("SELECT count(*) FROM probes").fetchone()[0] == 4

@@ -165,3 +165,26 @@ def test_an_output_folder_that_is_itself_a_symlink_is_fine(tmp_path: Path) -> No
     (tmp_path / "link").symlink_to(real)
     files = FileWriter(tmp_path / "link").plan(parse_source(str(tmp_path / "v.mp4")), "t")
     assert files.markdown == tmp_path / "link" / "t" / "v.md"
+
+
+def test_the_owner_of_an_answer_is_its_source_however_it_is_written(tmp_path: Path) -> None:
+    """The quick read of an answer's first key agrees with parsing it whole: long and
+    non-ASCII sources, escapes, a character cut at the quick read's end, other files."""
+    from gs_video_report.services.writer import _owner_of
+
+    answer = tmp_path / "a.json"
+    sources = ["/v/a.mp4", '/v/中文 "q"\\.mp4', "/" + "é" * 2047 + ".mp4", "/" + "x" * 9000]
+    for source in sources:
+        write_answer(LessonFiles(tmp_path / "a.md", answer), {"source": source, "meta": {}})
+        assert _owner_of(answer) == source
+    for text, owner in [
+        ('{"meta": {}, "source": "/v/b.mp4"}', "/v/b.mp4"),  # not ours: parsed whole
+        ('{\n  "source": 5}', None),
+        # cut short, not JSON, but it names its source: the name stays that source's
+        ('{\n  "source": "/v/c.mp4"', "/v/c.mp4"),
+        ("[]", None),
+    ]:
+        answer.write_text(text, encoding="utf-8")
+        assert _owner_of(answer) == owner
+    answer.unlink()
+    assert _owner_of(answer) is None

@@ -8,6 +8,7 @@ the others. Relative paths in a list or CSV are relative to that file's folder.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,23 +50,28 @@ def scan_folder(root: Path, *, skip: Path | None = None) -> Inputs:
     result = Inputs()
     skip_real = skip.resolve() if skip is not None else None
     seen_dirs: set[tuple[int, int]] = set()
-    for folder, names in _walk(root, seen_dirs, skip_real, result):
-        for name in names:
-            path = folder / name
-            if name.startswith(".") or path.suffix.lower() not in VIDEO_EXTENSIONS:
+    for folder, files in _walk(root, seen_dirs, skip_real, result):
+        # per folder, not per file: a folder of 5,000 videos is planned on every rerun
+        relative = folder.relative_to(root)
+        subdir = None if relative == Path() else relative
+        absolute = str(folder.absolute()).rstrip(os.sep) + os.sep  # no Path per file
+        for entry in files:
+            name = entry.name
+            if name.startswith(".") or Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
                 continue
-            if path.is_symlink() and not path.exists():
-                result.problems.append(InputProblem(str(path), "broken symbolic link"))
+            if entry.is_symlink() and not Path(entry.path).exists():  # rare: no cost
+                result.problems.append(InputProblem(entry.path, "broken symbolic link"))
                 continue
-            relative = folder.relative_to(root)
-            subdir = None if relative == Path() else relative
-            result.entries.append(InputEntry(str(path.absolute()), f"{root}/", subdir=subdir))
+            result.entries.append(InputEntry(absolute + name, f"{root}/", subdir=subdir))
     return result
 
 
 def _walk(
     folder: Path, seen: set[tuple[int, int]], skip: Path | None, result: Inputs
-) -> Iterator[tuple[Path, list[str]]]:
+) -> Iterator[tuple[Path, list[os.DirEntry[str]]]]:
+    """Each folder's entries that are not folders, sorted by name; then its subfolders.
+    ``os.scandir``: the directory listing says which names are folders or symlinks, so a
+    plain file costs no stat of its own."""
     try:
         stat = folder.stat()
     except OSError as exc:
@@ -79,15 +85,26 @@ def _walk(
     if skip is not None and folder.resolve() == skip:
         return
     try:
-        names = sorted(p.name for p in folder.iterdir())
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
     except OSError as exc:
         result.problems.append(InputProblem(str(folder), f"cannot read folder ({exc.strerror})"))
         return
-    yield folder, [n for n in names if not (folder / n).is_dir()]
-    for name in names:
-        sub = folder / name
-        if not name.startswith(".") and sub.is_dir():
-            yield from _walk(sub, seen, skip, result)
+    folders: list[os.DirEntry[str]] = []
+    files: list[os.DirEntry[str]] = []
+    for entry in entries:
+        (folders if _is_dir(entry) else files).append(entry)
+    yield folder, files
+    for entry in folders:
+        if not entry.name.startswith("."):
+            yield from _walk(folder / entry.name, seen, skip, result)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks, as Path.is_dir does
+    except OSError:
+        return False
 
 
 def _resolve(text: str, base: Path) -> str:

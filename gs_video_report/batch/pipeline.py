@@ -99,16 +99,22 @@ def prepare(
     taken: Collection[Path] = (),
     now: datetime | None = None,
     info: VideoInfo | None = None,
+    render: bool = True,
 ) -> PreparedVideo:
     """Raise ``InputError``/``TemplateError`` for anything wrong, before any API call.
-    ``info``: the probe's answer when the caller already has it (the probe cache)."""
+    ``info``: the probe's answer when the caller already has it (the probe cache).
+    ``render=False``: a video the plan skips as done before — nothing will be asked, so
+    no prompt is rendered (a rerun of 5,000 done videos spent a quarter of its time on
+    prompts it threw away); its prompt is empty."""
     source = parse_source(video) if isinstance(video, str) else video
     resolved = template.resolve_parameters(params)
     if source.path is not None and info is None:
         info = probe_video(source.path, max_bytes=settings.video.max_file_size_mb * 1024 * 1024)
-    builtins = prompt_builtins(source, info, now or datetime.now(UTC))
-    prompt = template.render_prompt(resolved, builtins)
-    system = template.render_system_instruction(resolved, builtins)
+    prompt, system = "", None
+    if render:
+        builtins = prompt_builtins(source, info, now or datetime.now(UTC))
+        prompt = template.render_prompt(resolved, builtins)
+        system = template.render_system_instruction(resolved, builtins)
     files = writer.plan(source, template.name, subdir=subdir, stem=output_stem, taken=taken)
     return PreparedVideo(source, info, template, resolved, prompt, system, files)
 

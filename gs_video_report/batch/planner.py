@@ -13,7 +13,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +24,9 @@ from gs_video_report.batch.cost import Prices, estimate_input_tokens, expected_o
 from gs_video_report.batch.inputs import InputEntry, InputProblem, Inputs
 from gs_video_report.batch.parts import input_limit, spans
 from gs_video_report.errors import InputError, TemplateError
-from gs_video_report.models import VideoInfo
+from gs_video_report.models import VideoInfo, VideoSource
 from gs_video_report.services.fingerprint import content_fingerprint, url_fingerprint
-from gs_video_report.services.probe import check_file, probe_video
+from gs_video_report.services.probe import checked_stat, probe_video
 from gs_video_report.services.sources import parse_source
 from gs_video_report.services.templates import LessonTemplate, TemplateRegistry
 from gs_video_report.services.writer import FileWriter
@@ -107,12 +109,21 @@ def build_plan(
     taken: set[Path] = set()
     seen: dict[tuple[str, str, str], str] = {}
     unusable: set[int] = set()  # entries whose video failed: one problem line, not one a -t
+    known = _probe_all(inputs.entries, settings, probes) if probes is not None else None
     for entry, name in ((e, n) for e in inputs.entries for n in _for_entry(e, chosen)):
         if id(entry) in unusable:
             continue
         try:
             planned = plan_entry(
-                entry, settings, registry, writer, name, params, taken, probes=probes
+                entry,
+                settings,
+                registry,
+                writer,
+                name,
+                params,
+                taken,
+                known=known,
+                ledger=None if force else ledger,
             )
         except (InputError, TemplateError) as exc:
             if isinstance(exc, InputError):
@@ -132,7 +143,7 @@ def build_plan(
             continue
         seen[identity] = entry.origin
         taken.add(video.files.markdown)
-        if not force:
+        if not force and planned.skip_reason is None:
             reason = _done_already(planned, ledger)
             if reason is not None:
                 planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
@@ -142,26 +153,63 @@ def build_plan(
     return plan
 
 
-def _probed(path: Path, settings: Settings, probes: ProbeCache) -> tuple[VideoInfo, str]:
-    """The probe and fingerprint of ``path``, from the cache while its key (size, times,
-    inode) is unchanged. The cheap checks (there, a file, a video type, readable, under
-    the size limit) run every time: the limit may have changed, the file become unreadable."""
+Known = Mapping[str, tuple[VideoSource, "tuple[VideoInfo, str] | InputError"]]
+_PROBE_THREADS = min(4, os.cpu_count() or 1)
+
+
+def _probe_all(entries: Sequence[InputEntry], settings: Settings, probes: ProbeCache) -> Known:
+    """Every local file's probe and fingerprint (or why it is unusable), by entry text:
+    from the cache while its key (size, times, inode) is unchanged, else probed — in a
+    few threads (PyAV and the fingerprint's reads and hashing release the GIL: 100 new
+    videos took half the time on 2 cores). Nothing is spent, so order does not matter
+    here; ``plan_entry`` meets each result, or raises its error, in the inputs' order.
+    The cheap checks (there, a file, a video type, readable, under the size limit) run
+    every time: the limit may have changed, the file become unreadable."""
     max_bytes = settings.video.max_file_size_mb * 1024 * 1024
-    size, mime, mtime_ns = check_file(path, max_bytes=max_bytes)
-    key = path.absolute()  # not resolved: a symlink's target may change (the stat sees it)
-    try:
-        info = path.stat()  # before probing: a change while probing misses next time
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
-    hit = probes.get(key, info)
-    if hit is not None:
-        video = VideoInfo(hit.duration_s, size, mime, hit.width, hit.height, hit.has_audio)
-        return replace(video, mtime_ns=mtime_ns), hit.fingerprint
-    video = probe_video(path, max_bytes=max_bytes)
-    fingerprint = content_fingerprint(path)
-    probed = Probed(video.duration_s, video.width, video.height, video.has_audio, fingerprint)
-    probes.put(key, info, probed)
-    return video, fingerprint
+    sources: dict[str, VideoSource] = {}
+    for entry in entries:
+        try:
+            source = parse_source(entry.text)
+        except InputError:
+            continue  # plan_entry says so, in its place
+        if source.path is not None:
+            # not resolved: a symlink's target may change (the stat sees it)
+            sources.setdefault(entry.text, source)
+    probes.prefetch(s.path for s in sources.values() if s.path is not None)
+    results: dict[str, tuple[VideoSource, tuple[VideoInfo, str] | InputError]] = {}
+    misses: list[tuple[str, Path, os.stat_result]] = []
+    for text, source in sources.items():
+        path = source.path
+        assert path is not None
+        try:
+            # the checks' stat is the cache key, taken before probing: a change while
+            # probing misses next time
+            info, mime = checked_stat(path, max_bytes=max_bytes)
+        except InputError as exc:
+            results[text] = (source, exc)
+            continue
+        hit = probes.get(path, info)
+        if hit is None:
+            misses.append((text, path, info))
+            continue
+        video = VideoInfo(hit.duration_s, info.st_size, mime, hit.width, hit.height, hit.has_audio)
+        results[text] = (source, (replace(video, mtime_ns=info.st_mtime_ns), hit.fingerprint))
+
+    def probe(path: Path) -> tuple[VideoInfo, str]:
+        return probe_video(path, max_bytes=max_bytes), content_fingerprint(path)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(_PROBE_THREADS, len(misses)))) as pool:
+        futures = [(text, path, info, pool.submit(probe, path)) for text, path, info in misses]
+    for text, path, info, future in futures:
+        try:
+            video, fingerprint = future.result()
+        except InputError as exc:
+            results[text] = (sources[text], exc)
+            continue
+        probed = Probed(video.duration_s, video.width, video.height, video.has_audio, fingerprint)
+        probes.put(path, info, probed)
+        results[text] = (sources[text], (video, fingerprint))
+    return results
 
 
 def unique_templates(templates: Sequence[str], template: str | None = None) -> list[str | None]:
@@ -176,15 +224,19 @@ def _for_entry(entry: InputEntry, templates: list[str | None]) -> list[str | Non
     return [entry.template] if entry.template else templates
 
 
-def _done_already(planned: PlannedTask, ledger: Ledger | None) -> str | None:
+def _done_already(
+    planned: PlannedTask, ledger: Ledger | None, *, lesson_there: bool = False
+) -> str | None:
     """Why the task need not run: the ledger says it was done and its lesson is there,
     or its own lesson is on disk with this work's done key in its sidecar (a state
-    database lost or replaced since)."""
+    database lost or replaced since). ``lesson_there``: the ledger's lesson was just
+    seen on disk (``plan_entry``), not asked again."""
     previous = ledger.get(planned.done_key) if ledger is not None else None
     # Only where this plan would write it: done into another folder, the task runs and
     # its lesson is written there from that answer, with no call (``batch.reuse``).
     same_place = previous is not None and Path(previous.output_md) == planned.video.files.markdown
-    if previous is not None and same_place and Path(previous.output_md).is_file():
+    if same_place and (lesson_there or _lesson_there(ledger, planned.done_key)):
+        assert previous is not None  # same_place says so
         return f"{ALREADY_DONE} in {previous.batch_id}: {previous.output_md}"
     from gs_video_report.batch.pipeline import read_sidecar  # see plan_entry
 
@@ -220,39 +272,67 @@ def plan_entry(
     params: Mapping[str, str],
     taken: set[Path] | None = None,
     *,
-    probes: ProbeCache | None = None,
+    known: Known | None = None,
+    ledger: Ledger | None = None,
 ) -> PlannedTask:
     """One entry through every local check; raises ``InputError``/``TemplateError``.
-    ``probes``: what earlier plans learned of unchanged files (else every file is probed)."""
+    ``known``: the entries' probes and fingerprints (``_probe_all``; else it is probed).
+    ``ledger``: a video whose done key it holds, with the lesson still there, is planned
+    without its prompt (``prepare(render=False)``); ``build_plan`` then skips it — and
+    should it not (the lesson would go elsewhere now), it is planned again, rendered."""
     # The pipeline (templates, Jinja, the formatter) loads with the first plan, not with
     # this module: the CLI imports ``estimate_plan`` for every command, --help included.
     from gs_video_report.batch.pipeline import prepare
 
     chosen = find_template(registry, entry.template or template or settings.templates.default)
     merged = {**params, **entry.params}
-    source = parse_source(entry.text)
     info, fingerprint = None, None
-    if source.path is not None and probes is not None:
-        info, fingerprint = _probed(source.path, settings, probes)
-    video: PreparedVideo = prepare(
-        source,
-        template=chosen,
-        params=merged,
-        settings=settings,
-        writer=writer,
-        subdir=entry.subdir,
-        output_stem=entry.output_name,
-        taken=taken or set(),
-        info=info,
-    )
-    if fingerprint is None:
-        fingerprint = (
-            content_fingerprint(source.path)
-            if source.path is not None
-            else url_fingerprint(source.identity)
+    if known is not None and entry.text in known:
+        source, probed = known[entry.text]
+        if isinstance(probed, InputError):
+            raise probed
+        info, fingerprint = probed
+    else:
+        source = parse_source(entry.text)
+    if source.path is None:
+        fingerprint = url_fingerprint(source.identity)
+    key = None
+    if fingerprint is not None and ledger:
+        resolved = chosen.resolve_parameters(merged)
+        key = done_key(fingerprint, chosen.name, chosen.version, resolved, settings.model)
+    done = key is not None and _lesson_there(ledger, key)
+
+    def prepared(render: bool) -> PreparedVideo:
+        return prepare(
+            source,
+            template=chosen,
+            params=merged,
+            settings=settings,
+            writer=writer,
+            subdir=entry.subdir,
+            output_stem=entry.output_name,
+            taken=taken or set(),
+            info=info,
+            render=render,
         )
-    key = done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
-    return PlannedTask(entry, video, fingerprint, key)
+
+    video = prepared(render=not done)
+    if fingerprint is None:
+        assert source.path is not None  # a URL's was taken above
+        fingerprint = content_fingerprint(source.path)
+    key = key or done_key(fingerprint, chosen.name, chosen.version, video.params, settings.model)
+    planned = PlannedTask(entry, video, fingerprint, key)
+    if done:
+        reason = _done_already(planned, ledger, lesson_there=True)
+        if reason is None:
+            return replace(planned, video=prepared(render=True))
+        planned = replace(planned, skip_reason=reason, skip_kind=ALREADY_DONE)
+    return planned
+
+
+def _lesson_there(ledger: Ledger | None, key: str) -> bool:
+    previous = ledger.get(key) if ledger is not None else None
+    return previous is not None and Path(previous.output_md).is_file()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 from gs_video_report.errors import InputError
@@ -54,15 +55,28 @@ def _format_size(size: int) -> str:
 def check_file(path: Path, *, max_bytes: int) -> tuple[int, str, int]:
     """The checks that need no decoding: exists, a file, a video extension, readable, sized.
     Its size, MIME type and modification time (ns)."""
-    if not path.exists():
+    stat, mime = checked_stat(path, max_bytes=max_bytes)
+    return stat.st_size, mime, stat.st_mtime_ns
+
+
+def checked_stat(path: Path, *, max_bytes: int) -> tuple[os.stat_result, str]:
+    """``check_file``'s checks; the file's stat (the probe cache's key) and MIME type."""
+    # One stat answers "there?" and "a file?" (a plan runs this for every video, every
+    # time); the rarer questions (a broken link?) are asked only when it fails.
+    try:
+        stat = path.stat()
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        stat = None
+    except OSError as exc:  # a symlink loop, a folder we may not enter
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    if stat is None:
         if path.is_symlink():
             raise InputError(f"{path}: broken symbolic link (its target does not exist)")
         raise InputError(f"video not found: {path}")
-    if not path.is_file():
+    if not S_ISREG(stat.st_mode):
         raise InputError(f"{path}: not a file")
     mime = mime_type_for(path)
     try:
-        stat = path.stat()
         size = stat.st_size
         with open(path, "rb") as handle:
             handle.read(1)
@@ -75,7 +89,7 @@ def check_file(path: Path, *, max_bytes: int) -> tuple[int, str, int]:
             f"{path}: file is {_format_size(size)}; the limit is {_format_size(max_bytes)} "
             "(Gemini's Files API takes at most 2 GB per file)"
         )
-    return size, mime, stat.st_mtime_ns
+    return stat, mime
 
 
 def probe_video(path: Path, *, max_bytes: int) -> VideoInfo:

@@ -19,8 +19,10 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,10 @@ CREATE TABLE IF NOT EXISTS probes (
 """
 
 
+_COLUMNS = "size, mtime_ns, ctime_ns, inode, duration_s, width, height, has_audio, fingerprint"
+_PREFETCH = 500  # keys a statement: under SQLite's 999 variables of old builds
+
+
 @dataclass(frozen=True)
 class Probed:
     duration_s: float
@@ -63,6 +69,26 @@ class ProbeCache:
     def __init__(self, conn: sqlite3.Connection | None) -> None:
         self._conn = conn
         self._pending: list[tuple[object, ...]] = []
+        self._fetched: dict[bytes, tuple[Any, ...] | None] = {}
+
+    def prefetch(self, paths: Iterable[Path]) -> None:
+        """Read the rows of ``paths`` in a few statements (500 a statement) instead of one
+        each in ``get``: a plan of 5,000 videos asked 5,000 of them."""
+        if self._conn is None:
+            return
+        keys = list(dict.fromkeys(os.fsencode(p) for p in paths))
+        try:
+            for start in range(0, len(keys), _PREFETCH):
+                chunk = keys[start : start + _PREFETCH]
+                self._fetched.update(dict.fromkeys(chunk))
+                rows = self._conn.execute(
+                    f"SELECT path, {_COLUMNS} FROM probes"
+                    f" WHERE path IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                self._fetched.update((row[0], row[1:]) for row in rows)
+        except sqlite3.Error:
+            self._fetched.clear()  # ``get`` asks one by one
 
     @classmethod
     def open(cls, folder: Path) -> ProbeCache:
@@ -79,14 +105,16 @@ class ProbeCache:
     def get(self, path: Path, info: os.stat_result) -> Probed | None:
         if self._conn is None:
             return None
-        try:
-            row = self._conn.execute(
-                "SELECT size, mtime_ns, ctime_ns, inode, duration_s, width, height,"
-                " has_audio, fingerprint FROM probes WHERE path = ?",
-                (os.fsencode(path),),
-            ).fetchone()
-        except sqlite3.Error:
-            return None
+        name = os.fsencode(path)
+        if name in self._fetched:
+            row = self._fetched[name]
+        else:
+            try:
+                row = self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM probes WHERE path = ?", (name,)
+                ).fetchone()
+            except sqlite3.Error:
+                return None
         if row is None or tuple(row[:4]) != _key(info):
             return None
         return Probed(row[4], row[5], row[6], bool(row[7]), row[8])
