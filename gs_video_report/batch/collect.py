@@ -21,6 +21,7 @@ from gs_video_report.batch.pipeline import VideoPipeline, rebuild
 from gs_video_report.errors import ApiError, GsVideoReportError, TransientError
 from gs_video_report.models import CallRecord, Generation, TaskStage
 from gs_video_report.services.gemini.batches import BatchClient, read_line
+from gs_video_report.services.gemini.service import GeminiService, VideoRef
 from gs_video_report.storage.checkpoint import TaskRow
 from gs_video_report.storage.jobs import JobRow, JobStore
 
@@ -113,9 +114,7 @@ class Collector:
         pool.budget.release(task.id)
         pool.estimates.observe(video, generation.usage)
         pool.reporter.emit(ev.TaskDone(view, cost))
-        if task.upload_name:  # its one job has ended: the upload is no longer needed
-            await self._pipeline(client).delete_quietly(task.upload_name)
-            await pool.store.clear_upload(task.id, pool.clock.time())
+        await release_upload(pool, task, client.service)  # once no other task needs it
 
     async def _failed(
         self, task: TaskRow, error: BaseException, answer: GsVideoReportError | None
@@ -157,3 +156,13 @@ class Collector:
                 pool.reporter.emit(ev.TaskRequeued(view, None, str(error)))
         if isinstance(error, ApiError) and answer is None:
             logger.info("%s: %s", task.display_name, error)
+
+
+async def release_upload(pool: WorkerPool, task: TaskRow, service: GeminiService) -> None:
+    """After the task's "done": its upload deleted if no unfinished task (a copy or
+    another template still waiting in a job) uses it, else only let go of — so an
+    upload is never deleted under a job that still needs it."""
+    if task.upload_name:
+        ref = VideoRef(task.upload_uri or "", task.upload_mime, task.upload_name)
+        async with pool.uploader.one_video(task):
+            await pool.uploader.release(task, ref, service)

