@@ -68,3 +68,32 @@ def test_polls_are_spaced_by_batch_poll_while_a_job_runs(
     polls = sim.stats()["calls"].get("batch_get", 0)
     # 1800 s polled every 30 s backing off to 60 s: between 30 and 60 polls, not thousands
     assert 1800 / 60 <= polls <= 1800 / 30 + 2, polls
+
+
+def test_a_cost_limit_stop_still_collects_the_jobs_already_submitted(
+    cli: Any, sim: Simulator, stepping: SteppingClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _real_api(monkeypatch, sim)
+    sim.state.clock = stepping
+    sim.set_limits(polls_until_active=0)
+    sim.batch_timing(pending_s=30, running_s=60)
+    videos = tmp_path / "videos"
+    for name in ("a", "b", "c"):
+        copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / f"{name}.mp4")
+    out = tmp_path / "out"
+    args = ["-o", str(out), "--mode", "batch", "-t", "summary_report", "--json", "-q"]
+    first = cli("batch", "-d", str(videos), *args, "--cost-limit", "0.03")
+    assert first.exit_code == 5, first.output  # the budget stopped it
+    stats = sim.stats()
+    answered = stats["batch_lines_answered"]
+    assert answered >= 1 and stats["batches_created"] >= 1  # what fits was asked...
+    assert len(list((out / "summary_report").glob("*.md"))) == answered  # ...and written
+    summary = _summary(out)
+    assert summary["total_cost_usd"] > 0  # and counted as spent
+    assert all(j["state"] == "SUCCEEDED" for j in summary["batch_jobs"])
+    batch_id = json.loads(first.stdout)["batch_id"]
+    again = cli("resume", batch_id, "--cost-limit", "1")
+    assert again.exit_code == 0, again.output
+    assert sim.stats()["batch_lines_answered"] == 3
+    assert set(sim.stats()["batch_answers_by_key"].values()) == {1}

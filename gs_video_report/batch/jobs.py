@@ -75,13 +75,21 @@ class JobRunner:
 
     async def _run(self) -> None:
         await self._reserve_open()
-        while self.pool.stop_reason is None:
+        while self._going():
             for job in await self.jobs.jobs(self.batch_id):
                 if job.collected_at is not None:
                     continue
                 await self._step(job)
-            if self.pool.stop_reason is not None:
+            if not self._going():
                 break
+            if self.pool.stop_reason is StopReason.BUDGET:
+                # No new job; those planned before the stop were reserved at planning,
+                # so they are submitted, waited for and collected: a paid answer is
+                # written and counted as spent, never left at Google.
+                if all(j.collected_at is not None for j in await self.jobs.jobs(self.batch_id)):
+                    break
+                await self._wait(backoff=True)
+                continue
             counts = await self.pool.store.counts(self.batch_id)
             preparing = self.pool._active > 0 or counts.get(TaskStage.PENDING, 0) > 0
             queued = counts.get(TaskStage.QUEUED, 0)
@@ -92,10 +100,17 @@ class JobRunner:
                 # in a busy loop
             if not preparing and not await self.busy():
                 return
-            await self.pool.clock.sleep(self._poll_s)
-            if not preparing:
-                self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
+            await self._wait(backoff=not preparing)
         await self._say_still_running()
+
+    def _going(self) -> bool:
+        return self.pool.stop_reason in (None, StopReason.BUDGET)
+
+    async def _wait(self, *, backoff: bool) -> None:
+        """One poll interval: run.batch_poll, backing off to twice that."""
+        await self.pool.clock.sleep(self._poll_s)
+        if backoff:
+            self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
 
     async def cancel_open(self) -> None:
         """``cancel``: the batch's jobs still running at Google are cancelled there (their
