@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gs_video_report.simulator import Simulator
+from gs_video_report.simulator import batches as sim_batches
 from tests.conftest import SAMPLES, TEST_KEY, copy_lecture
 from tests.virtual_time import SteppingClock
 
@@ -97,3 +98,41 @@ def test_a_cost_limit_stop_still_collects_the_jobs_already_submitted(
     assert again.exit_code == 0, again.output
     assert sim.stats()["batch_lines_answered"] == 3
     assert set(sim.stats()["batch_answers_by_key"].values()) == {1}
+
+
+@pytest.mark.parametrize("gone", ["job", "results"])
+def test_a_job_gone_at_google_is_submitted_again_not_polled_forever(
+    cli: Any, sim: Simulator, stepping: SteppingClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, gone: str,
+) -> None:  # fmt: skip
+    _real_api(monkeypatch, sim)
+    sim.state.clock = stepping
+    sim.set_limits(polls_until_active=0)
+    sim.batch_timing(pending_s=30, running_s=60)
+    original = sim_batches._advance
+    removed: list[str] = []
+
+    def vanish(state: Any, job: Any, answer: Any) -> None:
+        original(state, job, answer)
+        if removed:
+            return
+        if gone == "job" and job.state == "RUNNING":
+            job.deleted = True  # `curl -X DELETE …/batches/ID` from elsewhere
+            removed.append(job.id)
+        elif gone == "results" and job.results:
+            state.files[job.results.removeprefix("files/")].deleted = True
+            removed.append(job.id)
+
+    monkeypatch.setattr(sim_batches, "_advance", vanish)
+    videos = tmp_path / "videos"
+    copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
+    out = tmp_path / "out"
+    result = cli("batch", "-d", str(videos), "-o", str(out), "--mode", "batch", "-q")
+    assert result.exit_code == 0, result.output
+    assert removed and len(list(out.rglob("a.md"))) == 1
+    stats = sim.stats()
+    assert stats["batches_created"] == 2  # the lost one's request in a new job
+    assert stats["calls"].get("batch_get", 0) < 20  # no busy loop
+    gone_lines = [r for r in caplog.records if "gone" in r.getMessage()]
+    assert len(gone_lines) == 1, [r.getMessage() for r in gone_lines]
+    assert "list-models" not in caplog.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import Adjustments
@@ -37,7 +37,7 @@ class Collector:
         self.jobs = jobs
 
     async def collect(self, job: JobRow, client: BatchClient) -> None:
-        results = await client.results(job.results_file) if job.results_file else {}
+        results = await self._results(job, client)
         for key, task_id in (await self.jobs.lines(job.id)).items():
             task = await self.pool.store.task(task_id)
             if task.stage is not TaskStage.QUEUED:
@@ -59,6 +59,22 @@ class Collector:
         for name in (job.input_file, job.results_file):
             if name:
                 await pipeline.delete_quietly(name)
+
+    async def _results(self, job: JobRow, client: BatchClient) -> dict[str, dict[str, Any]]:
+        if not job.results_file:
+            return {}
+        try:
+            return await client.results(job.results_file)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise  # asked again at the next poll
+            # gone (deleted, or another simulator's): every request goes into a new job
+            logger.warning(
+                "batch job %s: its results file is gone (%s); its requests go into a new job",
+                job.display_name,
+                exc,
+            )
+            return {}
 
     def _validator(self, task: TaskRow):  # type: ignore[no-untyped-def]
         return self.pool.registry.get(task.template).validate_answer

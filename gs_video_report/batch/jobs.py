@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 MAX_JOB_REQUESTS = 500  # well inside 24 h and the 2 GB input file
 SIMULATED_POLL_S = 0.5  # --simulate: its jobs end at once unless a test says otherwise
 STILL_RUNNING = "job(s) keep running at Google; `resume` collects them"
+GONE = "NOT_FOUND"  # a job Google no longer knows: ended, none of its requests answered
+AGAIN = "its requests go into a new job"
 
 
 class JobRunner:
@@ -266,7 +268,16 @@ class JobRunner:
 
     async def _poll(self, job: JobRow) -> None:
         assert job.name is not None
-        info = await self.client(job.key_fingerprint).get(job.name)
+        try:
+            info = await self.client(job.key_fingerprint).get(job.name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # deleted at Google, or never there (another simulator): ended for good, so
+            # the collection sends its requests again in a new job — not asked forever
+            logger.warning("batch job %s is gone at Google (%s); %s", job.display_name, exc, AGAIN)
+            await self.jobs.set_state(job.id, GONE, self.pool.clock.time())
+            return
         now = self.pool.clock.time()
         if info.state != job.state or info.ended:
             await self.jobs.set_state(job.id, info.state, now, results_file=info.results_file)
