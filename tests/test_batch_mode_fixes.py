@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from gs_video_report.simulator import Simulator
 from gs_video_report.simulator import batches as sim_batches
 from tests.conftest import SAMPLES, TEST_KEY, copy_lecture
+from tests.test_batch_mode import _batch_id, _child, _phase
 from tests.virtual_time import SteppingClock
 
 
@@ -136,3 +139,29 @@ def test_a_job_gone_at_google_is_submitted_again_not_polled_forever(
     gone_lines = [r for r in caplog.records if "gone" in r.getMessage()]
     assert len(gone_lines) == 1, [r.getMessage() for r in gone_lines]
     assert "list-models" not in caplog.text
+
+
+def test_cancel_from_another_terminal_cancels_the_running_job_at_google(
+    cli: Any, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    videos = tmp_path / "videos"
+    copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
+    sim.set_limits(polls_until_active=0)
+    sim.batch_timing(pending_s=3600, running_s=3600)
+    args = ["batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--mode", "batch"]
+    proc = _child(tmp_path, sim, *args)
+    deadline = time.monotonic() + 60
+    while _phase(tmp_path) != "wait" and time.monotonic() < deadline:
+        time.sleep(0.05)  # watching a real process, as another terminal would
+    batch_id = _batch_id(tmp_path)
+    assert batch_id is not None
+    monkeypatch.setenv("GS_VIDEOREPORT_HOME", str(tmp_path / "home"))
+    asked = cli("cancel", batch_id)
+    assert asked.exit_code == 0, asked.output
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err[-2000:]
+    assert proc.returncode not in (0, 1), err[-1500:]
+    assert [j["state"] for j in sim.stats()["batches"]] == ["CANCELLED"]
+    with sqlite3.connect(tmp_path / "home" / "state.db") as conn:
+        (status,) = conn.execute("SELECT status FROM batches").fetchone()
+    assert status == "cancelled"
