@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,20 @@ def _real_api(monkeypatch: pytest.MonkeyPatch, sim: Simulator, poll_s: float = 3
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     monkeypatch.setenv("GS_VIDEOREPORT_BASE_URL", sim.url)
     monkeypatch.setenv("GS_VIDEOREPORT_RUN__BATCH_POLL", str(poll_s))
+
+
+def _running_job(sim: Simulator, tmp_path: Path) -> subprocess.Popen[str]:
+    """A real process whose one-video batch has a job RUNNING (for hours) at Google."""
+    videos = tmp_path / "videos"
+    copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
+    sim.set_limits(polls_until_active=0)
+    sim.batch_timing(pending_s=3600, running_s=3600)
+    args = ["batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--mode", "batch"]
+    proc = _child(tmp_path, sim, *args)
+    deadline = time.monotonic() + 60
+    while _phase(tmp_path) != "wait" and time.monotonic() < deadline:
+        time.sleep(0.05)  # watching a real process, as another terminal would
+    return proc
 
 
 def _summary(out: Path) -> dict[str, Any]:
@@ -144,15 +160,7 @@ def test_a_job_gone_at_google_is_submitted_again_not_polled_forever(
 def test_cancel_from_another_terminal_cancels_the_running_job_at_google(
     cli: Any, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    videos = tmp_path / "videos"
-    copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
-    sim.set_limits(polls_until_active=0)
-    sim.batch_timing(pending_s=3600, running_s=3600)
-    args = ["batch", "-d", str(videos), "-o", str(tmp_path / "out"), "--mode", "batch"]
-    proc = _child(tmp_path, sim, *args)
-    deadline = time.monotonic() + 60
-    while _phase(tmp_path) != "wait" and time.monotonic() < deadline:
-        time.sleep(0.05)  # watching a real process, as another terminal would
+    proc = _running_job(sim, tmp_path)
     batch_id = _batch_id(tmp_path)
     assert batch_id is not None
     monkeypatch.setenv("GS_VIDEOREPORT_HOME", str(tmp_path / "home"))
@@ -165,3 +173,28 @@ def test_cancel_from_another_terminal_cancels_the_running_job_at_google(
     with sqlite3.connect(tmp_path / "home" / "state.db") as conn:
         (status,) = conn.execute("SELECT status FROM batches").fetchone()
     assert status == "cancelled"
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_cancel_of_an_idle_batch_cancels_its_jobs_at_google_or_says_they_run_on(
+    cli: Any, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_key: bool
+) -> None:
+    proc = _running_job(sim, tmp_path)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the job keeps running at Google
+    proc.communicate(timeout=60)
+    batch_id = _batch_id(tmp_path)
+    assert batch_id is not None
+    monkeypatch.setenv("GS_VIDEOREPORT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GS_VIDEOREPORT_BASE_URL", sim.url)
+    if with_key:
+        monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    done = cli("cancel", batch_id)
+    assert done.exit_code == 0, done.output
+    assert "Traceback" not in done.output and TEST_KEY not in done.output
+    (job,) = sim.stats()["batches"]
+    if with_key:
+        assert job["state"] == "CANCELLED"
+        assert sim.stats()["calls"].get("batch_cancel") == 1
+    else:
+        assert job["state"] != "CANCELLED"
+        assert "1 job(s) keep running at Google" in done.output
