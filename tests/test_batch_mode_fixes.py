@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gs_video_report.batch.cost import usd
 from gs_video_report.simulator import Simulator
 from gs_video_report.simulator import batches as sim_batches
 from tests.conftest import SAMPLES, TEST_KEY, copy_lecture
@@ -198,3 +199,24 @@ def test_cancel_of_an_idle_batch_cancels_its_jobs_at_google_or_says_they_run_on(
     else:
         assert job["state"] != "CANCELLED"
         assert "1 job(s) keep running at Google" in done.output
+
+
+def test_the_dry_run_counts_one_upload_a_video_and_prices_the_chosen_mode(
+    cli: Any, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    for i in range(3):
+        copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / f"lecture_{i}.mp4")
+    templates = ["-t", "summary_report", "-t", "comprehensive_lesson", "-t", "chinese_transcript"]
+    args = ["batch", "-d", str(videos), "-o", str(tmp_path / "o"), "--dry-run", *templates]
+    live = json.loads(cli(*args, "--json").stdout)
+    assert {m["uploads"] for m in live["totals"]["modes"]} == {3}  # not one per template
+    assert live["sharing"]["uploads"] == 3 and live["sharing"]["cached_videos"] == 3
+    batch_doc = json.loads(cli(*args, "--mode", "batch", "--json").stdout)
+    modes = {m["mode"]: m for m in batch_doc["totals"]["modes"]}
+    assert batch_doc["totals"]["estimated_cost_usd"] == modes["batch"]["cost_usd"]
+    assert batch_doc["totals"]["estimated_cost_usd"] < live["totals"]["estimated_cost_usd"]
+    assert batch_doc["sharing"]["cached_videos"] == 0  # batch prices never cache
+    text = cli(*args, "--mode", "batch").output
+    assert f"estimated cost {usd(modes['batch']['cost_usd'])} at --mode batch prices" in text
+    assert "no context caching in --mode batch" in text and "saves" not in text
