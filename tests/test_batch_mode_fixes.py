@@ -220,3 +220,16 @@ def test_the_dry_run_counts_one_upload_a_video_and_prices_the_chosen_mode(
     text = cli(*args, "--mode", "batch").output
     assert f"estimated cost {usd(modes['batch']['cost_usd'])} at --mode batch prices" in text
     assert "no context caching in --mode batch" in text and "saves" not in text
+
+
+def test_resume_from_with_another_mode_says_the_batch_keeps_its_own(
+    cli: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    videos = tmp_path / "videos"
+    copy_lecture(SAMPLES / "intro_to_fractions.mp4", videos / "a.mp4")
+    out = tmp_path / "out"
+    first = cli("batch", "-d", str(videos), "-o", str(out), "--simulate", "--mode", "batch",
+                "--json", "-q")  # fmt: skip
+    batch_id = json.loads(first.stdout)["batch_id"]
+    again = cli("batch", "--resume-from", batch_id, "--simulate", "--mode", "live")
+    assert "--mode live ignored" in again.output and "keeps its --mode batch" in again.output

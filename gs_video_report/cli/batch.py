@@ -281,6 +281,12 @@ def _resume(ctx: typer.Context, batch_id: str, flags: RunFlags) -> None:
     """Carry on with what the batch was started with, unless a flag says otherwise."""
     with handle_errors(flags.verbose):
         stored = asyncio.run(read_stored_run(batch_id))
+        if flags.mode is not None and flags.mode != stored.options.mode:
+            typer.echo(
+                f"note: --mode {flags.mode} ignored: batch {printable(batch_id)} keeps its"
+                f" --mode {stored.options.mode} (start a new batch for another mode)",
+                err=True,
+            )
         if flags.simulate and not stored.options.simulated:
             raise UsageError(
                 f"batch {batch_id} ran against the real API; resume it without --simulate"
