@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch import events as ev
 from gs_video_report.batch.adapt import Adjustments
@@ -21,6 +21,7 @@ from gs_video_report.batch.pipeline import VideoPipeline, rebuild
 from gs_video_report.errors import ApiError, GsVideoReportError, TransientError
 from gs_video_report.models import CallRecord, Generation, TaskStage
 from gs_video_report.services.gemini.batches import BatchClient, read_line
+from gs_video_report.services.gemini.service import GeminiService, VideoRef
 from gs_video_report.storage.checkpoint import TaskRow
 from gs_video_report.storage.jobs import JobRow, JobStore
 
@@ -36,7 +37,7 @@ class Collector:
         self.jobs = jobs
 
     async def collect(self, job: JobRow, client: BatchClient) -> None:
-        results = await client.results(job.results_file) if job.results_file else {}
+        results = await self._results(job, client)
         for key, task_id in (await self.jobs.lines(job.id)).items():
             task = await self.pool.store.task(task_id)
             if task.stage is not TaskStage.QUEUED:
@@ -58,6 +59,22 @@ class Collector:
         for name in (job.input_file, job.results_file):
             if name:
                 await pipeline.delete_quietly(name)
+
+    async def _results(self, job: JobRow, client: BatchClient) -> dict[str, dict[str, Any]]:
+        if not job.results_file:
+            return {}
+        try:
+            return await client.results(job.results_file)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise  # asked again at the next poll
+            # gone (deleted, or another simulator's): every request goes into a new job
+            logger.warning(
+                "batch job %s: its results file is gone (%s); its requests go into a new job",
+                job.display_name,
+                exc,
+            )
+            return {}
 
     def _validator(self, task: TaskRow):  # type: ignore[no-untyped-def]
         return self.pool.registry.get(task.template).validate_answer
@@ -113,9 +130,7 @@ class Collector:
         pool.budget.release(task.id)
         pool.estimates.observe(video, generation.usage)
         pool.reporter.emit(ev.TaskDone(view, cost))
-        if task.upload_name:  # its one job has ended: the upload is no longer needed
-            await self._pipeline(client).delete_quietly(task.upload_name)
-            await pool.store.clear_upload(task.id, pool.clock.time())
+        await release_upload(pool, task, client.service)  # once no other task needs it
 
     async def _failed(
         self, task: TaskRow, error: BaseException, answer: GsVideoReportError | None
@@ -157,3 +172,13 @@ class Collector:
                 pool.reporter.emit(ev.TaskRequeued(view, None, str(error)))
         if isinstance(error, ApiError) and answer is None:
             logger.info("%s: %s", task.display_name, error)
+
+
+async def release_upload(pool: WorkerPool, task: TaskRow, service: GeminiService) -> None:
+    """After the task's "done": its upload deleted if no unfinished task (a copy or
+    another template still waiting in a job) uses it, else only let go of — so an
+    upload is never deleted under a job that still needs it."""
+    if task.upload_name:
+        ref = VideoRef(task.upload_uri or "", task.upload_mime, task.upload_name)
+        async with pool.uploader.one_video(task):
+            await pool.uploader.release(task, ref, service)

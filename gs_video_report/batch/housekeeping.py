@@ -37,6 +37,9 @@ class Housekeeping(EngineCore):
     async def cancel(self, batch_id: str) -> Cancelled:
         """Stop a batch: a running one (another process) stops within seconds, an idle one
         at once (resumable); a finished one is left as it is."""
+        from gs_video_report.batch.cleanup import simulated_batches
+        from gs_video_report.batch.job_cancel import cancel_idle_jobs
+
         view = await self.status(batch_id)
         if view.status.final:
             return Cancelled(CancelResult.ALREADY_FINISHED, view.status)
@@ -46,8 +49,28 @@ class Housekeeping(EngineCore):
             if view.running_pid is not None:
                 return Cancelled(CancelResult.REQUESTED, view.status, view.running_pid)
             await store.cancel_pending(batch_id, now)
+            left = await cancel_idle_jobs(
+                store,
+                batch_id,
+                keys=self.keys,
+                api=self.settings.api,
+                simulated=batch_id in await simulated_batches(store),
+                now=now,
+            )
             await store.set_batch_status(batch_id, BatchStatus.CANCELLED, now)
-        return Cancelled(CancelResult.CANCELLED, BatchStatus.CANCELLED)
+        return Cancelled(CancelResult.CANCELLED, BatchStatus.CANCELLED, jobs_left=left)
+
+    async def cancel_needs_keys(self, batch_id: str) -> bool:
+        """Whether ``cancel`` has Batch Mode jobs of a real batch to cancel at Google."""
+        from gs_video_report.batch.cleanup import simulated_batches
+        from gs_video_report.batch.job_cancel import open_jobs
+
+        if not self.db_path.exists():
+            return False
+        async with self._store() as store:
+            if batch_id in await simulated_batches(store):
+                return False
+            return bool(await open_jobs(store, batch_id))
 
     async def uploads_need_keys(self) -> bool:
         """Whether ``cleanup`` has uploads of real (not simulated) batches to delete."""

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gs_video_report.batch.adapt import Adjustments
-from gs_video_report.batch.collect import Collector
+from gs_video_report.batch.collect import Collector, release_upload
 from gs_video_report.batch.cost import BudgetExceeded
-from gs_video_report.batch.events import JobStatus
+from gs_video_report.batch.events import JobStatus, TaskView
 from gs_video_report.batch.pipeline import rebuild
 from gs_video_report.errors import ApiError, StorageError
 from gs_video_report.models import StopReason, TaskStage
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 MAX_JOB_REQUESTS = 500  # well inside 24 h and the 2 GB input file
 SIMULATED_POLL_S = 0.5  # --simulate: its jobs end at once unless a test says otherwise
 STILL_RUNNING = "job(s) keep running at Google; `resume` collects them"
+GONE = "NOT_FOUND"  # a job Google no longer knows: ended, none of its requests answered
+AGAIN = "its requests go into a new job"
 
 
 class JobRunner:
@@ -75,25 +77,42 @@ class JobRunner:
 
     async def _run(self) -> None:
         await self._reserve_open()
-        while self.pool.stop_reason is None:
+        while self._going():
             for job in await self.jobs.jobs(self.batch_id):
                 if job.collected_at is not None:
                     continue
                 await self._step(job)
-            if self.pool.stop_reason is not None:
+            if not self._going():
                 break
+            if self.pool.stop_reason is StopReason.BUDGET:
+                # No new job; those planned before the stop were reserved at planning,
+                # so they are submitted, waited for and collected: a paid answer is
+                # written and counted as spent, never left at Google.
+                if all(j.collected_at is not None for j in await self.jobs.jobs(self.batch_id)):
+                    break
+                await self._wait(backoff=True)
+                continue
             counts = await self.pool.store.counts(self.batch_id)
             preparing = self.pool._active > 0 or counts.get(TaskStage.PENDING, 0) > 0
             queued = counts.get(TaskStage.QUEUED, 0)
-            if queued and (not preparing or queued >= MAX_JOB_REQUESTS):
-                await self._plan_jobs()
-                continue
+            ready = queued and (not preparing or queued >= MAX_JOB_REQUESTS)
+            if ready and await self._plan_jobs():
+                continue  # a new job: submitted at once. Else what is queued is in jobs
+                # already (or waits for a copy's answer): polled after the sleep, never
+                # in a busy loop
             if not preparing and not await self.busy():
                 return
-            await self.pool.clock.sleep(self._poll_s)
-            if not preparing:
-                self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
+            await self._wait(backoff=not preparing)
         await self._say_still_running()
+
+    def _going(self) -> bool:
+        return self.pool.stop_reason in (None, StopReason.BUDGET)
+
+    async def _wait(self, *, backoff: bool) -> None:
+        """One poll interval: run.batch_poll, backing off to twice that."""
+        await self.pool.clock.sleep(self._poll_s)
+        if backoff:
+            self._poll_s = min(2 * self._first_poll_s, self._poll_s * 1.25)
 
     async def cancel_open(self) -> None:
         """``cancel``: the batch's jobs still running at Google are cancelled there (their
@@ -127,42 +146,71 @@ class JobRunner:
         return self.pool.prices.usd(task.model, tokens_in, tokens_out) or 0.0
 
     # -- planning and submitting -----------------------------------------------------
-    async def _plan_jobs(self) -> None:
+    async def _plan_jobs(self) -> bool:
+        """Queued requests outside any job into new jobs; True if one was planned or a
+        copy finished. A request whose work (done key) is in a job already — a
+        byte-identical copy — is not sent again: it waits for that answer and then takes
+        it with no request (cost 0, ``same_as``), as a live copy does."""
         in_jobs = await self.jobs.tasks_in_open_jobs(self.batch_id)
+        tasks = await self.pool.store.tasks(self.batch_id)
+        asked = {task.done_key for task in tasks if task.id in in_jobs}
         groups: dict[tuple[str, str], list[TaskRow]] = defaultdict(list)
-        for task in await self.pool.store.tasks(self.batch_id):
-            if task.stage is TaskStage.QUEUED and task.id not in in_jobs and task.upload_key:
-                groups[(task.upload_key, task.model)].append(task)
-        for (fingerprint, model), tasks in groups.items():
-            for start in range(0, len(tasks), MAX_JOB_REQUESTS):
-                await self._plan_one(fingerprint, model, tasks[start : start + MAX_JOB_REQUESTS])
+        progressed = False
+        for task in tasks:
+            if task.stage is not TaskStage.QUEUED or task.id in in_jobs or not task.upload_key:
+                continue
+            if task.done_key in asked:
+                continue  # the same work twice: the second waits for the first's answer
+            if await self._take_answer(task):
+                progressed = True
+                continue
+            asked.add(task.done_key)
+            groups[(task.upload_key, task.model)].append(task)
+        for (fingerprint, model), group in groups.items():
+            for start in range(0, len(group), MAX_JOB_REQUESTS):
+                chunk = group[start : start + MAX_JOB_REQUESTS]
+                progressed = await self._plan_one(fingerprint, model, chunk) or progressed
+                if self.pool.stop_reason is not None:
+                    return progressed
+        return progressed
 
-    async def _plan_one(self, fingerprint: str, model: str, tasks: list[TaskRow]) -> None:
+    async def _take_answer(self, task: TaskRow) -> bool:
+        """The task's work answered already (a copy's job collected): its lesson written
+        from that answer, no request; its hold on the shared upload let go."""
+        pool = self.pool
+        if not pool.options.reuse:
+            return False  # --force: every task is asked, as in live mode
+        view = TaskView(task.id, task.seq, task.display_name, task.duration_s)
+        video = rebuild(task, pool.registry, datetime.fromtimestamp(pool.clock.time(), UTC))
+        if not await pool.outcomes.reuse(task, view, video):
+            return False
+        await release_upload(pool, task, pool.services[task.upload_key or ""])
+        return True
+
+    async def _plan_one(self, fingerprint: str, model: str, tasks: list[TaskRow]) -> bool:
         lines: list[tuple[int, str]] = []
-        seen: set[str] = set()
         total = 0.0
         for task in tasks:
-            if task.done_key in seen:
-                continue  # the same work twice: the second waits for the first's answer
             estimate = self._estimate(task)
             try:  # reserved at submission: the limit holds for answers that come later
                 self.pool.budget.budget.reserve(task.id, estimate)
             except BudgetExceeded as exc:
                 self.pool.request_stop(StopReason.BUDGET, str(exc))
                 break
-            seen.add(task.done_key)
             lines.append((task.id, task.done_key))
             total += estimate
-        if lines:
-            await self.pool._check_lease()
-            await self.jobs.plan(
-                self.batch_id,
-                key_fingerprint=fingerprint,
-                model=model,
-                lines=lines,
-                estimate_usd=total,
-                now=self.pool.clock.time(),
-            )
+        if not lines:
+            return False
+        await self.pool._check_lease()
+        await self.jobs.plan(
+            self.batch_id,
+            key_fingerprint=fingerprint,
+            model=model,
+            lines=lines,
+            estimate_usd=total,
+            now=self.pool.clock.time(),
+        )
+        return True
 
     async def _step(self, job: JobRow) -> None:
         try:
@@ -220,7 +268,16 @@ class JobRunner:
 
     async def _poll(self, job: JobRow) -> None:
         assert job.name is not None
-        info = await self.client(job.key_fingerprint).get(job.name)
+        try:
+            info = await self.client(job.key_fingerprint).get(job.name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # deleted at Google, or never there (another simulator): ended for good, so
+            # the collection sends its requests again in a new job — not asked forever
+            logger.warning("batch job %s is gone at Google (%s); %s", job.display_name, exc, AGAIN)
+            await self.jobs.set_state(job.id, GONE, self.pool.clock.time())
+            return
         now = self.pool.clock.time()
         if info.state != job.state or info.ended:
             await self.jobs.set_state(job.id, info.state, now, results_file=info.results_file)

@@ -174,6 +174,7 @@ class Cancelled:
     result: CancelResult
     status: BatchStatus
     pid: int | None = None
+    jobs_left: int = 0  # Batch Mode jobs left running at Google (no key given for them)
 
 
 @dataclass(frozen=True)

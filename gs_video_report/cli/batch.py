@@ -258,6 +258,7 @@ def _show_plan(
     one JSON document with --json. Ends the command, with the plan's exit code, on
     --dry-run or when nothing is left to run."""
     plan = planned.plan
+    mode = flags.mode or settings.run.mode
     if not dry_run:
         print_plan(console, plan, verbose=flags.verbose)
         if plan.to_run:
@@ -265,9 +266,9 @@ def _show_plan(
     elif not flags.as_json:
         stdout = Console(soft_wrap=True, highlight=False)
         print_plan(stdout, plan, verbose=flags.verbose)
-        print_estimate(stdout, planned, settings)
+        print_estimate(stdout, planned, settings, mode)
     if flags.as_json:
-        typer.echo(json.dumps(plan_json(planned, settings, dry_run=dry_run)))
+        typer.echo(json.dumps(plan_json(planned, settings, dry_run=dry_run, mode=mode)))
     if not plan.to_run:
         console.print("Nothing to run.")
     code = plan_exit_code(plan)
@@ -280,6 +281,12 @@ def _resume(ctx: typer.Context, batch_id: str, flags: RunFlags) -> None:
     """Carry on with what the batch was started with, unless a flag says otherwise."""
     with handle_errors(flags.verbose):
         stored = asyncio.run(read_stored_run(batch_id))
+        if flags.mode is not None and flags.mode != stored.options.mode:
+            typer.echo(
+                f"note: --mode {flags.mode} ignored: batch {printable(batch_id)} keeps its"
+                f" --mode {stored.options.mode} (start a new batch for another mode)",
+                err=True,
+            )
         if flags.simulate and not stored.options.simulated:
             raise UsageError(
                 f"batch {batch_id} ran against the real API; resume it without --simulate"

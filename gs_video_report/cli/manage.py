@@ -143,11 +143,29 @@ def list_batches_command(
 
 
 def cancel_command(
-    ctx: typer.Context, batch_id: Annotated[str, typer.Argument(help="Batch id")]
+    ctx: typer.Context,
+    batch_id: Annotated[str, typer.Argument(help="Batch id")],
+    api_key: ApiKeyOpt = None,
+    keys_file: KeysFileOpt = None,
 ) -> None:
-    """Stop a batch, also one running in another terminal (within seconds). Resumable."""
+    """Stop a batch, also one running in another terminal (within seconds). Resumable.
+    Its Batch Mode jobs are cancelled at Google too (with the batch's key)."""
+    rt = runtime(ctx)
+    if api_key:
+        rt.secrets.add(api_key.strip())
     with handle_errors(False):
-        done = asyncio.run(_engine(ctx).cancel(batch_id))
+        from gs_video_report.config import resolve_keys  # see cli.common
+
+        settings = settings_from(None)
+        keys: list[PoolKey] = []
+        if run_async(Engine(settings, clock=rt.clock).cancel_needs_keys(batch_id)):
+            try:
+                keys = resolve_keys(settings, flag=api_key, keys_file=keys_file)
+            except (AuthError, ConfigError) as exc:
+                typer.echo(f"warning: {literal(exc)}", err=True)
+            for pool_key in keys:
+                rt.secrets.add(pool_key.key.reveal())
+        done = asyncio.run(Engine(settings, keys=keys, clock=rt.clock).cancel(batch_id))
         batch_id = printable(batch_id)
         resume = f"resume with: gs_videoreport resume {batch_id}"
         if done.result is CancelResult.ALREADY_FINISHED:
@@ -160,6 +178,12 @@ def cancel_command(
         else:
             assert done.status is BatchStatus.CANCELLED
             typer.echo(f"{batch_id}: cancelled ({resume})")
+            if done.jobs_left:
+                typer.echo(
+                    f"{done.jobs_left} job(s) keep running at Google (no key for them given:"
+                    " --api-key or --keys-file); `resume` collects them",
+                    err=True,
+                )
 
 
 def cleanup_command(

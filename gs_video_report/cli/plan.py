@@ -5,13 +5,14 @@ document with ``--json``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from gs_video_report.batch.api import PlannedBatch
-from gs_video_report.batch.caching import estimate_sharing
+from gs_video_report.batch.caching import SharingEstimate, estimate_sharing
 from gs_video_report.batch.cost import usd
 from gs_video_report.batch.planner import Plan, PlanEstimate, estimate_plan
 from gs_video_report.cli.text import PLAIN_ROWS, literal, plain_table
@@ -42,10 +43,14 @@ def print_plan(console: Console, plan: Plan, *, verbose: bool) -> None:
         console.print(f"[dim]skipped {len(plan.skipped)}[/]: {literal(why)}{more}")
 
 
-def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) -> None:
-    """``--dry-run``: every video that would run, and the totals."""
+def print_estimate(
+    console: Console, planned: PlannedBatch, settings: Settings, mode: str = "live"
+) -> None:
+    """``--dry-run``: every video that would run, and the totals (the headline cost at
+    ``mode``'s prices)."""
     plan = planned.plan
     estimate = estimate_plan(plan, settings)
+    sharing = _sharing(planned, settings, estimate.calls, mode)
     title = f"Would run {len(plan.to_run)} video(s)"
     headers = ("Video", "Template", "Duration", "Parts", "Est. tokens", "Output")
     cells = [
@@ -68,14 +73,16 @@ def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) 
         for cell in cells:
             table.add_row(*(literal(c) for c in cell))
         console.print(table)
-    cost = estimate.cost_usd
+    cost = _mode_cost(estimate, mode)
     cost_text = usd(cost) if cost is not None else "unknown (no price for this model)"
+    prices = "" if mode == "live" else f" at --mode {mode} prices"
     console.print(
         f"Total video {mmss(plan.total_duration_s)} · ~{estimate.input_tokens:,} input tokens · "
-        f"{estimate.calls} call(s) · estimated cost {cost_text} with {literal(estimate.model)}"
+        f"{estimate.calls} call(s) · estimated cost {cost_text}{prices} with "
+        f"{literal(estimate.model)}"
     )
-    console.print(_sharing_line(planned, settings, estimate.calls))
-    _print_modes(console, estimate)
+    console.print(_sharing_line(sharing, mode))
+    _print_modes(console, estimate, sharing.uploads)
     if estimate.min_minutes:
         console.print(
             f"Rate limits (rpm {estimate.rpm or '-'}, tpm {estimate.tpm or '-'}) allow this in no "
@@ -88,9 +95,17 @@ def print_estimate(console: Console, planned: PlannedBatch, settings: Settings) 
         )
 
 
-def _sharing_line(planned: PlannedBatch, settings: Settings, calls: int) -> str:
+def _sharing(planned: PlannedBatch, settings: Settings, calls: int, mode: str) -> SharingEstimate:
     sharing = estimate_sharing(planned.plan.to_run, settings, calls)
+    if mode != "live":  # batch prices have no cache rates: flex and batch never cache
+        return replace(sharing, cached_videos=0, saving_usd=0.0)
+    return sharing
+
+
+def _sharing_line(sharing: SharingEstimate, mode: str) -> str:
     line = f"{sharing.uploads} upload(s), {sharing.calls} call(s)"
+    if mode != "live":
+        return f"{line} · no context caching in --mode {mode} (only live calls are cached)"
     if sharing.cached_videos:
         return (
             f"{line} · context caching for {sharing.cached_videos} video(s) saves "
@@ -106,16 +121,20 @@ _MODE_TIME = {
 }
 
 
-def mode_rows(estimate: PlanEstimate) -> list[dict[str, Any]]:
-    """Live, Flex and Batch Mode side by side: the same uploads, calls and tokens; the
-    price and the wait differ."""
+def _mode_cost(estimate: PlanEstimate, mode: str) -> float | None:
+    return estimate.cost_usd if mode == "live" else estimate.discounted_usd
+
+
+def mode_rows(estimate: PlanEstimate, uploads: int) -> list[dict[str, Any]]:
+    """Live, Flex and Batch Mode side by side: the same uploads (one a video, however
+    many templates), calls and tokens; the price and the wait differ."""
     rows = []
     for mode in ("live", "flex", "batch"):
-        cost = estimate.cost_usd if mode == "live" else estimate.discounted_usd
+        cost = _mode_cost(estimate, mode)
         rows.append(
             {
                 "mode": mode,
-                "uploads": estimate.uploads,
+                "uploads": uploads,
                 "calls": estimate.calls if mode != "batch" else 0,
                 "batch_requests": estimate.calls if mode == "batch" else 0,
                 "input_tokens": estimate.input_tokens,
@@ -126,11 +145,11 @@ def mode_rows(estimate: PlanEstimate) -> list[dict[str, Any]]:
     return rows
 
 
-def _print_modes(console: Console, estimate: PlanEstimate) -> None:
+def _print_modes(console: Console, estimate: PlanEstimate, uploads: int) -> None:
     table = Table(title="By mode (--mode)")
     for col in ("Mode", "Uploads", "Calls", "Input tokens", "Est. cost", "Time"):
         table.add_column(col, overflow="fold")
-    for row in mode_rows(estimate):
+    for row in mode_rows(estimate, uploads):
         cost = row["cost_usd"]
         calls = row["calls"] or f"{row['batch_requests']} in jobs"
         table.add_row(
@@ -144,11 +163,14 @@ def _print_modes(console: Console, estimate: PlanEstimate) -> None:
     console.print(table)
 
 
-def plan_json(planned: PlannedBatch, settings: Settings, *, dry_run: bool) -> dict[str, Any]:
+def plan_json(
+    planned: PlannedBatch, settings: Settings, *, dry_run: bool, mode: str = "live"
+) -> dict[str, Any]:
     """``--dry-run --json`` (and ``--json`` with nothing to run): the same figures as one
     document."""
     plan = planned.plan
     estimate = estimate_plan(plan, settings)
+    sharing = _sharing(planned, settings, estimate.calls, mode)
     return {
         "dry_run": dry_run,
         "batch_id": None,
@@ -178,31 +200,31 @@ def plan_json(planned: PlannedBatch, settings: Settings, *, dry_run: bool) -> di
             ],
         },
         "rejected": [{"input": p.origin, "reason": p.message} for p in plan.problems],
-        "totals": _totals(plan, estimate),
-        "sharing": _sharing_json(planned, settings, estimate.calls),
+        "totals": _totals(plan, estimate, sharing.uploads, mode),
+        "sharing": _sharing_json(sharing),
         "exit_code": int(plan_exit_code(plan)),
     }
 
 
-def _totals(plan: Plan, estimate: PlanEstimate) -> dict[str, Any]:
-    cost = estimate.cost_usd  # None: no price for the model
+def _totals(plan: Plan, estimate: PlanEstimate, uploads: int, mode: str) -> dict[str, Any]:
+    cost = _mode_cost(estimate, mode)  # None: no price for the model
     return {
         "videos": len(plan.to_run),
         "duration_s": round(float(plan.total_duration_s), 1),
         "estimated_input_tokens": estimate.input_tokens,
         "calls": estimate.calls,
-        "estimated_cost_usd": None if cost is None else round(cost, 6),
+        "estimated_cost_usd": None if cost is None else round(cost, 6),  # at mode's prices
+        "mode": mode,
         "model": estimate.model,
         "rpm": estimate.rpm,
         "tpm": estimate.tpm,
         # None: no rate limit configured, nothing to bound the time by
         "min_time_s": round(estimate.min_minutes * 60, 1) if estimate.min_minutes else None,
-        "modes": mode_rows(estimate),
+        "modes": mode_rows(estimate, uploads),
     }
 
 
-def _sharing_json(planned: PlannedBatch, settings: Settings, calls: int) -> dict[str, Any]:
-    sharing = estimate_sharing(planned.plan.to_run, settings, calls)
+def _sharing_json(sharing: SharingEstimate) -> dict[str, Any]:
     return {
         "uploads": sharing.uploads,
         "calls": sharing.calls,

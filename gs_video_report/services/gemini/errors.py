@@ -157,7 +157,7 @@ def translate_api_error(
         return TransientError(text, status=code)  # file not ready yet: wait and retry
     if code == 404 and touches_file and "model" not in message.lower():
         return FileAccessError(text, status=code)  # the uploaded file is gone
-    if code == 404:
+    if code == 404 and "model" in message.lower():
         return PermanentError(
             f"{text} (check the model name: gs_videoreport list-models)", status=code
         )
