@@ -235,7 +235,7 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             await client.until(batch_id, "done")
             (out / "escape.md").symlink_to(secret)
             base = f"/batches/{batch_id}/files"
-            ok = [f"{base}{folder}/algebra.mp4", f"{base}{folder}/inside.txt"]
+            ok = [f"{base}{folder}/algebra.mp4"]
             ok += [f"{base}{out}/_reports/{batch_id}/summary.md"]
             for path in ok:
                 async with await client.get(path) as response:
@@ -245,6 +245,7 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             refused = [
                 f"{base}{secret}",
                 f"{base}{folder}/link_out.txt",
+                f"{base}{folder}/inside.txt",  # not a video of the batch
                 f"{base}{out}/escape.md",
                 f"{base}{out}/../secret.txt",
                 f"{base}{out}/%2e%2e/secret.txt",
@@ -262,6 +263,78 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             async with await client.get(f"/batches/{batch_id}/download.zip") as response:
                 names = zipfile.ZipFile(io.BytesIO(await response.read())).namelist()
             assert "escape.md" not in names and all(".." not in n for n in names)
+
+    asyncio.run(main())
+
+
+def test_only_the_batch_s_videos_lessons_and_reports_are_served_and_never_a_key(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """What a user keeps next to their videos (a .env as the README suggests, a keys
+    file, a config with api.keys) is not the batch's to serve; a lesson that holds a key
+    is not served or zipped; an HTML file runs nothing on the dashboard's origin."""
+    key = "AIzaSECRET-served-key-0123456789abcdefgh"
+    engine = engine_on(sim, tmp_path, key=key)
+    folder = lectures(tmp_path / "videos")
+    out = tmp_path / "lessons"
+    planted = {
+        ".env": f"GEMINI_API_KEY={key}\n",
+        "keys.txt": "AIzaOTHER-key-not-the-engine-s\n",
+        "config.yaml": "api:\n  keys: [AIzaOTHER]\n",
+        "evil.html": "<script>alert(1)</script>",
+        "evil.svg": "<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>",
+    }
+    for where in (folder, out):
+        where.mkdir(exist_ok=True)
+        for name, text in planted.items():
+            (where / name).write_text(text)
+    (out / ".hidden").mkdir()
+    (out / ".hidden" / "x.md").write_text("hidden")
+
+    async def main() -> None:
+        async with running(engine) as client:
+            batch_id = await client.start(folder, output_dir=str(out), template="summary_report")
+            done = await client.until(batch_id, "done")
+            base = f"/batches/{batch_id}/files"
+            refused = [f"{base}{w}/{n}" for w in (folder, out) for n in planted]
+            refused.append(f"{base}{out}/.hidden/x.md")
+            for path in refused:
+                async with await client.get(path) as response:
+                    assert response.status == 404, path
+            lesson = out / "summary_report" / "biology.md"
+            async with await client.get(f"{base}{lesson}") as response:
+                assert response.status == 200
+                policy = response.headers["Content-Security-Policy"]
+                assert policy.startswith("sandbox;") and "script-src" not in policy
+            lesson.write_text(lesson.read_text() + f"\nquoted: {key}\n")
+            async with await client.get(f"{base}{lesson}") as response:
+                assert response.status == 404  # holds the key: never leaves
+            async with await client.get(f"/batches/{batch_id}/download.zip") as response:
+                archive = zipfile.ZipFile(io.BytesIO(await response.read()))
+            names = archive.namelist()
+            assert "summary_report/algebra.md" in names
+            assert "summary_report/biology.md" not in names
+            assert not any(n.endswith(tuple(planted)) for n in names)
+            # a lesson page: its own script, on an opaque origin; its video by the batch's
+            # capability (a sandboxed page's requests carry no cookie)
+            async with await client.get(done["tasks"][0]["lesson_url"]) as response:
+                page = response.headers["Location"]
+            assert f"/batches/{batch_id}/c/" in page
+            video = page.rsplit("/files/", 1)[0] + f"/files{folder}/algebra.mp4"
+            async with aiohttp.ClientSession() as bare:  # no cookie, no token
+                async with bare.get(client.base + page) as response:
+                    assert response.status == 200
+                    policy = response.headers["Content-Security-Policy"]
+                    assert policy.startswith("sandbox allow-scripts;")
+                    assert "img-src 'self' data:;" in policy
+                async with bare.get(client.base + video) as response:
+                    assert response.status == 200
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                other = video.replace(f"/batches/{batch_id}/", "/batches/other/")
+                forged = video.replace("/c/", "/c/0")
+                for path in (other, forged, f"{base}{folder}/algebra.mp4", "/"):
+                    async with bare.get(client.base + path) as response:
+                        assert response.status in (403, 404), path
 
     asyncio.run(main())
 
