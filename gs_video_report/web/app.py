@@ -113,16 +113,35 @@ class Dashboard:
                 text="forbidden: open the dashboard with the URL `gs_videoreport serve` printed\n",
             )
         try:
-            response = await handler(request)
+            response = await self._answer(request, handler)
         except web.HTTPException as exc:  # a redirect, a 404: the same headers
             self._finish(request, exc, by_url)
             raise
-        except UnknownBatchError as exc:
-            response = web.Response(status=404, text=f"{exc}\n")
-        except GsVideoReportError as exc:
-            response = web.Response(status=400, text=f"error: {self.runs.redact(str(exc))}\n")
         self._finish(request, response, by_url)
         return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The handler's answer; a refused input or a failure is one line, never a
+        traceback on the terminal (that goes to the log file, and to stderr with -v)."""
+        form = await request.post() if request.method == "POST" else {}
+        values = [*request.query.values(), *(v for v in form.values() if isinstance(v, str))]
+        if "\0" in request.path:
+            return web.Response(status=404, text="no such page\n")
+        if any("\0" in v for v in values):
+            return web.Response(status=400, text="error: a NUL byte in the request\n")
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except UnknownBatchError as exc:
+            return web.Response(status=404, text=f"{exc}\n")
+        except GsVideoReportError as exc:
+            return web.Response(status=400, text=f"error: {self.runs.redact(str(exc))}\n")
+        except Exception as exc:
+            what = self.runs.redact(f"{type(exc).__name__}: {exc}")
+            logger.warning("%s %s: internal error: %s", request.method, request.path, what)
+            logger.info("the internal error's traceback", exc_info=exc)
+            return web.Response(status=500, text=f"internal error: {what}\n")
 
     def _finish(self, request: web.Request, response: web.StreamResponse, by_url: bool) -> None:
         if by_url:

@@ -43,7 +43,7 @@ FILE_CSP = "sandbox; default-src 'none'; media-src 'self'; img-src 'self' data:;
 def _resolved(path: Path) -> Path | None:
     try:
         return path.resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, a symlink loop
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte
         return None
 
 
