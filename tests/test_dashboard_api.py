@@ -177,6 +177,10 @@ def test_cancel_then_resume_and_a_restarted_server_sees_it_all(
             await asyncio.to_thread(sim.wait_until, _held, 20)
             async with await client.post(f"/batches/{batch_id}/cancel") as response:
                 assert response.status == 303
+            # said at once, while the held call is still in flight
+            assert (await client.snapshot(batch_id))["status"] == "stopping"
+            async with await client.get(f"/batches/{batch_id}") as response:
+                assert "stopping…" in await response.text()
             sim.release()
             cancelled = await client.until(batch_id, "cancelled")
         # a new server on the same database: the batch, as it was left
@@ -468,5 +472,116 @@ def test_render_html_pages_for_a_markdown_batch_pays_nothing(
             async with await client.get(page) as response:
                 assert response.status == 200 and "<video" in await response.text()
         assert sim.api_calls() == paid
+
+    asyncio.run(main())
+
+
+def test_a_batch_whose_process_died_reads_interrupted_not_running(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """``running`` in the database with the lease of a process that is gone (killed, its
+    terminal closed) is shown as what the next resume finds: interrupted. A live
+    holder's batch still reads running."""
+    import socket
+    import subprocess
+
+    from gs_video_report.batch import runner
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+    from gs_video_report.models import BatchStatus
+
+    engine = engine_on(sim, tmp_path)
+    child = subprocess.Popen(["sleep", "30"])
+    dead = f"{socket.gethostname()}:{child.pid}:t0:{runner._identity(child.pid)}"
+    child.kill()
+    child.wait()
+
+    async def main() -> None:
+        request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+        ids = [await engine.record(await engine.plan(request), RunOptions()) for _ in range(2)]
+        now = engine.clock.time()
+        async with engine._store() as store:
+            for batch_id, owner in zip(ids, (dead, runner.lease_owner()), strict=True):
+                await store.acquire_lease(batch_id, owner=owner, pid=1, now=now, ttl_s=600)
+                await store.set_batch_status(batch_id, BatchStatus.RUNNING, now)
+        gone, live = [await engine.status(i) for i in ids]
+        assert (gone.status, gone.running_pid) == (BatchStatus.INTERRUPTED, None)
+        assert (live.status, live.running_pid) == (BatchStatus.RUNNING, 1)
+        listed = {v.id: v.status for v in await engine.batches()}
+        assert listed == {ids[0]: BatchStatus.INTERRUPTED, ids[1]: BatchStatus.RUNNING}
+        async with running(engine) as client:
+            assert (await client.snapshot(ids[0]))["status"] == "interrupted"
+
+    asyncio.run(main())
+    assert sim.api_calls() == 0
+
+
+def test_a_nul_byte_or_a_failing_handler_is_one_line_never_a_traceback(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = engine_on(sim, tmp_path)
+    folder = lectures(tmp_path / "videos")
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the disk went away")
+
+    async def main() -> None:
+        async with running(engine) as client:
+            async with await client.post("/batches", {"input_dir": f"{folder}\0x"}) as response:
+                assert response.status == 400
+                assert (await response.text()) == "error: a NUL byte in the request\n"
+            for path in ("/batches/x%00y", f"/batches/b/files{folder}/a%00.mp4"):
+                async with await client.get(path) as response:
+                    assert response.status == 404, path
+            engine.costs = broken  # type: ignore[method-assign]
+            async with await client.get("/api/batches") as response:
+                assert response.status == 500
+                text = await response.text()
+                assert text == "internal error: RuntimeError: the disk went away\n"
+
+    with caplog.at_level("INFO"):
+        asyncio.run(main())
+    assert await_nothing_recorded(engine)
+    loud = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [r.getMessage() for r in loud] == [
+        "GET /api/batches: internal error: RuntimeError: the disk went away"
+    ]
+    assert loud[0].exc_info is None  # the terminal's one line; the traceback is INFO (the file)
+    assert any(r.exc_info for r in caplog.records if r.levelname == "INFO")
+    assert sim.api_calls() == 0
+
+
+def await_nothing_recorded(engine: Any) -> bool:
+    return asyncio.run(engine.batches()) == []
+
+
+def test_a_run_s_error_goes_once_the_batch_moves_on_elsewhere(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The page's message of a run here that failed is in memory; once the batch is
+    resumed and finished in a terminal it is stale and is no longer shown."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    engine = engine_on(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+
+    async def main() -> None:
+        batch_id = await engine.record(await engine.plan(request), RunOptions(simulated=True))
+        dashboard = Dashboard(engine, simulated=True)
+        dashboard.runs.errors[batch_id] = "error: the output folder is not writable"
+        url = await dashboard.start("127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as tab:
+                api = f"{url.split('/?token=')[0]}/api/batches/{batch_id}?token={dashboard.token}"
+                async with tab.get(api) as response:
+                    assert (await response.json())["error"].startswith("error: the output")
+                async with tab.get(api) as response:  # still as it left it: still said
+                    assert (await response.json())["error"]
+                outcome = await engine.resume(batch_id)  # "another terminal"
+                assert outcome.status.value == "done"
+                async with tab.get(api) as response:
+                    snapshot = await response.json()
+                assert (snapshot["status"], snapshot["error"]) == ("done", "")
+        finally:
+            await dashboard.stop()
 
     asyncio.run(main())
