@@ -585,3 +585,29 @@ def test_a_run_s_error_goes_once_the_batch_moves_on_elsewhere(
             await dashboard.stop()
 
     asyncio.run(main())
+
+
+def test_render_html_pages_names_the_lesson_it_could_not_render(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    engine = engine_on(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+
+    async def main() -> None:
+        planned = await engine.plan(request)
+        outcome = await engine.start(planned, RunOptions(simulated=True), batch_id="batch_r")
+        assert outcome.status.value == "done"
+        sidecar = next((tmp_path / "out").rglob("biology.json"))
+        sidecar.write_text("{ not json")  # its answer damaged on disk
+        async with running(engine) as client:
+            async with await client.post("/batches/batch_r/render") as response:
+                assert response.status == 303
+            error = (await client.snapshot("batch_r"))["error"]
+            assert error.startswith("Render HTML pages failed for 1 of 2 lessons: biology: ")
+            assert "\n" not in error
+            assert not sidecar.with_suffix(".html").exists()
+            assert sidecar.with_name("algebra.html").is_file()
+
+    asyncio.run(main())

@@ -33,6 +33,7 @@ from gs_video_report.models import LessonFormat, StopReason, TaskStage
 logger = logging.getLogger(__name__)
 
 STOP_WAIT_S = 10.0  # at shutdown, for the calls in flight
+RENDER_FAILED = "Render HTML pages failed for "
 
 
 class Live:
@@ -161,8 +162,19 @@ class Runs:
         """HTML pages for a batch's lessons from their sidecars (a batch run with
         Markdown only), with no API call; how many were written."""
         result = await self.engine.render(batch_id, formats=[LessonFormat.HTML])
+        failed = result.failed
+        if failed:  # one line on the page, naming the first lesson that failed
+            first = failed[0]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self.errors[batch_id] = self.redact(
+                f"{RENDER_FAILED}{len(failed)} of {len(result.lessons)} lessons:"
+                f" {first.sidecar.stem}: {first.error}{more}"
+            )
+            self._error_state.pop(batch_id, None)
+        elif self.errors.get(batch_id, "").startswith(RENDER_FAILED):
+            self.errors.pop(batch_id)  # rendered now: the last attempt's message is stale
         self.live.changed(batch_id)
-        return len(result.lessons) - len(result.failed)
+        return len(result.lessons) - len(failed)
 
     async def cancel(self, batch_id: str) -> str:
         run = self.running.get(batch_id)
