@@ -443,21 +443,26 @@ def test_costs_per_batch_and_day_are_unknown_where_a_model_has_no_price() -> Non
     assert by_day == {"2026-12-01": pytest.approx(first), "2026-12-02": None}
 
 
+async def _markdown_batch(engine: Any, tmp_path: Path, batch_id: str) -> None:
+    """A batch run to done with Markdown only (as `batch` does by default), to out/."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+    planned = await engine.plan(request)
+    outcome = await engine.start(planned, RunOptions(simulated=True), batch_id=batch_id)
+    assert outcome.status.value == "done"
+
+
 def test_render_html_pages_for_a_markdown_batch_pays_nothing(
     sim: Simulator, tmp_path: Path
 ) -> None:
     """A batch run with Markdown only (as `batch` does by default): open shows the
     Markdown as text; Render HTML pages writes the pages from the answers kept, with no
     API call, and open shows them."""
-    from gs_video_report.batch.api import PlanRequest, RunOptions
-
     engine = engine_on(sim, tmp_path)
-    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
 
     async def main() -> None:
-        planned = await engine.plan(request)
-        outcome = await engine.start(planned, RunOptions(simulated=True), batch_id="batch_md")
-        assert outcome.status.value == "done"
+        await _markdown_batch(engine, tmp_path, "batch_md")
         paid = sim.api_calls()
         async with running(engine) as client:
             async with await client.get("/batches/batch_md/lessons/1") as response:
@@ -590,15 +595,10 @@ def test_a_run_s_error_goes_once_the_batch_moves_on_elsewhere(
 def test_render_html_pages_names_the_lesson_it_could_not_render(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    from gs_video_report.batch.api import PlanRequest, RunOptions
-
     engine = engine_on(sim, tmp_path)
-    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
 
     async def main() -> None:
-        planned = await engine.plan(request)
-        outcome = await engine.start(planned, RunOptions(simulated=True), batch_id="batch_r")
-        assert outcome.status.value == "done"
+        await _markdown_batch(engine, tmp_path, "batch_r")
         sidecar = next((tmp_path / "out").rglob("biology.json"))
         sidecar.write_text("{ not json")  # its answer damaged on disk
         async with running(engine) as client:
