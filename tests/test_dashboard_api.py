@@ -17,6 +17,7 @@ import pytest
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.web import Dashboard
 from tests.dashboard_kit import engine_on, lectures, running
+from tests.test_templates import MINIMAL
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -135,7 +136,16 @@ def test_a_bad_folder_is_one_line_on_the_page_and_nothing_is_recorded(
             data = {"input_dir": str(lectures(tmp_path / "v")), "template": "no_such"}
             async with await client.post("/batches", data) as response:
                 assert "/?error=" in response.headers["Location"]
-        assert await engine.batches() == []
+            # a path in the template field: a valid template file, but the page takes names
+            mine = tmp_path / "mine.yaml"
+            mine.write_text(MINIMAL.format(name="mine"))
+            data["template"] = str(mine)
+            async with await client.post("/batches", data) as response:
+                assert "names%20only" in response.headers["Location"]
+            form = {"name": "p", "template": str(mine)}
+            async with await client.post("/presets", form) as response:
+                assert response.status == 400
+        assert await engine.batches() == [] and await engine.presets() == []
 
     asyncio.run(main())
     assert sim.api_calls() == 0

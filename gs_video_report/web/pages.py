@@ -180,7 +180,9 @@ class Pages:
         preset = presets.get(values.get("preset", ""))
         if values.get("preset") and preset is None:
             raise UsageError(f"no preset named {values['preset']!r}")
-        template = values.get("template") or (preset.template if preset else None)
+        template = self._template_name(values.get("template", "")) or (
+            preset.template if preset else None
+        )
         output = values.get("output_dir", "").strip() or str(Path(folder) / "lessons")
         try:
             parallel = int(values.get("parallel") or 0) or None
@@ -195,6 +197,15 @@ class Pages:
             params=dict(preset.params) if preset else {},
         )
         return request, parallel
+
+    def _template_name(self, value: str) -> str:
+        """A template the page may name: one of the listed ones, never a path (a form
+        field must not make the server open any file it can read)."""
+        value = value.strip()
+        names = {t.template.name for t in list_templates(self.engine.settings) if t.template}
+        if value and value not in names:
+            raise UsageError(f"no template named {value[:80]!r} (the page takes names only)")
+        return value
 
     def _back(self, values: dict[str, str], message: str) -> web.HTTPSeeOther:
         query = "&".join(f"{k}={quote(v)}" for k, v in values.items())
@@ -229,9 +240,8 @@ class Pages:
         form = await request.post()
         text = str(form.get("params", ""))
         pairs = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
-        await self.engine.save_preset(
-            str(form.get("name", "")), str(form.get("template", "")) or None, parse_params(pairs)
-        )
+        template = self._template_name(str(form.get("template", ""))) or None
+        await self.engine.save_preset(str(form.get("name", "")), template, parse_params(pairs))
         raise web.HTTPSeeOther("/#presets")
 
     async def delete_preset(self, request: web.Request) -> web.StreamResponse:
