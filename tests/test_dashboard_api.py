@@ -17,6 +17,7 @@ import pytest
 from gs_video_report.simulator import Fault, Simulator
 from gs_video_report.web import Dashboard
 from tests.dashboard_kit import engine_on, lectures, running
+from tests.test_templates import MINIMAL
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -135,7 +136,16 @@ def test_a_bad_folder_is_one_line_on_the_page_and_nothing_is_recorded(
             data = {"input_dir": str(lectures(tmp_path / "v")), "template": "no_such"}
             async with await client.post("/batches", data) as response:
                 assert "/?error=" in response.headers["Location"]
-        assert await engine.batches() == []
+            # a path in the template field: a valid template file, but the page takes names
+            mine = tmp_path / "mine.yaml"
+            mine.write_text(MINIMAL.format(name="mine"))
+            data["template"] = str(mine)
+            async with await client.post("/batches", data) as response:
+                assert "names%20only" in response.headers["Location"]
+            form = {"name": "p", "template": str(mine)}
+            async with await client.post("/presets", form) as response:
+                assert response.status == 400
+        assert await engine.batches() == [] and await engine.presets() == []
 
     asyncio.run(main())
     assert sim.api_calls() == 0
@@ -177,6 +187,10 @@ def test_cancel_then_resume_and_a_restarted_server_sees_it_all(
             await asyncio.to_thread(sim.wait_until, _held, 20)
             async with await client.post(f"/batches/{batch_id}/cancel") as response:
                 assert response.status == 303
+            # said at once, while the held call is still in flight
+            assert (await client.snapshot(batch_id))["status"] == "stopping"
+            async with await client.get(f"/batches/{batch_id}") as response:
+                assert "stopping…" in await response.text()
             sim.release()
             cancelled = await client.until(batch_id, "cancelled")
         # a new server on the same database: the batch, as it was left
@@ -235,7 +249,7 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             await client.until(batch_id, "done")
             (out / "escape.md").symlink_to(secret)
             base = f"/batches/{batch_id}/files"
-            ok = [f"{base}{folder}/algebra.mp4", f"{base}{folder}/inside.txt"]
+            ok = [f"{base}{folder}/algebra.mp4"]
             ok += [f"{base}{out}/_reports/{batch_id}/summary.md"]
             for path in ok:
                 async with await client.get(path) as response:
@@ -245,6 +259,7 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             refused = [
                 f"{base}{secret}",
                 f"{base}{folder}/link_out.txt",
+                f"{base}{folder}/inside.txt",  # not a video of the batch
                 f"{base}{out}/escape.md",
                 f"{base}{out}/../secret.txt",
                 f"{base}{out}/%2e%2e/secret.txt",
@@ -262,6 +277,78 @@ def test_it_serves_the_batch_folders_only(sim: Simulator, tmp_path: Path) -> Non
             async with await client.get(f"/batches/{batch_id}/download.zip") as response:
                 names = zipfile.ZipFile(io.BytesIO(await response.read())).namelist()
             assert "escape.md" not in names and all(".." not in n for n in names)
+
+    asyncio.run(main())
+
+
+def test_only_the_batch_s_videos_lessons_and_reports_are_served_and_never_a_key(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """What a user keeps next to their videos (a .env as the README suggests, a keys
+    file, a config with api.keys) is not the batch's to serve; a lesson that holds a key
+    is not served or zipped; an HTML file runs nothing on the dashboard's origin."""
+    key = "AIzaSECRET-served-key-0123456789abcdefgh"
+    engine = engine_on(sim, tmp_path, key=key)
+    folder = lectures(tmp_path / "videos")
+    out = tmp_path / "lessons"
+    planted = {
+        ".env": f"GEMINI_API_KEY={key}\n",
+        "keys.txt": "AIzaOTHER-key-not-the-engine-s\n",
+        "config.yaml": "api:\n  keys: [AIzaOTHER]\n",
+        "evil.html": "<script>alert(1)</script>",
+        "evil.svg": "<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>",
+    }
+    for where in (folder, out):
+        where.mkdir(exist_ok=True)
+        for name, text in planted.items():
+            (where / name).write_text(text)
+    (out / ".hidden").mkdir()
+    (out / ".hidden" / "x.md").write_text("hidden")
+
+    async def main() -> None:
+        async with running(engine) as client:
+            batch_id = await client.start(folder, output_dir=str(out), template="summary_report")
+            done = await client.until(batch_id, "done")
+            base = f"/batches/{batch_id}/files"
+            refused = [f"{base}{w}/{n}" for w in (folder, out) for n in planted]
+            refused.append(f"{base}{out}/.hidden/x.md")
+            for path in refused:
+                async with await client.get(path) as response:
+                    assert response.status == 404, path
+            lesson = out / "summary_report" / "biology.md"
+            async with await client.get(f"{base}{lesson}") as response:
+                assert response.status == 200
+                policy = response.headers["Content-Security-Policy"]
+                assert policy.startswith("sandbox;") and "script-src" not in policy
+            lesson.write_text(lesson.read_text() + f"\nquoted: {key}\n")
+            async with await client.get(f"{base}{lesson}") as response:
+                assert response.status == 404  # holds the key: never leaves
+            async with await client.get(f"/batches/{batch_id}/download.zip") as response:
+                archive = zipfile.ZipFile(io.BytesIO(await response.read()))
+            names = archive.namelist()
+            assert "summary_report/algebra.md" in names
+            assert "summary_report/biology.md" not in names
+            assert not any(n.endswith(tuple(planted)) for n in names)
+            # a lesson page: its own script, on an opaque origin; its video by the batch's
+            # capability (a sandboxed page's requests carry no cookie)
+            async with await client.get(done["tasks"][0]["lesson_url"]) as response:
+                page = response.headers["Location"]
+            assert f"/batches/{batch_id}/c/" in page
+            video = page.rsplit("/files/", 1)[0] + f"/files{folder}/algebra.mp4"
+            async with aiohttp.ClientSession() as bare:  # no cookie, no token
+                async with bare.get(client.base + page) as response:
+                    assert response.status == 200
+                    policy = response.headers["Content-Security-Policy"]
+                    assert policy.startswith("sandbox allow-scripts;")
+                    assert "img-src 'self' data:;" in policy
+                async with bare.get(client.base + video) as response:
+                    assert response.status == 200
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                other = video.replace(f"/batches/{batch_id}/", "/batches/other/")
+                forged = video.replace("/c/", "/c/0")
+                for path in (other, forged, f"{base}{folder}/algebra.mp4", "/"):
+                    async with bare.get(client.base + path) as response:
+                        assert response.status in (403, 404), path
 
     asyncio.run(main())
 
@@ -366,21 +453,26 @@ def test_costs_per_batch_and_day_are_unknown_where_a_model_has_no_price() -> Non
     assert by_day == {"2026-12-01": pytest.approx(first), "2026-12-02": None}
 
 
+async def _markdown_batch(engine: Any, tmp_path: Path, batch_id: str) -> None:
+    """A batch run to done with Markdown only (as `batch` does by default), to out/."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+    planned = await engine.plan(request)
+    outcome = await engine.start(planned, RunOptions(simulated=True), batch_id=batch_id)
+    assert outcome.status.value == "done"
+
+
 def test_render_html_pages_for_a_markdown_batch_pays_nothing(
     sim: Simulator, tmp_path: Path
 ) -> None:
     """A batch run with Markdown only (as `batch` does by default): open shows the
     Markdown as text; Render HTML pages writes the pages from the answers kept, with no
     API call, and open shows them."""
-    from gs_video_report.batch.api import PlanRequest, RunOptions
-
     engine = engine_on(sim, tmp_path)
-    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
 
     async def main() -> None:
-        planned = await engine.plan(request)
-        outcome = await engine.start(planned, RunOptions(simulated=True), batch_id="batch_md")
-        assert outcome.status.value == "done"
+        await _markdown_batch(engine, tmp_path, "batch_md")
         paid = sim.api_calls()
         async with running(engine) as client:
             async with await client.get("/batches/batch_md/lessons/1") as response:
@@ -395,5 +487,137 @@ def test_render_html_pages_for_a_markdown_batch_pays_nothing(
             async with await client.get(page) as response:
                 assert response.status == 200 and "<video" in await response.text()
         assert sim.api_calls() == paid
+
+    asyncio.run(main())
+
+
+def test_a_batch_whose_process_died_reads_interrupted_not_running(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """``running`` in the database with the lease of a process that is gone (killed, its
+    terminal closed) is shown as what the next resume finds: interrupted. A live
+    holder's batch still reads running."""
+    import socket
+    import subprocess
+
+    from gs_video_report.batch import runner
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+    from gs_video_report.models import BatchStatus
+
+    engine = engine_on(sim, tmp_path)
+    child = subprocess.Popen(["sleep", "30"])
+    dead = f"{socket.gethostname()}:{child.pid}:t0:{runner._identity(child.pid)}"
+    child.kill()
+    child.wait()
+
+    async def main() -> None:
+        request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+        ids = [await engine.record(await engine.plan(request), RunOptions()) for _ in range(2)]
+        now = engine.clock.time()
+        async with engine._store() as store:
+            for batch_id, owner in zip(ids, (dead, runner.lease_owner()), strict=True):
+                await store.acquire_lease(batch_id, owner=owner, pid=1, now=now, ttl_s=600)
+                await store.set_batch_status(batch_id, BatchStatus.RUNNING, now)
+        gone, live = [await engine.status(i) for i in ids]
+        assert (gone.status, gone.running_pid) == (BatchStatus.INTERRUPTED, None)
+        assert (live.status, live.running_pid) == (BatchStatus.RUNNING, 1)
+        listed = {v.id: v.status for v in await engine.batches()}
+        assert listed == {ids[0]: BatchStatus.INTERRUPTED, ids[1]: BatchStatus.RUNNING}
+        async with running(engine) as client:
+            assert (await client.snapshot(ids[0]))["status"] == "interrupted"
+
+    asyncio.run(main())
+    assert sim.api_calls() == 0
+
+
+def test_a_nul_byte_or_a_failing_handler_is_one_line_never_a_traceback(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = engine_on(sim, tmp_path)
+    folder = lectures(tmp_path / "videos")
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the disk went away")
+
+    async def main() -> None:
+        async with running(engine) as client:
+            async with await client.post("/batches", {"input_dir": f"{folder}\0x"}) as response:
+                assert response.status == 400
+                assert (await response.text()) == "error: a NUL byte in the request\n"
+            for path in ("/batches/x%00y", f"/batches/b/files{folder}/a%00.mp4"):
+                async with await client.get(path) as response:
+                    assert response.status == 404, path
+            engine.costs = broken  # type: ignore[method-assign]
+            async with await client.get("/api/batches") as response:
+                assert response.status == 500
+                text = await response.text()
+                assert text == "internal error: RuntimeError: the disk went away\n"
+
+    with caplog.at_level("INFO"):
+        asyncio.run(main())
+    assert await_nothing_recorded(engine)
+    loud = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [r.getMessage() for r in loud] == [
+        "GET /api/batches: internal error: RuntimeError: the disk went away"
+    ]
+    assert loud[0].exc_info is None  # the terminal's one line; the traceback is INFO (the file)
+    assert any(r.exc_info for r in caplog.records if r.levelname == "INFO")
+    assert sim.api_calls() == 0
+
+
+def await_nothing_recorded(engine: Any) -> bool:
+    return asyncio.run(engine.batches()) == []
+
+
+def test_a_run_s_error_goes_once_the_batch_moves_on_elsewhere(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The page's message of a run here that failed is in memory; once the batch is
+    resumed and finished in a terminal it is stale and is no longer shown."""
+    from gs_video_report.batch.api import PlanRequest, RunOptions
+
+    engine = engine_on(sim, tmp_path)
+    request = PlanRequest(output=tmp_path / "out", input_dir=lectures(tmp_path / "videos"))
+
+    async def main() -> None:
+        batch_id = await engine.record(await engine.plan(request), RunOptions(simulated=True))
+        dashboard = Dashboard(engine, simulated=True)
+        dashboard.runs.errors[batch_id] = "error: the output folder is not writable"
+        url = await dashboard.start("127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as tab:
+                api = f"{url.split('/?token=')[0]}/api/batches/{batch_id}?token={dashboard.token}"
+                async with tab.get(api) as response:
+                    assert (await response.json())["error"].startswith("error: the output")
+                async with tab.get(api) as response:  # still as it left it: still said
+                    assert (await response.json())["error"]
+                outcome = await engine.resume(batch_id)  # "another terminal"
+                assert outcome.status.value == "done"
+                async with tab.get(api) as response:
+                    snapshot = await response.json()
+                assert (snapshot["status"], snapshot["error"]) == ("done", "")
+        finally:
+            await dashboard.stop()
+
+    asyncio.run(main())
+
+
+def test_render_html_pages_names_the_lesson_it_could_not_render(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    engine = engine_on(sim, tmp_path)
+
+    async def main() -> None:
+        await _markdown_batch(engine, tmp_path, "batch_r")
+        sidecar = next((tmp_path / "out").rglob("biology.json"))
+        sidecar.write_text("{ not json")  # its answer damaged on disk
+        async with running(engine) as client:
+            async with await client.post("/batches/batch_r/render") as response:
+                assert response.status == 303
+            error = (await client.snapshot("batch_r"))["error"]
+            assert error.startswith("Render HTML pages failed for 1 of 2 lessons: biology: ")
+            assert "\n" not in error
+            assert not sidecar.with_suffix(".html").exists()
+            assert sidecar.with_name("algebra.html").is_file()
 
     asyncio.run(main())

@@ -93,6 +93,9 @@ def test_start_watch_open_a_lesson_seek_and_download_all(
         assert at == pytest.approx(seconds, abs=0.5)
         src = page.evaluate("document.getElementById('player').currentSrc")
         assert src.endswith(f"{folder}/algebra.mp4")  # the relative link, served by batch
+        # it loads on the opaque origin (the batch's capability, no cookie)
+        page.wait_for_function("document.getElementById('player').readyState >= 1")
+        assert page.evaluate("window.origin") == "null"  # cannot reach the dashboard's pages
         page.close()
 
 

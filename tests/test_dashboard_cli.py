@@ -97,8 +97,11 @@ def test_serve_runs_a_batch_and_a_restart_loses_nothing(tmp_path: Path) -> None:
         assert status == 200 and b"Start a batch" in page
         location = first.post("/batches", {"input_dir": str(folder), "parallel": "2"})
         batch_id = location.rsplit("/", 1)[1]
+        # hostile input: one line back, and no traceback on the terminal (checked below)
+        assert first.get(f"/batches/{batch_id}/files{folder}/%00.mp4")[0] == 404
+        assert first.get("/?error=%00")[0] == 400
     finally:
-        code, err = first.stop()  # at once: the batch may be mid-way
+        code, err = first.stop(signal.SIGHUP)  # a closed terminal, at once: mid-way
     assert code == 0, err
     assert "dashboard stopped" in err and "Traceback" not in err
     second = Served(home, "--simulate")
@@ -154,7 +157,11 @@ def test_a_killed_server_loses_nothing_the_next_one_resumes_it(tmp_path: Path) -
     try:
         left = second.batch(batch_id)
         assert left["tasks"][0]["stage"] == "done"
-        if left["status"] != "done":  # "running": the lease of a process that is gone
+        # the lease of a process that is gone reads as what it is: resumable, not running
+        assert left["status"] in ("interrupted", "done") and not left["running"]
+        _, listing = second.get("/api/batches")
+        assert json.loads(listing)["batches"][0]["status"] == left["status"]
+        if left["status"] == "interrupted":
             second.post(f"/batches/{batch_id}/resume", {})
         done = second.until(batch_id, "done")
         assert [t["stage"] for t in done["tasks"]] == ["done"] * 2

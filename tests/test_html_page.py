@@ -128,3 +128,17 @@ def test_page_is_for_phones_and_paper(tmp_path: Path) -> None:
     assert "@media print" in html and "@media (max-width" in html
     assert '<html lang="zh">' in html
     assert not re.search(r"""(src|href)=["']https?://(?!www\.youtube)""", html)  # no fetches
+
+
+def test_an_answer_s_image_is_never_fetched_and_a_fence_swallows_nothing(tmp_path: Path) -> None:
+    answer = _answer()
+    answer["summary"] = "see ![p](https://evil.example/p.png)\n\n- item\n\n  ```\n  code"
+    answer["learnings"] = ["x ![q](http://evil.example/q.png)", "the last learning"]
+    html = render_page(answer, _meta(str(tmp_path / "v.mp4")), tmp_path / "out" / "v.html")
+    page = Page(html)
+    assert page.all("img") == []  # an image is a link, never loaded
+    assert "https://evil.example/p.png" in [a.get("href") for a in page.all("a")]
+    csp = next(a["content"] for a in page.all("meta") if "http-equiv" in a)
+    assert "img-src 'self' data:;" in csp and "img-src *" not in csp
+    assert page.all("pre") == []  # the answer's fence opened no code block...
+    assert "the last learning" in html and "<h2>" in html.split("code", 1)[1]  # ...to the end

@@ -159,7 +159,7 @@ def test_bad_targets_and_formats_are_one_line_errors(cli, sim: Simulator, tmp_pa
 def test_formats_are_kept_by_the_batch_and_its_resume(cli, sim: Simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, out = make_lectures(tmp_path / "lectures"), tmp_path / "out"
     sim.add_fault(Fault("rate_limit_day", "generate", match="photosynthesis"))
-    batch_id = _batch(cli, root, out, "--format", "html,vtt")
+    batch_id = _batch(cli, root, out, "--format", "html", "--format", "vtt")  # repeats: both
     stored = asyncio.run(read_stored_run(batch_id))
     assert stored.options.formats == (LessonFormat.HTML, LessonFormat.VTT)
     resumed = cli("resume", batch_id, "--simulate", "-q")

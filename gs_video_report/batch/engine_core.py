@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gs_video_report.batch.requests import SyncEngine
+from gs_video_report.batch.runner import dead_on_this_host
 from gs_video_report.batch.stored import state_db_path
 from gs_video_report.batch.views import BatchView
 from gs_video_report.clock import REAL, Clock
@@ -91,5 +92,5 @@ class EngineCore:
             counts = await store.counts(batch_id)
             jobs = await JobStore(store).summary(batch_id)
         keep = ("display_name", "name", "state", "requests", "submitted_at", "ended_at")
-        view = BatchView.of(row, counts, self.clock.time(), tasks)
+        view = BatchView.of(row, counts, self.clock.time(), tasks, holder_dead=dead_on_this_host)
         return replace(view, jobs=[{k: j[k] for k in keep} for j in jobs])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch.cost import Prices
 from gs_video_report.batch.engine_core import EngineCore
+from gs_video_report.batch.runner import dead_on_this_host
 from gs_video_report.batch.views import (
     BatchView,
     Cancelled,
@@ -30,7 +31,7 @@ class Housekeeping(EngineCore):
         async with self._store() as store:
             now = self.clock.time()
             return [
-                BatchView.of(row, await store.counts(row["id"]), now)
+                BatchView.of(row, await store.counts(row["id"]), now, holder_dead=dead_on_this_host)
                 for row in await store.batches(limit)
             ]
 

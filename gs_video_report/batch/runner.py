@@ -320,6 +320,9 @@ def _dead_on_this_host(owner: str) -> bool:
     return _identity(pid).split(".")[2] != theirs[2]  # the PID was reused by another process
 
 
+dead_on_this_host = _dead_on_this_host  # what the views say of a lease (status, dashboard)
+
+
 async def _keep_lease(
     store: CheckpointManager,
     pool: WorkerPool,

@@ -4,6 +4,7 @@ nothing of the storage rows or the services behind them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -147,11 +148,18 @@ class BatchView:
         counts: dict[TaskStage, int],
         now: float,
         tasks: list[TaskRow] | None = None,
+        holder_dead: Callable[[str], bool] = lambda owner: False,
     ) -> BatchView:
+        owner = row.get("lease_owner") or ""
         live = row["lease_until"] is not None and row["lease_until"] > now
+        live = live and not holder_dead(owner)
+        status = BatchStatus(row["status"])
+        if status is BatchStatus.RUNNING and not live:
+            # its process is gone (killed, a closed terminal): what the next resume sees
+            status = BatchStatus.INTERRUPTED
         return cls(
             row["id"],
-            BatchStatus(row["status"]),
+            status,
             row["source_desc"],
             row["output_dir"],
             row["created_at"],

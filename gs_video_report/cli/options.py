@@ -99,9 +99,10 @@ CostLimitOpt = Annotated[
 ]
 
 
-def formats_of(text: str | None) -> tuple[LessonFormat, ...] | None:
-    """``--format``'s value (checked when parsed) as formats; None when not given."""
-    return None if text is None else parse_formats(text)
+def formats_of(texts: list[str] | None) -> tuple[LessonFormat, ...] | None:
+    """``--format``'s values (each checked when parsed; given twice, the union) as
+    formats; None when not given."""
+    return parse_formats(",".join(texts)) if texts else None
 
 
 def _check_formats(text: str) -> str:
@@ -112,9 +113,10 @@ def _check_formats(text: str) -> str:
     return text
 
 
-# a string (Typer would take a tuple for an option of several values); formats_of reads it
+# repeatable (``--format md --format html`` is both, as ``--format md,html``); each value
+# is checked as it is parsed, formats_of joins them
 FormatOpt = Annotated[
-    str | None,
+    list[str] | None,
     Opt(
         "--format",
         parser=_check_formats,
@@ -163,7 +165,7 @@ class RunFlags:
     quiet: bool = False
     as_json: bool = False
     simulate: bool = False
-    formats: str | None = None  # a new batch's (formats_of); a resume keeps its own
+    formats: list[str] | None = None  # a new batch's (formats_of); a resume keeps its own
     mode: str | None = None
 
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Annotated
 
 import typer
@@ -22,6 +21,7 @@ from gs_video_report.cli.common import (
     settings_from,
     setup_logging,
 )
+from gs_video_report.cli.signals import STOP_SIGNALS
 from gs_video_report.errors import UsageError
 
 
@@ -72,11 +72,12 @@ def serve_command(
                 typer.echo("Ctrl-C stops it (batches running here stop resumable).", err=True)
 
             async def main() -> None:
-                # Ctrl-C and a plain kill both stop it cleanly (and a shell's background
-                # job, which starts with SIGINT ignored, still stops on Ctrl-C's signal)
+                # Ctrl-C, a plain kill and a closed terminal (SIGHUP) all stop it cleanly,
+                # as they stop `batch` (and a shell's background job, which starts with
+                # SIGINT ignored, still stops on Ctrl-C's signal)
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
-                for signum in (signal.SIGINT, signal.SIGTERM):
+                for signum in STOP_SIGNALS:
                     loop.add_signal_handler(signum, stop.set)
                 await serve(dashboard, host, port, ready, stop)
 

@@ -14,7 +14,7 @@ from gs_video_report.models import StopReason
 
 # SIGTERM (a service manager, ``timeout``, ``kill``) and SIGHUP (a closed terminal or SSH
 # session) mean what Ctrl-C means: a clean, resumable stop, not a kill mid-call.
-_STOP_SIGNALS = tuple(
+STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
 
@@ -36,7 +36,7 @@ class Interrupts:
     def install(self) -> None:
         self._main = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        for sig in _STOP_SIGNALS:
+        for sig in STOP_SIGNALS:
             try:
                 loop.add_signal_handler(sig, self.press, sig)
                 self._installed.append(sig)

@@ -8,7 +8,8 @@ not made. The page around it is a Jinja2 template with autoescape. The page's on
 script is allowed by its hash in the page's Content-Security-Policy, so a script that got
 in anyway would not run. CSS and script are inline; nothing is fetched but the video (a
 path relative to the page, so the folder can be moved with its videos) or, for a YouTube
-source, YouTube's embedded player.
+source, YouTube's embedded player: an image in an answer is a link, never loaded, and
+the policy allows no remote image.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _csp(script: str) -> str:
             f"script-src 'sha256-{digest}'",
             "style-src 'unsafe-inline'",
             "media-src * data:",  # the video beside the page (file: or http), the subtitles
-            "img-src * data:",
+            "img-src 'self' data:",  # never a remote image (an answer's, a tracker)
             f"frame-src {YOUTUBE_EMBED.rsplit('/', 2)[0]}/",
             "base-uri 'none'",
             "form-action 'none'",
@@ -90,6 +91,10 @@ def _link_open(
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
+    # an answer's text is not the page's markup: a ``` in it would open a code block that
+    # swallows the rest of the lesson, and ![x](https://…) would fetch a remote image (a
+    # tracker) — the layouts use neither, so both stay text (the image as a plain link)
+    md.disable(["fence", "image"])
     md.add_render_rule("link_open", _link_open)
     return md
 

@@ -25,7 +25,8 @@ from aiohttp import web
 
 from gs_video_report.batch.api import Engine
 from gs_video_report.errors import GsVideoReportError, UnknownBatchError
-from gs_video_report.web.pages import Pages
+from gs_video_report.web.files import FILE_CSP
+from gs_video_report.web.pages import Pages, capability
 from gs_video_report.web.runs import Runs
 
 logger = logging.getLogger(__name__)
@@ -37,17 +38,6 @@ _DASHBOARD_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
     " frame-ancestors 'none'; form-action 'self'"
 )
-# A lesson page is the render's own (inline style and script, a YouTube frame); it may
-# not talk to the server (no fetch, no form), so a hostile answer quoted in it could not
-# press the dashboard's buttons.
-_FILE_CSP = (
-    "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';"
-    " media-src 'self' data:;"
-    " img-src 'self' data: https:; frame-src https://www.youtube.com"
-    " https://www.youtube-nocookie.com; connect-src 'none'; form-action 'none';"
-    " frame-ancestors 'none'"
-)
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -81,6 +71,7 @@ class Dashboard:
                 web.post("/batches/{batch}/tasks/{task}/retry", p.retry),
                 web.get("/batches/{batch}/lessons/{task}", p.lesson),
                 web.get("/batches/{batch}/files/{path:.*}", p.file, name="file"),
+                web.get("/batches/{batch}/c/{cap}/files/{path:.*}", p.file, name="cap_file"),
                 web.get("/batches/{batch}/download.zip", p.download),
                 web.post("/presets", p.save_preset),
                 web.post("/presets/delete", p.delete_preset),
@@ -94,6 +85,14 @@ class Dashboard:
     def _given(self, value: str | None) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), self.token.encode())
 
+    def _capable(self, request: web.Request) -> bool:
+        """A lesson page's own requests (its video): the batch's read-only capability."""
+        info = request.match_info
+        if info.route.name != "cap_file":
+            return False
+        wanted = capability(self.token, info.get("batch", ""))
+        return hmac.compare_digest(info.get("cap", "").encode(), wanted.encode())
+
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         host = (request.host or "").rsplit(":", 1)[0]
@@ -101,7 +100,7 @@ class Dashboard:
             return web.Response(status=403, text="forbidden: unknown host\n")
         by_url = self._given(request.query.get("token"))
         if request.method in ("GET", "HEAD"):
-            allowed = by_url or self._given(request.cookies.get(COOKIE))
+            allowed = by_url or self._given(request.cookies.get(COOKIE)) or self._capable(request)
         else:
             form = await request.post() if request.content_type.endswith("form-urlencoded") else {}
             field = form.get("token")
@@ -114,26 +113,43 @@ class Dashboard:
                 text="forbidden: open the dashboard with the URL `gs_videoreport serve` printed\n",
             )
         try:
-            response = await handler(request)
+            response = await self._answer(request, handler)
         except web.HTTPException as exc:  # a redirect, a 404: the same headers
             self._finish(request, exc, by_url)
             raise
-        except UnknownBatchError as exc:
-            response = web.Response(status=404, text=f"{exc}\n")
-        except GsVideoReportError as exc:
-            response = web.Response(status=400, text=f"error: {self.runs.redact(str(exc))}\n")
         self._finish(request, response, by_url)
         return response
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The handler's answer; a refused input or a failure is one line, never a
+        traceback on the terminal (that goes to the log file, and to stderr with -v)."""
+        form = await request.post() if request.method == "POST" else {}
+        values = [*request.query.values(), *(v for v in form.values() if isinstance(v, str))]
+        if "\0" in request.path:
+            return web.Response(status=404, text="no such page\n")
+        if any("\0" in v for v in values):
+            return web.Response(status=400, text="error: a NUL byte in the request\n")
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except UnknownBatchError as exc:
+            return web.Response(status=404, text=f"{exc}\n")
+        except GsVideoReportError as exc:
+            return web.Response(status=400, text=f"error: {self.runs.redact(str(exc))}\n")
+        except Exception as exc:
+            what = self.runs.redact(f"{type(exc).__name__}: {exc}")
+            logger.warning("%s %s: internal error: %s", request.method, request.path, what)
+            logger.info("the internal error's traceback", exc_info=exc)
+            return web.Response(status=500, text=f"internal error: {what}\n")
 
     def _finish(self, request: web.Request, response: web.StreamResponse, by_url: bool) -> None:
         if by_url:
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", path="/")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        file = request.match_info.route.name == "file"
-        response.headers.setdefault(
-            "Content-Security-Policy", _FILE_CSP if file else _DASHBOARD_CSP
-        )
+        file = request.match_info.route.name in ("file", "cap_file")
+        response.headers.setdefault("Content-Security-Policy", FILE_CSP if file else _DASHBOARD_CSP)
 
     # -- running ----------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

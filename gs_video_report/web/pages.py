@@ -4,6 +4,8 @@ runs this server holds) and answers a page, JSON, an event stream or a file."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 from pathlib import Path
@@ -21,7 +23,7 @@ from gs_video_report.batch.api import (
     parse_params,
 )
 from gs_video_report.errors import GsVideoReportError, UsageError
-from gs_video_report.web.files import BatchFiles, stream_zip
+from gs_video_report.web.files import FILE_CSP, LESSON_CSP, BatchFiles, KeyScrub, stream_zip
 from gs_video_report.web.runs import Runs
 from gs_video_report.web.views import batch_row, batch_snapshot, key_rows, when
 
@@ -31,6 +33,13 @@ HEARTBEAT_S = 15.0
 OTHER_PROCESS_TICK_S = 1.0  # a batch run elsewhere changes only in the database
 IDLE_TICK_S = 5.0  # an idle batch: another terminal may resume it
 COALESCE_S = 0.2  # at most five updates a second
+
+
+def capability(token: str, batch_id: str) -> str:
+    """The batch's read-only capability: its files, nothing else (derived from the token,
+    so a restart with a new token ends it)."""
+    digest = hmac.new(token.encode(), f"files:{batch_id}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 def _jinja() -> jinja2.Environment:
@@ -49,6 +58,7 @@ class Pages:
         self.engine = engine
         self.runs = runs
         self.token = token
+        self.scrub = KeyScrub([k.key.reveal() for k in engine.keys])
         self.env = _jinja()
         self.streams: set[asyncio.Task[Any]] = set()  # ended at shutdown, not waited for
 
@@ -92,7 +102,7 @@ class Pages:
         page = files.lesson(task.output) if task is not None else None
         if page is None:
             raise web.HTTPNotFound(text="no lesson for this video yet\n")
-        raise web.HTTPSeeOther(files.url(page))
+        raise web.HTTPSeeOther(files.url(page, cap=capability(self.token, view.id)))
 
     # -- JSON and the live stream -----------------------------------------------------
     async def api_batches(self, request: web.Request) -> web.Response:
@@ -170,7 +180,9 @@ class Pages:
         preset = presets.get(values.get("preset", ""))
         if values.get("preset") and preset is None:
             raise UsageError(f"no preset named {values['preset']!r}")
-        template = values.get("template") or (preset.template if preset else None)
+        template = self._template_name(values.get("template", "")) or (
+            preset.template if preset else None
+        )
         output = values.get("output_dir", "").strip() or str(Path(folder) / "lessons")
         try:
             parallel = int(values.get("parallel") or 0) or None
@@ -185,6 +197,15 @@ class Pages:
             params=dict(preset.params) if preset else {},
         )
         return request, parallel
+
+    def _template_name(self, value: str) -> str:
+        """A template the page may name: one of the listed ones, never a path (a form
+        field must not make the server open any file it can read)."""
+        value = value.strip()
+        names = {t.template.name for t in list_templates(self.engine.settings) if t.template}
+        if value and value not in names:
+            raise UsageError(f"no template named {value[:80]!r} (the page takes names only)")
+        return value
 
     def _back(self, values: dict[str, str], message: str) -> web.HTTPSeeOther:
         query = "&".join(f"{k}={quote(v)}" for k, v in values.items())
@@ -219,9 +240,8 @@ class Pages:
         form = await request.post()
         text = str(form.get("params", ""))
         pairs = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
-        await self.engine.save_preset(
-            str(form.get("name", "")), str(form.get("template", "")) or None, parse_params(pairs)
-        )
+        template = self._template_name(str(form.get("template", ""))) or None
+        await self.engine.save_preset(str(form.get("name", "")), template, parse_params(pairs))
         raise web.HTTPSeeOther("/#presets")
 
     async def delete_preset(self, request: web.Request) -> web.StreamResponse:
@@ -233,16 +253,22 @@ class Pages:
     async def file(self, request: web.Request) -> web.StreamResponse:
         view = await self.engine.status(request.match_info["batch"])
         wanted = Path("/" + request.match_info["path"])
-        real = BatchFiles(view).allowed(wanted)
-        if real is None:
+        files = BatchFiles(view)
+        real = files.allowed(wanted)
+        if real is None or not await self.scrub.clean(real):
             # the same answer for "missing" and "not yours": nothing learnt by probing
             raise web.HTTPNotFound(text="no such file in this batch\n")
         response = web.FileResponse(real)
-        if real.suffix.lower() in (".md", ".srt", ".vtt", ".txt", ".json"):
+        suffix = real.suffix.lower()
+        if suffix in (".md", ".srt", ".vtt", ".txt", ".json"):
             # shown in the tab, not downloaded; and never sniffed into HTML
-            kind = "application/json" if real.suffix.lower() == ".json" else "text/plain"
+            kind = "application/json" if suffix == ".json" else "text/plain"
             response.content_type = kind
             response.charset = "utf-8"
+        lesson_page = suffix == ".html" and real in files.lesson_pages()
+        # a lesson page runs its own seek script, on an opaque origin (it cannot read the
+        # dashboard's pages or cookie); anything else runs nothing at all
+        response.headers["Content-Security-Policy"] = LESSON_CSP if lesson_page else FILE_CSP
         return response
 
     async def download(self, request: web.Request) -> web.StreamResponse:
@@ -259,7 +285,9 @@ class Pages:
             if data:
                 await response.write(data)
 
-        count = await stream_zip(BatchFiles(view).for_zip(), send)
+        wanted = [(name, path) for name, path in BatchFiles(view).for_zip()]
+        clean = [(name, path) for name, path in wanted if await self.scrub.clean(path)]
+        count = await stream_zip(iter(clean), send)
         logger.info("batch %s: zip of %d files sent", view.id, count)
         await response.write_eof()
         return response

@@ -19,6 +19,7 @@ from typing import Any
 
 from gs_video_report.batch.api import (
     BatchOutcome,
+    BatchView,
     Engine,
     PlanRequest,
     RunControl,
@@ -32,6 +33,7 @@ from gs_video_report.models import LessonFormat, StopReason, TaskStage
 logger = logging.getLogger(__name__)
 
 STOP_WAIT_S = 10.0  # at shutdown, for the calls in flight
+RENDER_FAILED = "Render HTML pages failed for "
 
 
 class Live:
@@ -86,6 +88,7 @@ class Run:
     control: RunControl
     started_at: float
     done_before: int  # videos finished when this run started (for the ETA)
+    stopping: bool = False  # its Cancel was pressed: the calls in flight are finishing
 
 
 @dataclass
@@ -96,6 +99,21 @@ class Runs:
     live: Live = field(default_factory=Live)
     running: dict[str, Run] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # the last run's error, one line
+    # the batch's state when its error was first shown: once it changes (resumed and
+    # finished in a terminal), the message is stale and goes
+    _error_state: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def error_for(self, view: BatchView) -> str:
+        """The error of the batch's last run here, while the batch is as it left it."""
+        message = self.errors.get(view.id)
+        if message is None:
+            return ""
+        state = (view.status, view.finished_at, tuple(sorted(view.counts.items())))
+        if self._error_state.setdefault(view.id, state) != state:
+            self.errors.pop(view.id, None)
+            self._error_state.pop(view.id, None)
+            return ""
+        return message
 
     async def start(self, request: PlanRequest, parallel: int | None = None) -> str:
         """Plan (every local check; a bad folder or template raises here, nothing is
@@ -144,13 +162,25 @@ class Runs:
         """HTML pages for a batch's lessons from their sidecars (a batch run with
         Markdown only), with no API call; how many were written."""
         result = await self.engine.render(batch_id, formats=[LessonFormat.HTML])
+        failed = result.failed
+        if failed:  # one line on the page, naming the first lesson that failed
+            first = failed[0]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self.errors[batch_id] = self.redact(
+                f"{RENDER_FAILED}{len(failed)} of {len(result.lessons)} lessons:"
+                f" {first.sidecar.stem}: {first.error}{more}"
+            )
+            self._error_state.pop(batch_id, None)
+        elif self.errors.get(batch_id, "").startswith(RENDER_FAILED):
+            self.errors.pop(batch_id)  # rendered now: the last attempt's message is stale
         self.live.changed(batch_id)
-        return len(result.lessons) - len(result.failed)
+        return len(result.lessons) - len(failed)
 
     async def cancel(self, batch_id: str) -> str:
         run = self.running.get(batch_id)
         if run is not None:
             run.control.request_stop(StopReason.CANCELLED, "cancelled from the dashboard")
+            run.stopping = True  # the page says so at once, not when the last call ends
             self.live.changed(batch_id)
             return "stopping"
         cancelled = await self.engine.cancel(batch_id)
@@ -179,6 +209,7 @@ class Runs:
         done_before: int,
     ) -> Run:
         self.errors.pop(batch_id, None)
+        self._error_state.pop(batch_id, None)
         task = asyncio.create_task(coro, name=f"batch {batch_id}")
         run = Run(task, control, self.engine.clock.time(), done_before)
         self.running[batch_id] = run

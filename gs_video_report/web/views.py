@@ -79,13 +79,16 @@ def batch_snapshot(
         )
     row = batch_row(view, costs)
     eta = _eta(view, runs, now)
+    run = runs.running.get(view.id)
+    if run is not None and run.stopping:
+        row["status"] = "stopping"  # Cancel pressed: the calls in flight are finishing
     return {
         **row,
         "output_dir": view.output_dir,
         "here": view.id in runs.running,
         "finished_at": when(view.finished_at),
         "eta_s": round(eta) if eta is not None else None,
-        "error": runs.errors.get(view.id, ""),
+        "error": runs.error_for(view),
         "tasks": tasks,
     }
 

@@ -45,7 +45,7 @@
   }
   function draw(b) {
     const s = document.getElementById("status");
-    s.textContent = b.status;
+    s.textContent = b.status === "stopping" ? "stopping…" : b.status;
     s.className = "status s-" + b.status;
     document.getElementById("progress").value = b.progress;
     document.getElementById("count").textContent = b.finished + "/" + b.total;
