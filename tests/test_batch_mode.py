@@ -301,6 +301,8 @@ def _run_with_kills(
     assert final.returncode in (0, 2), err[-2000:]  # 2: nothing left to resume
 
 
+# ~25 real processes: about a minute on a quiet 2-core machine, more under load
+@pytest.mark.timeout(300)
 def test_sigkill_at_random_moments_then_resume(sim: Simulator, tmp_path: Path) -> None:
     """Five batches of 3 videos, each killed once in every stage and resumed (20 kills
     and more), against one simulator: its counters see every run."""
