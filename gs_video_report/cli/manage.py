@@ -149,6 +149,7 @@ def cancel_command(
     keys_file: KeysFileOpt = None,
 ) -> None:
     """Stop a batch, also one running in another terminal (within seconds). Resumable.
+
     Its Batch Mode jobs are cancelled at Google too (with the batch's key)."""
     rt = runtime(ctx)
     if api_key:
