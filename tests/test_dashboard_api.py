@@ -500,13 +500,13 @@ def test_a_batch_whose_process_died_reads_interrupted_not_running(
     import socket
     import subprocess
 
-    from gs_video_report.batch import runner
+    from gs_video_report.batch import lease
     from gs_video_report.batch.api import PlanRequest, RunOptions
     from gs_video_report.models import BatchStatus
 
     engine = engine_on(sim, tmp_path)
     child = subprocess.Popen(["sleep", "30"])
-    dead = f"{socket.gethostname()}:{child.pid}:t0:{runner._identity(child.pid)}"
+    dead = f"{socket.gethostname()}:{child.pid}:t0:{lease._identity(child.pid)}"
     child.kill()
     child.wait()
 
@@ -515,7 +515,7 @@ def test_a_batch_whose_process_died_reads_interrupted_not_running(
         ids = [await engine.record(await engine.plan(request), RunOptions()) for _ in range(2)]
         now = engine.clock.time()
         async with engine._store() as store:
-            for batch_id, owner in zip(ids, (dead, runner.lease_owner()), strict=True):
+            for batch_id, owner in zip(ids, (dead, lease.lease_owner()), strict=True):
                 await store.acquire_lease(batch_id, owner=owner, pid=1, now=now, ttl_s=600)
                 await store.set_batch_status(batch_id, BatchStatus.RUNNING, now)
         gone, live = [await engine.status(i) for i in ids]

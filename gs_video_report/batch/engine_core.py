@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gs_video_report.batch.lease import dead_on_this_host
 from gs_video_report.batch.requests import SyncEngine
-from gs_video_report.batch.runner import dead_on_this_host
 from gs_video_report.batch.stored import state_db_path
 from gs_video_report.batch.views import BatchView
 from gs_video_report.clock import REAL, Clock

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from gs_video_report.batch.cost import Prices
 from gs_video_report.batch.engine_core import EngineCore
-from gs_video_report.batch.runner import dead_on_this_host
+from gs_video_report.batch.lease import dead_on_this_host
 from gs_video_report.batch.views import (
     BatchView,
     Cancelled,

@@ -12,14 +12,14 @@ import contextlib
 import json
 import logging
 import os
-import secrets
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gs_video_report.batch.cost import Budget, BudgetGate, Prices
 from gs_video_report.batch.events import NullReporter, Reporter
 from gs_video_report.batch.keyrouting import KeyRouter
+from gs_video_report.batch.lease import dead_on_this_host as _dead_on_this_host
+from gs_video_report.batch.lease import lease_owner as lease_owner
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
@@ -272,54 +272,6 @@ async def _run_leased(
     except OutputError as exc:  # the batch's own state is safe; say so, do not crash
         logger.warning("could not write the batch report: %s", exc)
     return outcome
-
-
-def _identity(pid: int) -> str:
-    """What tells this process from any other with the same PID: the boot, the PID
-    namespace (containers reuse PIDs) and the process's start time."""
-    parts = []
-    try:
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
-    except OSError:
-        parts.append("-")
-    try:
-        parts.append(str(Path(f"/proc/{pid}/ns/pid").readlink()).strip("pid:[]"))
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        parts.append(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time
-    except (OSError, IndexError):
-        parts += ["-", "-"]
-    return ".".join(parts)
-
-
-def lease_owner() -> str:
-    """``host:pid:token:identity`` — the token makes each run's lease its own."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}:{_identity(pid)}"
-
-
-def _dead_on_this_host(owner: str) -> bool:
-    """A lease holder on this machine whose process is gone (killed, crashed): no need to
-    wait for its lease to expire. Only when the holder is provably gone — same host, same
-    boot and PID namespace, and no process with its PID and start time; anything else (an
-    older owner format, another container) is trusted until its lease expires."""
-    fields = owner.split(":")
-    if len(fields) != 4 or fields[0] != socket.gethostname() or not fields[1].isdigit():
-        return False
-    pid, identity = int(fields[1]), fields[3]
-    mine = _identity(os.getpid()).split(".")
-    theirs = identity.split(".")
-    if len(theirs) != 3 or "-" in mine[:2] or theirs[:2] != mine[:2]:
-        return False  # another boot or PID namespace: its PIDs say nothing here
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # exists, but not ours to signal
-    return _identity(pid).split(".")[2] != theirs[2]  # the PID was reused by another process
-
-
-dead_on_this_host = _dead_on_this_host  # what the views say of a lease (status, dashboard)
 
 
 async def _keep_lease(
