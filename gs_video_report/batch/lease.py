@@ -1,7 +1,6 @@
-"""Who holds a batch's lease: an owner names its host, PID, a run token and the process's
-identity (boot id, PID namespace, start time), so a holder on this machine that is gone
-is known at once — for a takeover, and for a status that says "interrupted", not
-"running". Light on purpose: ``status`` and ``list-batches`` import it at start-up."""
+"""Who holds a batch (its lease owner, ``host:pid:token:identity``) and whether that
+holder is provably gone — light, so a view of a batch (``status``, ``list-batches``, the
+dashboard) can say ``interrupted`` for a dead holder without loading the runner."""
 
 from __future__ import annotations
 

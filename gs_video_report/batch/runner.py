@@ -18,7 +18,8 @@ from pathlib import Path
 from gs_video_report.batch.cost import Budget, BudgetGate, Prices
 from gs_video_report.batch.events import NullReporter, Reporter
 from gs_video_report.batch.keyrouting import KeyRouter
-from gs_video_report.batch.lease import dead_on_this_host, lease_owner
+from gs_video_report.batch.lease import dead_on_this_host as _dead_on_this_host
+from gs_video_report.batch.lease import lease_owner as lease_owner
 from gs_video_report.batch.limiter import APILimiter, Limits
 from gs_video_report.batch.planner import Plan
 from gs_video_report.batch.report import write_reports
@@ -125,7 +126,7 @@ async def run_batch(
         pid=os.getpid(),
         now=clock.time(),
         ttl_s=settings.run.lease_ttl,
-        holder_dead=dead_on_this_host,
+        holder_dead=_dead_on_this_host,
     )
     status = BatchStatus.INTERRUPTED  # unless the run gets to say otherwise
     try:
@@ -238,15 +239,14 @@ async def _run_leased(
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        cancelled = pool.stop_reason is StopReason.CANCELLED and not pool.lease_lost
-        if cancelled and pool.jobs is not None:
-            await pool.jobs.cancel_open()  # at Google, while the keys' clients are open
     if pool.lease_lost:  # the batch is another process's now: write nothing of it
         counts = await store.counts(batch_id)
         return BatchOutcome(batch_id, counts, pool.stop_reason, pool.stop_message)
     if pool.aborted:
         await store.recover(batch_id, clock.time())  # what was in flight goes back in the queue
     if pool.stop_reason is StopReason.CANCELLED:
+        if pool.jobs is not None:
+            await pool.jobs.cancel_open()
         await store.cancel_pending(batch_id, clock.time())
     left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
     reason, message = pool.stop_reason, pool.stop_message

@@ -71,8 +71,7 @@ COMMANDS: dict[str, _Lazy] = {
     "cancel": _Lazy(
         "manage",
         "cancel_command",
-        "Stop a batch, also one running in another terminal (within seconds). Resumable.\n"
-        "Its Batch Mode jobs are cancelled at Google too (with the batch's key).",
+        "Stop a batch, also one running in another terminal (within seconds). Resumable.",
     ),
     "retry-failed": _Lazy(
         "batch",
