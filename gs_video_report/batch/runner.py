@@ -239,14 +239,15 @@ async def _run_leased(
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+        cancelled = pool.stop_reason is StopReason.CANCELLED and not pool.lease_lost
+        if cancelled and pool.jobs is not None:
+            await pool.jobs.cancel_open()  # at Google, while the keys' clients are open
     if pool.lease_lost:  # the batch is another process's now: write nothing of it
         counts = await store.counts(batch_id)
         return BatchOutcome(batch_id, counts, pool.stop_reason, pool.stop_message)
     if pool.aborted:
         await store.recover(batch_id, clock.time())  # what was in flight goes back in the queue
     if pool.stop_reason is StopReason.CANCELLED:
-        if pool.jobs is not None:
-            await pool.jobs.cancel_open()
         await store.cancel_pending(batch_id, clock.time())
     left = [t for t in await store.tasks(batch_id) if not t.stage.finished]
     reason, message = pool.stop_reason, pool.stop_message
