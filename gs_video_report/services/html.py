@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
@@ -40,7 +41,9 @@ YOUTUBE_EMBED = "https://www.youtube-nocookie.com/embed/"
 
 @cache
 def _assets() -> tuple[jinja2.Template, str, str]:
-    env = jinja2.Environment(
+    # Our own page templates, but they render untrusted answer text: sandboxed anyway, so
+    # a value can never reach attributes or methods it should not.
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(_PAGES),
         autoescape=True,
         undefined=jinja2.StrictUndefined,

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import jinja2.sandbox
 from aiohttp import web
 
 from gs_video_report.batch.api import (
@@ -43,7 +44,9 @@ def capability(token: str, batch_id: str) -> str:
 
 
 def _jinja() -> jinja2.Environment:
-    env = jinja2.Environment(
+    # Our own page templates, but they render untrusted answer text: sandboxed anyway, so
+    # a value can never reach attributes or methods it should not.
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
